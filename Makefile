@@ -1,0 +1,60 @@
+# mailflow — the four commands of DESIGN.md §4, each installing what it needs on a
+# fresh Debian machine (run as root, or with sudo available for apt-get).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TSTAMP := $(VENV)/.installed-test
+
+.PHONY: install install-test test lint unit demo bench lock clean help
+
+help:
+	@echo "make install   create .venv/ with mailflow and its pinned dependencies"
+	@echo "make demo      play a request through a procedure against throwaway local mail servers"
+	@echo "make test      lint, type-check and run the whole test suite (real Dovecot, SMTP, PostgreSQL)"
+	@echo "make bench     run the benchmarks and print a table"
+	@echo "make lock      re-pin dependencies into requirements.lock after changing pyproject.toml"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@bash scripts/ensure-python.sh $(PYTHON)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e .
+	@touch $@
+
+install-test: $(TSTAMP)
+
+$(TSTAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
+	@touch $@
+
+lint: install-test
+	$(BIN)/ruff check mailflow tests daemon.py
+	$(BIN)/mypy
+
+test: install-test
+	@bash scripts/ensure-test-packages.sh
+	$(BIN)/ruff check mailflow tests daemon.py
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+unit: install-test
+	$(BIN)/pytest tests/unit
+
+demo: install
+	@echo "make demo: not built yet — the end-to-end demo arrives with the daemon (issue 4)." >&2
+	@exit 1
+
+bench: install-test
+	@echo "make bench: not built yet — the benchmarks arrive with the performance issue (8)." >&2
+	@exit 1
+
+lock: install-test
+	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check \
+	  | grep -v '^mailflow' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,168 @@
+"""Command line: parse arguments, build the real adapters, run one command.
+
+This is the only module that reads the environment and the real clock; everything it
+calls gets them as arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from mailflow import __version__
+from mailflow.config import Settings, config_path, load_settings
+from mailflow.errors import ConfigError, MailflowError
+from mailflow.logs import setup_logging
+
+log = logging.getLogger("mailflow")
+
+EPILOG = """\
+Configuration: --config PATH, else $MAILFLOW_CONFIG, else config/mailflow.toml.
+Start with `mailflow check-config`; it lists every problem of the file at once.
+Documentation: README.md in the source tree."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What every command receives: parsed options, environment and the moment to act at."""
+
+    args: argparse.Namespace
+    env: Mapping[str, str]
+    now_text: str | None
+
+    def settings(self) -> Settings:
+        """Load and validate the configuration named by the options."""
+        return load_settings(config_path(self.args.config, self.env), self.env)
+
+    def now(self, zone: ZoneInfo) -> datetime:
+        """Return --now (naive values are local time of ``zone``) or the real clock."""
+        if self.now_text is None:
+            return datetime.now(zone)
+        value = datetime.fromisoformat(self.now_text)
+        return value.replace(tzinfo=zone) if value.tzinfo is None else value
+
+
+Command = Callable[[Invocation], int]
+
+
+def _check_config(inv: Invocation) -> int:
+    from mailflow.checks import check_everything
+
+    path = config_path(inv.args.config, inv.env)
+    problems = check_everything(path, inv.env)
+    if problems:
+        print(f"{path}: {len(problems)} problem(s):", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print(f"{path}: configuration is valid")
+    return 0
+
+
+def _procedures(inv: Invocation) -> int:
+    from mailflow.checks import loaded_procedures
+    from mailflow.procedures import procedures_as_json
+
+    settings = inv.settings()
+    data = procedures_as_json(loaded_procedures(settings))
+    if inv.args.json:
+        json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0
+    for proc in data:
+        print(f"{proc['id']}: {proc['name']} ({len(proc['stages'])} etapas)")
+        for stage in proc["stages"]:
+            roles = ", ".join(stage.get("roles", [stage["role"]]))
+            actions = ", ".join(stage["actions"])
+            print(f"  {stage['number']:>2}. {roles:<45} {actions:<35} plazo: {stage['deadline']}")
+    return 0
+
+
+def _db_upgrade(inv: Invocation) -> int:
+    from mailflow.repository import current_revision, upgrade
+
+    settings = inv.settings()
+    upgrade(settings.store.url)
+    print(f"database at revision {current_revision(settings.store.url)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="mailflow",
+        description=(
+            "Run the social-network publication procedures of an institution over e-mail: "
+            "read requests and replies from a shared mailbox, advance each request through "
+            "its procedure, and mail the next responsible person."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mailflow {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="configuration file (TOML)")
+    parser.add_argument(
+        "--now",
+        metavar="ISO-8601",
+        help="act as if it were this moment (simulation, dry runs, tests); "
+        "without an offset it is the institution's local time",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "check-config",
+        help="validate the configuration, procedures and templates; exit 1 listing every problem",
+    )
+    p.set_defaults(func=_check_config)
+
+    p = sub.add_parser("procedures", help="list the loaded procedures and their stages")
+    p.add_argument("--json", action="store_true", help="print JSON (see DESIGN.md §4)")
+    p.set_defaults(func=_procedures)
+
+    p = sub.add_parser("db", help="database maintenance")
+    db = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    q = db.add_parser("upgrade", help="apply pending migrations (also done at every start)")
+    q.set_defaults(func=_db_upgrade)
+    return parser
+
+
+def _validate_now(parser: argparse.ArgumentParser, text: str | None) -> None:
+    if text is None:
+        return
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        parser.error(f"--now {text!r} is not an ISO-8601 moment, e.g. 2026-12-01T09:30")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command line and exit with its status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _validate_now(parser, args.now)
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO, os.environ)
+    inv = Invocation(args=args, env=os.environ, now_text=args.now)
+    try:
+        status = args.func(inv)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print("Run `mailflow check-config` after fixing the file.", file=sys.stderr)
+        status = 1
+    except MailflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        status = 1
+    except KeyboardInterrupt:
+        status = 130
+    sys.exit(status)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,354 @@
+"""Load the TOML configuration into frozen, validated settings.
+
+Every problem is collected and reported at once, each with its key path
+(``roles.jefatura_ugs.members[0]``) and what to do about it, so an operator fixes a
+config file in one round instead of one error per restart.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from datetime import date, time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from mailflow.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = Path("config/mailflow.toml")
+
+# Roles that exist in every institution; procedures may only name these or the dynamic ones.
+STATIC_ROLES = (
+    "direccion_ejecutiva",
+    "jefatura_ugs",
+    "profesional_promocion",
+    "equipo_diseno",
+    "administrador_rrss",
+    "comite_rrss",
+)
+DYNAMIC_ROLES = ("solicitante", "jefatura_solicitante")
+
+
+def normalize_address(value: str) -> str:
+    """Return the address lower-cased after checking its syntax (never DNS)."""
+    try:
+        checked = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f'"{value}" is not a valid address ({exc})') from None
+    return checked.normalized.lower()
+
+
+Address = Annotated[str, AfterValidator(normalize_address)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+def _resolve_secret(data: Any, info: ValidationInfo, key: str) -> Any:
+    """Replace ``key`` / ``key_env`` / ``key_file`` in raw section data by one secret value."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    given = [k for k in (key, f"{key}_env", f"{key}_file") if k in data]
+    if len(given) > 1:
+        raise ValueError(f"set only one of {', '.join(given)}")
+    context = info.context or {}
+    env: Mapping[str, str] = context.get("env", {})
+    base: Path = context.get("base", Path.cwd())
+    if f"{key}_env" in data:
+        name = str(data.pop(f"{key}_env"))
+        if name not in env:
+            raise ValueError(
+                f"{key}_env names ${name}, which is not set: export it, or use {key}_file"
+            )
+        data[key] = env[name]
+    elif f"{key}_file" in data:
+        path = base / str(data.pop(f"{key}_file"))
+        try:
+            data[key] = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"{key}_file {path} cannot be read ({exc.strerror})") from None
+    return data
+
+
+class Organization(_Section):
+    name: str
+    domain: str
+    timezone: str = "America/La_Paz"
+    holidays: str = Field("BO", description="holidays package country code")
+    subdivision: str | None = None
+    extra_holidays: tuple[date, ...] = ()
+    code_prefix: str = Field("RRSS", pattern=r"^[A-Z][A-Z0-9]{1,9}$")
+    office_hours_start: time = time(8, 30)
+    office_hours_end: time = time(16, 30)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f'"{value}" is not a time zone name (e.g. "America/La_Paz")') from None
+        return value
+
+    @model_validator(mode="after")
+    def _hours_in_order(self) -> Organization:
+        if self.office_hours_start >= self.office_hours_end:
+            raise ValueError("office_hours_start must be earlier than office_hours_end")
+        return self
+
+
+Security = Literal["tls", "starttls", "none"]
+
+
+class Imap(_Section):
+    host: str
+    port: int = Field(993, ge=1, le=65535)
+    security: Security = "tls"
+    username: str
+    password: SecretStr
+    folder: str = "INBOX"
+    processed_folder: str | None = None
+    poll_seconds: int = Field(60, ge=5, le=3600)
+    idle_seconds: int = Field(540, ge=30, le=600)
+    timeout_seconds: int = Field(60, ge=5, le=600)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret(cls, data: Any, info: ValidationInfo) -> Any:
+        return _resolve_secret(data, info, "password")
+
+
+class Smtp(_Section):
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    security: Security = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    from_address: Address
+    from_name: str = "Redes Sociales"
+    timeout_seconds: int = Field(60, ge=5, le=600)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret(cls, data: Any, info: ValidationInfo) -> Any:
+        return _resolve_secret(data, info, "password")
+
+    @model_validator(mode="after")
+    def _login_complete(self) -> Smtp:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("set both username and a password (or neither, for no login)")
+        return self
+
+
+class Store(_Section):
+    url: str = "sqlite:///store/mailflow.db"
+    archive_dir: Path = Path("store/archive")
+
+
+class SubstituteEntry(_Section):
+    address: Address
+    replaces: Address | None = None
+    start: date = Field(alias="from")
+    until: date
+
+    @model_validator(mode="after")
+    def _in_order(self) -> SubstituteEntry:
+        if self.until < self.start:
+            raise ValueError("until must not be earlier than from")
+        return self
+
+
+class RoleEntry(_Section):
+    name: str = ""
+    members: tuple[Address, ...] = ()
+    substitutes: tuple[SubstituteEntry, ...] = ()
+    superior: str | None = None
+    quorum: Literal["any", "majority", "all"] = "majority"
+
+
+class UnitEntry(_Section):
+    name: str
+    head: Address | None = None
+    members: tuple[Address, ...] = ()
+
+
+class SecuritySettings(_Section):
+    secret: SecretStr = Field(min_length=16)
+    trusted_authserv_id: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret(cls, data: Any, info: ValidationInfo) -> Any:
+        return _resolve_secret(data, info, "secret")
+
+
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+class Schedule(_Section):
+    reminder_time: time = time(9, 0)
+    reminders_before_escalation: int = Field(2, ge=1, le=20)
+    digest_weekday: Weekday = "monday"
+    digest_time: time = time(8, 0)
+    digest_to: tuple[str, ...] = ("jefatura_ugs", "direccion_ejecutiva")
+    cronograma_default_days: int = Field(5, ge=1, le=90)
+
+
+class Paths(_Section):
+    procedures_dir: Path = PROJECT_ROOT / "config" / "procedures"
+    templates_dir: Path = PROJECT_ROOT / "templates" / "mail"
+
+
+class Logging(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(_Section):
+    """The whole validated configuration; built once at start and never changed."""
+
+    source: Path
+    organization: Organization
+    imap: Imap
+    smtp: Smtp
+    store: Store = Store()
+    roles: dict[str, RoleEntry]
+    units: dict[str, UnitEntry] = {}
+    security: SecuritySettings
+    schedule: Schedule = Schedule()
+    paths: Paths = Paths()
+    logging: Logging = Logging()
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """Return the institution's time zone."""
+        return ZoneInfo(self.organization.timezone)
+
+
+def cross_check(raw: Mapping[str, Any]) -> list[str]:
+    """Return the problems that span keys (unknown role ids, members absent), tolerant of junk."""
+    problems: list[str] = []
+    roles = raw.get("roles") if isinstance(raw.get("roles"), dict) else {}
+    assert isinstance(roles, dict)
+    known = set(roles) | set(DYNAMIC_ROLES)
+    for role_id, entry in roles.items():
+        if role_id not in STATIC_ROLES:
+            problems.append(
+                f"roles.{role_id}: unknown role id; use one of {', '.join(STATIC_ROLES)}"
+            )
+        if not isinstance(entry, dict):
+            continue
+        superior = entry.get("superior")
+        if superior is not None and superior not in roles:
+            problems.append(f'roles.{role_id}.superior: "{superior}" is not a configured role')
+        if superior == role_id:
+            problems.append(f"roles.{role_id}.superior: a role cannot be its own superior")
+        if not entry.get("members") and superior is None:
+            problems.append(
+                f"roles.{role_id}: the role is vacant (no members) and has no superior "
+                "to act for it; add members or a superior"
+            )
+    for role_id in STATIC_ROLES:
+        if role_id not in roles:
+            problems.append(f"roles.{role_id}: missing; every procedure role needs a section")
+    schedule = raw.get("schedule") if isinstance(raw.get("schedule"), dict) else {}
+    assert isinstance(schedule, dict)
+    for i, role_id in enumerate(schedule.get("digest_to", ())):
+        if role_id not in known:
+            problems.append(f'schedule.digest_to[{i}]: "{role_id}" is not a configured role')
+    return problems
+
+
+def _format_error(err: Mapping[str, Any]) -> str:
+    path = ""
+    for part in err["loc"]:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "missing":
+        message = "missing; this key is required (see config/mailflow.toml for an example)"
+    elif err["type"] == "extra_forbidden":
+        message = "unknown key; check its spelling against config/mailflow.toml"
+    return f"{path or '(top level)'}: {message}"
+
+
+def _absolutize(settings: Settings, base: Path) -> Settings:
+    """Resolve relative paths and SQLite files against the config file's folder."""
+    store = settings.store
+    url = store.url
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://":
+        url = prefix + str((base / url.removeprefix(prefix)).resolve())
+    archive = store.archive_dir if store.archive_dir.is_absolute() else base / store.archive_dir
+    paths = settings.paths
+    return settings.model_copy(
+        update={
+            "store": store.model_copy(update={"url": url, "archive_dir": archive.resolve()}),
+            "paths": paths.model_copy(
+                update={
+                    "procedures_dir": (base / paths.procedures_dir).resolve(),
+                    "templates_dir": (base / paths.templates_dir).resolve(),
+                }
+            ),
+        }
+    )
+
+
+def parse_settings(raw: Mapping[str, Any], source: Path, env: Mapping[str, str]) -> Settings:
+    """Validate an already-parsed TOML mapping; raise ConfigError listing every problem."""
+    base = source.parent
+    problems: list[str] = []
+    settings: Settings | None = None
+    try:
+        settings = Settings.model_validate(
+            {**raw, "source": source}, context={"env": env, "base": base}
+        )
+    except ValidationError as exc:
+        problems.extend(_format_error(e) for e in exc.errors())
+    problems.extend(cross_check(raw))
+    if problems or settings is None:
+        raise ConfigError(str(source), problems)
+    return _absolutize(settings, base)
+
+
+def config_path(cli_value: str | None, env: Mapping[str, str]) -> Path:
+    """Pick the config file: --config, else $MAILFLOW_CONFIG, else config/mailflow.toml."""
+    if cli_value:
+        return Path(cli_value)
+    if env.get("MAILFLOW_CONFIG"):
+        return Path(env["MAILFLOW_CONFIG"])
+    return DEFAULT_CONFIG
+
+
+def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the config file at ``path``."""
+    env = os.environ if env is None else env
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            str(path),
+            [
+                "file not found; pass --config PATH, set $MAILFLOW_CONFIG, or copy "
+                "config/mailflow.toml from the source tree and edit it"
+            ],
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+    return parse_settings(raw, path.resolve(), env)
