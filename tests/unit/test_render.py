@@ -1,0 +1,138 @@
+"""Mail templates: every one renders in both parts, escapes HTML, and builds a safe message."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from mailflow.render import Envelope, Renderer, TemplateError, compose, fecha
+
+TZ = ZoneInfo("America/La_Paz")
+EVIL = '<script>alert("x")</script>'
+
+
+def context(title: str = "Día del Software Libre") -> dict[str, Any]:
+    return {
+        "org_name": "Agencia de Ejemplo",
+        "request": {
+            "code": "RRSS-2026-0042",
+            "title": title,
+            "procedure_name": "Publicación de información específica",
+            "stage_number": 2,
+            "stage_name": "Dirección Ejecutiva aprueba o rechaza",
+            "requester": "analista.uti@ejemplo.gob.bo",
+            "due": datetime(2026, 12, 7, 16, 30, tzinfo=TZ),
+            "publish_from": date(2026, 12, 10),
+            "publish_until": date(2026, 12, 20),
+        },
+        "actions": [
+            {"keyword": "APRUEBO", "meaning": "aprueba y deriva a la UGS"},
+            {"keyword": "RECHAZO motivo", "meaning": "rechaza y cierra la solicitud"},
+        ],
+        "note": f"Revisar el logo {EVIL}",
+        "next_step": "la Dirección Ejecutiva revisará la solicitud.",
+        "actor": "directora@ejemplo.gob.bo",
+        "action": "APRUEBO",
+        "urls": ["https://facebook.com/ejemplo/posts/1"],
+        "problems": ["Falta el campo «Título»."],
+        "form": "Tipo: información específica\nTítulo:\n",
+        "original_subject": "Solicitud",
+        "sender": "intruso@otro.bo",
+        "reason": "el remitente no tiene el rol de la etapa",
+    }
+
+
+NAMES = [
+    "acknowledgement",
+    "action_needed",
+    "action_recorded",
+    "rejected",
+    "observations_returned",
+    "published",
+    "help",
+    "unauthorized",
+]
+
+
+def test_every_event_has_a_template() -> None:
+    assert set(NAMES) <= set(Renderer().names())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_template_renders_both_parts_and_escapes_html(name: str) -> None:
+    out = Renderer().render(name, context(title=f"Feria {EVIL}"))
+    assert out.subject and "\n" not in out.subject
+    assert out.text.strip() and out.html.strip()
+    assert "<script>" not in out.html
+    assert "<script>" in out.text or name in {"help", "unauthorized"}  # text is not HTML
+    assert "Agencia de Ejemplo" in out.html
+
+
+def test_subject_cannot_carry_a_header_injection() -> None:
+    out = Renderer().render("acknowledgement", context(title="Hola\r\nBcc: todos@x.bo"))
+    msg = compose(out, envelope())
+    raw = msg.as_bytes()
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Bcc"] is None
+    assert "Hola Bcc: todos@x.bo" in str(parsed["Subject"])
+
+
+def envelope() -> Envelope:
+    return Envelope(
+        from_name="Redes Sociales",
+        from_address="rrss@ejemplo.gob.bo",
+        reply_to="rrss+rrss-2026-0042-s2-abcdefghijklmnop@ejemplo.gob.bo",
+        to=["directora@ejemplo.gob.bo"],
+        cc=["jefe.ugs@ejemplo.gob.bo"],
+        message_id="<rrss-rrss-2026-0042-s2-abcdefghijklmnop.1a2b@ejemplo.gob.bo>",
+        references=["<CAF123@mail.gmail.com>", "<rrss-x.1@ejemplo.gob.bo>"],
+        code="RRSS-2026-0042",
+        date=datetime(2026, 12, 4, 9, 0, tzinfo=TZ),
+    )
+
+
+def test_composed_message_threads_and_marks_itself_automatic() -> None:
+    msg = compose(Renderer().render("action_needed", context()), envelope())
+    parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+    assert parsed["Subject"].startswith("[RRSS-2026-0042] ")
+    assert parsed["Auto-Submitted"] == "auto-generated"
+    assert parsed["X-Auto-Response-Suppress"] == "All"
+    assert parsed["In-Reply-To"] == "<rrss-x.1@ejemplo.gob.bo>"
+    assert parsed["References"] == "<CAF123@mail.gmail.com> <rrss-x.1@ejemplo.gob.bo>"
+    assert parsed.get_content_type() == "multipart/alternative"
+    plain = parsed.get_body(("plain",))
+    html = parsed.get_body(("html",))
+    assert plain is not None and "APRUEBO" in plain.get_content()
+    assert html is not None and "&lt;script&gt;" in html.get_content()
+
+
+def test_missing_template_is_a_clear_error() -> None:
+    with pytest.raises(TemplateError, match=r"nope\.txt\.j2 not found"):
+        Renderer().render("nope", {})
+
+
+def test_undefined_variable_is_an_error_not_silence() -> None:
+    with pytest.raises(TemplateError, match="acknowledgement"):
+        Renderer().render("acknowledgement", {"org_name": "x"})
+
+
+def test_institution_override_wins(tmp_path: Any) -> None:
+    (tmp_path / "help.txt.j2").write_text(
+        '{% extends "_base.txt.j2" %}{% block subject %}Propio{% endblock %}'
+        "{% block body %}cuerpo propio{% endblock %}",
+        encoding="utf-8",
+    )
+    out = Renderer(tmp_path).render("help", context())
+    assert out.subject == "Propio" and out.text.startswith("cuerpo propio")
+    assert "Estimado" in Renderer(tmp_path).render("help", context()).html  # shipped html kept
+
+
+def test_spanish_dates() -> None:
+    assert fecha(date(2026, 12, 25)) == "viernes 25 de diciembre de 2026"
+    assert fecha(datetime(2026, 8, 6, 16, 30)) == "jueves 6 de agosto de 2026, 16:30"
+    assert fecha(None) == "sin plazo"
