@@ -1,0 +1,274 @@
+"""Procedure definitions: the shipped TOML against the manual, and every validation error."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailflow.errors import ConfigError
+from mailflow.model import Action, DeadlineKind, Status
+from mailflow.procedures import (
+    build_procedures,
+    load_procedures,
+    parse_procedure,
+    procedures_as_json,
+    require_procedures,
+)
+
+SHIPPED = Path(__file__).resolve().parents[2] / "config" / "procedures"
+ROLES = (
+    "direccion_ejecutiva",
+    "jefatura_ugs",
+    "profesional_promocion",
+    "equipo_diseno",
+    "administrador_rrss",
+    "comite_rrss",
+)
+DE, UGS, PRO, DIS, ADM, COM = ROLES
+SOL, JSOL = "solicitante", "jefatura_solicitante"
+V, C = "variable", "cronograma"
+B1 = "business_days=1"
+
+# The manual's tables (§12), one tuple per stage: (roles, deadline). Roles in brackets in the
+# manual ("Jefatura de unidad solicitante (Comité ...)") are the protected-information branch.
+MANUAL: dict[str, list[tuple[tuple[str, ...], str]]] = {
+    "promocion": [
+        ((DE,), V), ((UGS,), B1), ((PRO,), C), ((UGS,), B1),
+        ((JSOL, COM), B1), ((PRO, DIS), C), ((UGS,), C), ((ADM,), C),
+    ],
+    "imagenes_diseno": [
+        ((PRO,), V), ((UGS,), B1), ((DE,), B1), ((PRO, DIS), C),
+        ((UGS,), B1), ((JSOL, COM), B1), ((ADM,), B1),
+    ],
+    "informacion_especifica": [
+        ((SOL, JSOL), V), ((DE,), B1), ((UGS,), B1), ((PRO,), C), ((SOL, JSOL), B1),
+        ((PRO, DIS), C), ((SOL, JSOL), B1), ((UGS,), B1), ((ADM,), B1),
+    ],
+    "directa": [((ADM,), V)],
+    "eliminacion": [((DE,), V), ((ADM,), B1)],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shipped() -> dict[str, Any]:
+    procedures, problems = load_procedures(SHIPPED, ROLES)
+    assert problems == []
+    return procedures
+
+
+def test_shipped_ids_in_manual_order(shipped: dict[str, Any]) -> None:
+    assert list(shipped) == list(MANUAL)
+
+
+@pytest.mark.parametrize("procedure_id", list(MANUAL))
+def test_shipped_stages_match_manual(shipped: dict[str, Any], procedure_id: str) -> None:
+    stages = shipped[procedure_id].stages
+    expected = MANUAL[procedure_id]
+    assert list(stages) == list(range(1, len(expected) + 1))
+    for number, (roles, deadline) in enumerate(expected, start=1):
+        assert stages[number].roles == roles, f"{procedure_id} stage {number}"
+        assert stages[number].deadline.describe() == deadline, f"{procedure_id} stage {number}"
+        assert stages[number].name.strip()
+
+
+def test_json_contract(shipped: dict[str, Any]) -> None:
+    data = procedures_as_json(shipped)
+    assert [p["id"] for p in data] == list(MANUAL)
+    assert [len(p["stages"]) for p in data] == [8, 7, 9, 1, 2]
+    promo = data[0]
+    assert promo["name"] == "Publicación de promoción"
+    stage5 = promo["stages"][4]
+    assert stage5["number"] == 5
+    assert stage5["role"] == JSOL
+    assert stage5["roles"] == [JSOL, COM]
+    assert stage5["actions"] == ["APRUEBO", "OBSERVO", "RECHAZO"]
+    assert stage5["deadline"] == B1
+    assert "roles" not in promo["stages"][1]
+    stage4 = promo["stages"][3]
+    assert stage4["leads_to"]["APRUEBO COMITE"] == {"stage": 5, "role": COM}
+    assert promo["stages"][7]["leads_to"] == {"PUBLICADO": {"end": "publicado"}}
+    assert promo["started_by"] == [DE, UGS]
+
+
+def test_protected_branch_and_loops_are_data(shipped: dict[str, Any]) -> None:
+    promo = shipped["promocion"].stages
+    assert promo[4].transitions[Action.APRUEBO].role == JSOL
+    assert promo[4].transitions[Action.APRUEBO_COMITE].role == COM
+    assert promo[5].alternatives
+    assert promo[5].transitions[Action.OBSERVO].to == 3
+    assert promo[5].transitions[Action.RECHAZO].end is Status.RECHAZADO
+    assert promo[5].rechazo_report_to == (UGS,)
+    info = shipped["informacion_especifica"].stages
+    assert info[5].transitions[Action.OBSERVO].to == 4
+    assert info[7].transitions[Action.OBSERVO].to == 6
+    assert shipped["directa"].opening_action is Action.PUBLICADO
+    assert shipped["eliminacion"].stages[2].transitions[Action.ELIMINADO].end is Status.ELIMINADO
+
+
+def valid() -> dict[str, Any]:
+    """Return a small valid procedure document to break in one place per test."""
+    return {
+        "id": "mini",
+        "name": "Mini",
+        "started_by": [DE],
+        "stages": [
+            {"number": 1, "name": "Pide", "role": DE, "deadline": "variable",
+             "actions": {"ENTREGO": {"to": 2}}},
+            {"number": 2, "name": "Revisa", "role": UGS, "deadline": {"business_days": 1},
+             "actions": {"APRUEBO": {"to": 3}, "RECHAZO": {"end": "rechazado"}}},
+            {"number": 3, "name": "Publica", "role": ADM, "deadline": "cronograma",
+             "actions": {"PUBLICADO": {"end": "publicado"}}},
+        ],
+    }  # fmt: skip
+
+
+def test_valid_minimal_document() -> None:
+    procedure, problems = parse_procedure(valid(), "mini.toml", ROLES)
+    assert problems == []
+    assert procedure is not None
+    assert procedure.stages[2].deadline.kind is DeadlineKind.BUSINESS_DAYS
+    assert procedure.opening_action is Action.ENTREGO
+
+
+def broken(path: list[Any], value: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(valid())
+    target: Any = doc
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (broken(["stages", 1, "actions", "APRUEBO"], {"to": 12}),
+         "mini.toml: stages[2].actions.APRUEBO: leads to stage 12, which does not exist"),
+        (broken(["stages", 1, "role"], "jefe_supremo"),
+         "mini.toml: stages[2].role: unknown role id 'jefe_supremo'"),
+        (broken(["stages", 1, "deadline"], KeyError),
+         "mini.toml: stages[2].deadline: missing deadline rule"),
+        (broken(["stages", 1, "deadline"], "pronto"),
+         "mini.toml: stages[2].deadline: invalid deadline rule 'pronto'"),
+        (broken(["stages", 1, "deadline"], {"business_days": -1}),
+         "mini.toml: stages[2].deadline: invalid deadline rule"),
+        (broken(["stages", 0, "actions"], {"ENTREGO": {"to": 3}}),
+         "mini.toml: stages[2]: unreachable from stage 1"),
+        (broken(["stages", 1, "actions"], {"APRUEBO": {"to": 2}}),
+         "mini.toml: stages[2]: no sequence of actions from here ever ends the request"),
+        (broken(["stages", 1, "actions", "APRUEBA"], {"to": 3}),
+         "mini.toml: stages[2].actions.APRUEBA: unknown action"),
+        (broken(["stages", 1, "actions", "APRUEBO"], {"to": 3, "end": "publicado"}),
+         "mini.toml: stages[2].actions.APRUEBO: needs exactly one of 'to'"),
+        (broken(["stages", 1, "actions", "APRUEBO"], {}),
+         "mini.toml: stages[2].actions.APRUEBO: needs exactly one of 'to'"),
+        (broken(["stages", 1, "actions", "APRUEBO"], "tres"),
+         "mini.toml: stages[2].actions.APRUEBO: must be a stage number or a table"),
+        (broken(["stages", 1, "actions", "RECHAZO"], {"end": "archivado"}),
+         "mini.toml: stages[2].actions.RECHAZO.end: 'archivado' is not a final status"),
+        (broken(["stages", 1, "actions", "RECHAZO"], {"end": "en_curso"}),
+         "mini.toml: stages[2].actions.RECHAZO.end: 'en_curso' is not a final status"),
+        (broken(["stages", 1, "actions", "APRUEBO"], {"to": 3, "role": ADM}),
+         "mini.toml: stages[2].actions.APRUEBO.role: stage 3 has no alternative roles"),
+        (broken(["stages", 1, "actions", "APRUEBO"], {"to": 3, "hasta": 1}),
+         "mini.toml: stages[2].actions.APRUEBO.hasta: unknown key"),
+        (broken(["stages", 1, "actions"], {}),
+         "mini.toml: stages[2].actions: missing: a stage must accept at least one action"),
+        (broken(["stages", 1, "dedline"], "variable"),
+         "mini.toml: stages[2].dedline: unknown key"),
+        (broken(["stages", 1, "roles"], [UGS]),
+         "mini.toml: stages[2]: needs exactly one of 'role' or 'roles'"),
+        (broken(["stages", 1, "cc"], ["nadie"]),
+         "mini.toml: stages[2].cc: unknown role id 'nadie'"),
+        (broken(["stages", 1, "name"], ""),
+         "mini.toml: stages[2].name: missing"),
+        (broken(["stages", 2, "number"], 4),
+         "mini.toml: stages: numbers must be 1..3 without gaps, found [1, 2, 4]"),
+        (broken(["stages", 2, "number"], 2),
+         "mini.toml: stages[2]: number used twice"),
+        (broken(["stages", 2, "number"], "tres"),
+         "mini.toml: stages[2].number: missing or not an integer"),
+        (broken(["started_by"], []),
+         "mini.toml: started_by: missing"),
+        (broken(["started_by"], ["rey"]),
+         "mini.toml: started_by: unknown role id 'rey'"),
+        (broken(["opening_action"], "PUBLICADO"),
+         "mini.toml: opening_action: stage 1 does not accept PUBLICADO"),
+        (broken(["opening_action"], "PIDO"),
+         "mini.toml: opening_action: unknown action 'PIDO'"),
+        (broken(["id"], KeyError), "mini.toml: id: missing"),
+        (broken(["name"], 3), "mini.toml: name: missing"),
+        (broken(["stages"], []), "mini.toml: stages: missing"),
+        (broken(["order"], "first"), "mini.toml: order: must be an integer"),
+        (broken(["colour"], "blue"), "mini.toml: colour: unknown key"),
+    ],
+)  # fmt: skip
+def test_every_problem_is_reported(doc: dict[str, Any], message: str) -> None:
+    procedure, problems = parse_procedure(doc, "mini.toml", ROLES)
+    assert procedure is None
+    assert any(p.startswith(message) for p in problems), problems
+
+
+def test_alternative_stage_needs_a_role_choice() -> None:
+    doc = valid()
+    doc["stages"][2] |= {"roles": [ADM, COM], "alternatives": True}
+    del doc["stages"][2]["role"]
+    _, problems = parse_procedure(doc, "mini.toml", ROLES)
+    assert problems == [
+        "mini.toml: stages[2].actions.APRUEBO: must say which role of stage 3 acts "
+        "(role = one of administrador_rrss, comite_rrss)"
+    ]
+    doc["stages"][1]["actions"]["APRUEBO"]["role"] = COM
+    assert parse_procedure(doc, "mini.toml", ROLES)[1] == []
+
+
+def test_all_problems_at_once() -> None:
+    doc = broken(["stages", 1, "actions", "APRUEBO"], {"to": 12})
+    doc["stages"][0]["role"] = "rey"
+    del doc["stages"][2]["deadline"]
+    _, problems = parse_procedure(doc, "mini.toml", ROLES)
+    assert len(problems) >= 3
+
+
+def test_dynamic_roles_are_always_known() -> None:
+    doc = broken(["started_by"], ["miembro_unidad"])
+    doc["stages"][1]["role"] = "jefatura_solicitante"
+    assert parse_procedure(doc, "mini.toml", ())[1] == [
+        "mini.toml: stages[1].role: unknown role id 'direccion_ejecutiva'",
+        "mini.toml: stages[3].role: unknown role id 'administrador_rrss'",
+    ]
+
+
+def test_duplicate_ids_across_files() -> None:
+    procedures, problems = build_procedures({"a.toml": valid(), "b.toml": valid()}, ROLES)
+    assert list(procedures) == ["mini"]
+    assert problems == ["b.toml: id: 'mini' is already defined in a.toml"]
+
+
+def test_unknown_role_in_shipped_config_is_reported() -> None:
+    _, problems = load_procedures(SHIPPED, tuple(r for r in ROLES if r != COM))
+    assert (
+        "promocion.toml: stages[4].actions.APRUEBO COMITE.role: unknown role id 'comite_rrss'"
+        in problems
+    )
+
+
+def test_files_that_cannot_be_read(tmp_path: Path) -> None:
+    assert load_procedures(tmp_path, ROLES) == ({}, [f"{tmp_path}: no procedure files (*.toml)"])
+    (tmp_path / "roto.toml").write_text("id = \n", encoding="utf-8")
+    procedures, problems = load_procedures(tmp_path, ROLES)
+    assert procedures == {}
+    assert problems[0].startswith("roto.toml: cannot read: ")
+    with pytest.raises(ConfigError) as caught:
+        require_procedures(tmp_path, ROLES)
+    assert caught.value.problems == problems
+
+
+def test_require_procedures_returns_shipped() -> None:
+    assert len(require_procedures(SHIPPED, ROLES)) == 5
