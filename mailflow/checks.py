@@ -5,18 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from mailflow.config import DYNAMIC_ROLES, Settings, load_settings
+from mailflow.config import Settings, load_settings
+from mailflow.core import directory_problems, procedures_of
 from mailflow.errors import ConfigError
-from mailflow.procedures import Procedure, load_procedures
+from mailflow.render import Renderer, TemplateError
+from mailflow.sample import sample_contexts
 
 
-def loaded_procedures(settings: Settings) -> dict[str, Procedure]:
-    """Load the procedures the settings point at; raise ConfigError listing every problem."""
-    role_ids = set(settings.roles) | set(DYNAMIC_ROLES)
-    procedures, problems = load_procedures(settings.paths.procedures_dir, role_ids)
-    if problems:
-        raise ConfigError(str(settings.paths.procedures_dir), problems)
-    return procedures
+def template_problems(settings: Settings) -> list[str]:
+    """Render every template with sample data; return what fails, file by file."""
+    renderer = Renderer(settings.paths.templates_dir)
+    problems = []
+    for name, context in sample_contexts(settings.organization.name).items():
+        try:
+            renderer.render(name, context)
+        except TemplateError as exc:
+            problems.append(f"templates: {exc}")
+    return problems
 
 
 def check_everything(path: Path, env: Mapping[str, str]) -> list[str]:
@@ -25,9 +30,10 @@ def check_everything(path: Path, env: Mapping[str, str]) -> list[str]:
         settings = load_settings(path, env)
     except ConfigError as exc:
         return exc.problems
-    problems: list[str] = []
+    problems = directory_problems(settings)
     try:
-        loaded_procedures(settings)
+        procedures_of(settings)
     except ConfigError as exc:
         problems.extend(exc.problems)
+    problems.extend(template_problems(settings))
     return problems

@@ -67,11 +67,10 @@ def _check_config(inv: Invocation) -> int:
 
 
 def _procedures(inv: Invocation) -> int:
-    from mailflow.checks import loaded_procedures
+    from mailflow.core import procedures_of
     from mailflow.procedures import procedures_as_json
 
-    settings = inv.settings()
-    data = procedures_as_json(loaded_procedures(settings))
+    data = procedures_as_json(procedures_of(inv.settings()))
     if inv.args.json:
         json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
         print()
@@ -79,9 +78,10 @@ def _procedures(inv: Invocation) -> int:
     for proc in data:
         print(f"{proc['id']}: {proc['name']} ({len(proc['stages'])} etapas)")
         for stage in proc["stages"]:
-            roles = ", ".join(stage.get("roles", [stage["role"]]))
-            actions = ", ".join(stage["actions"])
-            print(f"  {stage['number']:>2}. {roles:<45} {actions:<35} plazo: {stage['deadline']}")
+            roles = " / ".join(stage.get("roles", [stage["role"]]))
+            print(f"  {stage['number']:>2}. {stage['name']}")
+            print(f"      rol: {roles}; plazo: {stage['deadline']}")
+            print(f"      acciones: {', '.join(stage['actions'])}")
     return 0
 
 
@@ -161,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         status = 1
     except KeyboardInterrupt:
         status = 130
+    except BrokenPipeError:
+        # `mailflow procedures | head`: the reader left; that is not an error of ours.
+        sys.stderr.close()
+        status = 0
     sys.exit(status)
 
 

@@ -29,11 +29,13 @@ from pydantic import (
 )
 
 from mailflow.errors import ConfigError
+from mailflow.people import DYNAMIC_ROLES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = Path("config/mailflow.toml")
 
-# Roles that exist in every institution; procedures may only name these or the dynamic ones.
+# Roles that exist in every institution; procedures may name these or the dynamic ones
+# (people.DYNAMIC_ROLES: the requester, the head of the requester's unit, unit members).
 STATIC_ROLES = (
     "direccion_ejecutiva",
     "jefatura_ugs",
@@ -42,7 +44,6 @@ STATIC_ROLES = (
     "administrador_rrss",
     "comite_rrss",
 )
-DYNAMIC_ROLES = ("solicitante", "jefatura_solicitante")
 
 
 def normalize_address(value: str) -> str:

@@ -11,52 +11,20 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mailflow.render import Envelope, Renderer, TemplateError, compose, fecha
+from mailflow.sample import TEMPLATES, sample_context
 
 TZ = ZoneInfo("America/La_Paz")
 EVIL = '<script>alert("x")</script>'
 
 
 def context(title: str = "Día del Software Libre") -> dict[str, Any]:
-    return {
-        "org_name": "Agencia de Ejemplo",
-        "request": {
-            "code": "RRSS-2026-0042",
-            "title": title,
-            "procedure_name": "Publicación de información específica",
-            "stage_number": 2,
-            "stage_name": "Dirección Ejecutiva aprueba o rechaza",
-            "requester": "analista.uti@ejemplo.gob.bo",
-            "due": datetime(2026, 12, 7, 16, 30, tzinfo=TZ),
-            "publish_from": date(2026, 12, 10),
-            "publish_until": date(2026, 12, 20),
-        },
-        "actions": [
-            {"keyword": "APRUEBO", "meaning": "aprueba y deriva a la UGS"},
-            {"keyword": "RECHAZO motivo", "meaning": "rechaza y cierra la solicitud"},
-        ],
-        "note": f"Revisar el logo {EVIL}",
-        "next_step": "la Dirección Ejecutiva revisará la solicitud.",
-        "actor": "directora@ejemplo.gob.bo",
-        "action": "APRUEBO",
-        "urls": ["https://facebook.com/ejemplo/posts/1"],
-        "problems": ["Falta el campo «Título»."],
-        "form": "Tipo: información específica\nTítulo:\n",
-        "original_subject": "Solicitud",
-        "sender": "intruso@otro.bo",
-        "reason": "el remitente no tiene el rol de la etapa",
-    }
+    ctx = sample_context("Agencia de Ejemplo", title)
+    ctx["note"] = f"Revisar el logo {EVIL}"
+    ctx["request"]["due"] = datetime(2026, 12, 7, 16, 30, tzinfo=TZ)
+    return ctx
 
 
-NAMES = [
-    "acknowledgement",
-    "action_needed",
-    "action_recorded",
-    "rejected",
-    "observations_returned",
-    "published",
-    "help",
-    "unauthorized",
-]
+NAMES = list(TEMPLATES)
 
 
 def test_every_event_has_a_template() -> None:
