@@ -1,0 +1,118 @@
+"""Fixtures shared by all tests: the real-server test bed and the store URLs.
+
+Servers start lazily, the first time a test asks for one, and stop at the end of the session;
+pure unit tests never touch them and run without Dovecot or PostgreSQL installed. Tests that
+use a server fixture are marked `servers` automatically, so `-m "not servers"` skips them.
+Install the servers with `scripts/ensure-test-packages.sh` (as root).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from testbed.dovecot import Dovecot
+from testbed.postgres import Postgres
+from testbed.smtp import SmtpRelay
+
+SERVER_FIXTURES = frozenset({"dovecot", "smtp_relay", "relay", "postgres", "maildomain"})
+_startup_seconds: dict[str, float] = {}
+_domain_counter = itertools.count(1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a server fixture (directly or not) with `servers`."""
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Report how long each server took to start, to spot a slow machine at a glance."""
+    if _startup_seconds:
+        times = ", ".join(f"{name} {secs:.2f} s" for name, secs in _startup_seconds.items())
+        terminalreporter.write_line(f"testbed start-up: {times}")
+
+
+def _slug(request: pytest.FixtureRequest, limit: int) -> str:
+    """Return the test's name reduced to [a-z0-9-], for database and domain names."""
+    return re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:limit].strip("-")
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """Run Dovecot (IMAP + IDLE, LMTP) for the session; any address @example.org/.com works."""
+    server = Dovecot()
+    started = time.monotonic()
+    try:
+        server.start()
+        _startup_seconds["dovecot"] = time.monotonic() - started
+        yield server
+    finally:
+        server.stop()  # raises if any Dovecot process survives
+
+
+@pytest.fixture(scope="session")
+def smtp_relay(dovecot: Dovecot) -> Iterator[SmtpRelay]:
+    """Run the SMTP relay into Dovecot for the session (see `relay` for a clean one per test)."""
+    server = SmtpRelay(dovecot.host, dovecot.lmtp_port)
+    started = time.monotonic()
+    try:
+        server.start()
+        _startup_seconds["smtp_relay"] = time.monotonic() - started
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def relay(smtp_relay: SmtpRelay) -> Iterator[SmtpRelay]:
+    """Give the session's relay with no pending faults and empty logs, and clean up after."""
+    smtp_relay.reset()
+    smtp_relay.resume()  # in case a test ended inside refusing_connections() by force
+    yield smtp_relay
+    smtp_relay.reset()
+    smtp_relay.resume()
+
+
+@pytest.fixture
+def maildomain(dovecot: Dovecot, request: pytest.FixtureRequest) -> str:
+    """Register and return a mail domain of this test's own: all its mailboxes start empty."""
+    domain = f"t{next(_domain_counter)}-{_slug(request, 30)}.example.net"
+    dovecot.add_domain(domain)
+    return domain
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """Run a PostgreSQL cluster for the session (trust auth, 127.0.0.1, free port)."""
+    server = Postgres()
+    started = time.monotonic()
+    try:
+        server.start()
+        _startup_seconds["postgres"] = time.monotonic() - started
+        yield server
+    finally:
+        server.stop()  # raises if any postgres process survives
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.servers),
+    ]
+)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Give a SQLAlchemy URL of an empty database: a SQLite file, or a fresh PostgreSQL db."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'mailflow.db'}"
+        return
+    # Asked for here, not in the signature, so the sqlite variant never starts PostgreSQL.
+    server: Postgres = request.getfixturevalue("postgres")
+    url = server.create_database(_slug(request, 40))
+    yield url
+    server.drop_database(url.rsplit("/", 1)[1])
