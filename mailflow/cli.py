@@ -14,12 +14,17 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from mailflow import __version__
 from mailflow.config import Settings, config_path, load_settings
 from mailflow.errors import ConfigError, MailflowError
 from mailflow.logs import setup_logging
+
+if TYPE_CHECKING:
+    from mailflow.runtime import Runtime
 
 log = logging.getLogger("mailflow")
 
@@ -94,6 +99,84 @@ def _db_upgrade(inv: Invocation) -> int:
     return 0
 
 
+def _runtime(inv: Invocation) -> Runtime:
+    from mailflow.runtime import build_runtime
+
+    return build_runtime(inv.settings())
+
+
+def _run(inv: Invocation) -> int:
+    from mailflow.runner import offset_clock
+
+    rt = _runtime(inv)
+    zone = rt.settings.zone
+    start = inv.now(zone) if inv.now_text else None
+    if inv.args.once:
+        fixed = inv.now(zone)
+        runner = rt.runner(lambda: fixed)
+        report = runner.run_once()
+        summary = ", ".join(f"{k}={v}" for k, v in sorted(report.outcomes.items())) or "none"
+        box = report.outbox
+        print(
+            f"handled {report.handled} message(s) ({summary}); "
+            f"outbox: sent {box.sent}, deferred {box.deferred}, failed {box.failed}"
+        )
+        return 0
+    runner = rt.runner(offset_clock(start))
+    runner.install_signal_handlers()
+    log.info("mailflow %s watching %s", __version__, rt.settings.imap.folder)
+    runner.run_forever()
+    return 0
+
+
+def _requests_list(inv: Invocation) -> int:
+    rt = _runtime(inv)
+    rows = rt.requests.summaries(status=inv.args.status)
+    if inv.args.json:
+        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0
+    if not rows:
+        print("no requests")
+    for r in rows:
+        where = f"{r['status']:<10} etapa {r['stage']:<2} {r['procedure']:<24}"
+        print(f"{r['code']}  {where} {r['title']}")
+    return 0
+
+
+def _requests_show(inv: Invocation) -> int:
+    rt = _runtime(inv)
+    data = rt.requests.show(inv.args.code, inv.now(rt.settings.zone))
+    if data is None:
+        print(f"error: no request {inv.args.code}; see `mailflow requests list`", file=sys.stderr)
+        return 1
+    if inv.args.json:
+        json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0
+    stage = data["stage"]
+    print(f"{data['code']} — {data['title']}")
+    print(f"  procedimiento: {data['procedure']}   estado: {data['status']}")
+    print(f"  etapa {stage['number']} ({', '.join(stage.get('roles', [stage['role']]))})")
+    print(f"  a cargo de: {', '.join(stage['assignees']) or '-'}   plazo: {stage['due'] or '-'}")
+    for h in data["history"]:
+        print(f"  {h['at']}  {h['actor']:<32} {h['action']:<16} etapa {h['stage']}")
+    for r in data["refused"]:
+        print(f"  rechazado {r['at']}  {r['sender']}  {r['action']}: {r['reason']}")
+    return 0
+
+
+def _replay(inv: Invocation) -> int:
+    rt = _runtime(inv)
+    now = inv.now(rt.settings.zone)
+    for path in inv.args.files:
+        handled = rt.replay(Path(path).read_bytes(), now)
+        print(f"{path}: {handled.outcome} {handled.code or ''} {handled.detail}".rstrip())
+    report = rt.outbox.flush(now)
+    print(f"outbox: sent {report.sent}, deferred {report.deferred}, failed {report.failed}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every command."""
     parser = argparse.ArgumentParser(
@@ -126,6 +209,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("procedures", help="list the loaded procedures and their stages")
     p.add_argument("--json", action="store_true", help="print JSON (see DESIGN.md §4)")
     p.set_defaults(func=_procedures)
+
+    p = sub.add_parser(
+        "run",
+        help="the daemon: watch the mailbox (IMAP IDLE), process mail, send the outbox",
+        description="Watch the shared mailbox and run the procedures until SIGTERM.",
+    )
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="one full pass (fetch and process all new mail, flush the outbox), then exit",
+    )
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("requests", help="list or show requests")
+    rq = p.add_subparsers(dest="requests_command", metavar="ACTION", required=True)
+    q = rq.add_parser("list", help="every request, newest first")
+    q.add_argument("--json", action="store_true", help="print a JSON list")
+    q.add_argument("--status", help="only this status (en_curso, publicado, rechazado, …)")
+    q.set_defaults(func=_requests_list)
+    q = rq.add_parser("show", help="one request with its stage, history and refusals")
+    q.add_argument("code", metavar="CODE", help="e.g. RRSS-2026-0042")
+    q.add_argument("--json", action="store_true", help="print JSON (see DESIGN.md §4)")
+    q.set_defaults(func=_requests_show)
+
+    p = sub.add_parser(
+        "replay",
+        help="process .eml files as if they had arrived in the mailbox (once each)",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE.eml")
+    p.set_defaults(func=_replay)
 
     p = sub.add_parser("db", help="database maintenance")
     db = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)

@@ -38,3 +38,5 @@ def setup_logging(level: int, env: Mapping[str, str]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # imapclient logs the whole IMAP conversation, message bodies included, at DEBUG.
+    logging.getLogger("imapclient").setLevel(logging.WARNING)

@@ -14,6 +14,7 @@ TEMPLATES = (
     "published",
     "help",
     "unauthorized",
+    "delivery_failed",
 )
 
 

@@ -1,0 +1,90 @@
+"""Turn SendMail effects into outbox rows: one rendered message per recipient.
+
+Each recipient gets a copy of their own, because the reply address and the Message-ID
+carry a token signed for that person: whoever answers proves who they are. The visible
+To/Cc headers still list everybody, so people see who else was told.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from email import policy
+from typing import Any
+
+from mailflow.config import Settings
+from mailflow.dbschema import OutboxRow, OutboxStatus
+from mailflow.render import Envelope, Renderer, compose
+from mailflow.tokens import make_token, message_id, reply_address
+
+
+class Composer:
+    """Render templates and address them, ready for the outbox."""
+
+    def __init__(self, settings: Settings, renderer: Renderer) -> None:
+        self._settings = settings
+        self._renderer = renderer
+        self._secret = settings.security.secret.get_secret_value().encode()
+
+    @property
+    def domain(self) -> str:
+        """Return the domain our Message-IDs are minted in."""
+        return self._settings.smtp.from_address.rpartition("@")[2]
+
+    def base_context(self) -> dict[str, Any]:
+        """Return the variables every template may use."""
+        return {"org_name": self._settings.organization.name}
+
+    def rows(
+        self,
+        template: str,
+        to: Sequence[str],
+        cc: Sequence[str],
+        *,
+        context: Mapping[str, Any],
+        code: str | None,
+        stage: int,
+        references: Sequence[str],
+        now: datetime,
+        request_id: int | None,
+    ) -> list[OutboxRow]:
+        """Return one pending outbox row per distinct recipient of ``to`` and ``cc``."""
+        rendered = self._renderer.render(template, {**self.base_context(), **context})
+        smtp = self._settings.smtp
+        rows = []
+        for recipient in dict.fromkeys(a.lower() for a in (*to, *cc)):
+            nonce = secrets.token_hex(6)
+            if code is not None:
+                token = make_token(self._secret, code, stage, recipient)
+                reply_to = reply_address(smtp.from_address, token)
+                mid = message_id(token, nonce, self.domain)
+            else:
+                reply_to = smtp.from_address
+                mid = f"<rrss-{nonce}@{self.domain}>"
+            envelope = Envelope(
+                from_name=smtp.from_name,
+                from_address=smtp.from_address,
+                reply_to=reply_to,
+                to=list(to) or [recipient],
+                cc=list(cc),
+                message_id=mid,
+                references=[r for r in references if r][-10:],
+                code=code,
+                date=now,
+            )
+            raw = compose(rendered, envelope).as_bytes(policy=policy.SMTP)
+            rows.append(
+                OutboxRow(
+                    message_id=mid,
+                    request_id=request_id,
+                    kind=template,
+                    recipients=[recipient],
+                    raw=raw,
+                    status=OutboxStatus.PENDING,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+        return rows

@@ -1,0 +1,145 @@
+"""Flush the transactional outbox: send due rows, record each outcome, report failures.
+
+A row is marked sent only after the SMTP server accepted it, in its own transaction; a
+crash in between sends the same bytes (same Message-ID) again, the only repeat allowed.
+Temporary failures wait with backoff; permanent ones are recorded and reported once to
+the Jefatura UGS, never retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailflow.dbschema import OutboxRow, OutboxStatus
+from mailflow.outbound import Composer
+from mailflow.repository import Store
+from mailflow.smtp import Outgoing, SendResult, retry_at
+
+log = logging.getLogger("mailflow.outbox")
+
+Send = Callable[[Sequence[Outgoing]], list[SendResult]]
+
+
+@dataclass(frozen=True)
+class FlushReport:
+    """How many rows one flush sent, deferred and failed."""
+
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+
+
+class Outbox:
+    """Send what is due and keep the rows' state honest."""
+
+    def __init__(
+        self,
+        store: Store,
+        send: Send,
+        composer: Composer,
+        envelope_from: str,
+        report_to: Callable[[datetime], Sequence[str]],
+    ) -> None:
+        self.store = store
+        self.send = send
+        self.composer = composer
+        self.envelope_from = envelope_from
+        self.report_to = report_to
+
+    def flush(self, now: datetime, batch: int = 200) -> FlushReport:
+        """Send every due row, ``batch`` at a time; return the counts."""
+        total = FlushReport()
+        while True:
+            with self.store.transaction() as session:
+                rows = session.scalars(
+                    select(OutboxRow)
+                    .where(OutboxRow.status == OutboxStatus.PENDING)
+                    .where(OutboxRow.next_attempt_at <= now)
+                    .order_by(OutboxRow.id)
+                    .limit(batch)
+                ).all()
+                items = [
+                    Outgoing(r.id, self.envelope_from, tuple(r.recipients), r.raw) for r in rows
+                ]
+            if not items:
+                return total
+            report = self._record(self.send(items), now)
+            total = FlushReport(
+                total.sent + report.sent,
+                total.deferred + report.deferred,
+                total.failed + report.failed,
+            )
+            if report.sent == 0 and report.failed == 0:
+                return total  # the server is refusing everything now; try later
+
+    def _record(self, results: list[SendResult], now: datetime) -> FlushReport:
+        sent = deferred = failed = 0
+        with self.store.transaction() as session:
+            for result in results:
+                row = session.get(OutboxRow, result.key)
+                if row is None:
+                    continue
+                row.attempts += 1
+                if result.permanent:
+                    self._report_failure(session, row, result, now)
+                if result.done:
+                    row.status = OutboxStatus.SENT if result.accepted else OutboxStatus.FAILED
+                    row.sent_at = now if result.accepted else None
+                    sent += bool(result.accepted)
+                    failed += not result.accepted
+                    continue
+                row.recipients = list(result.retry_recipients)
+                row.last_error = _describe(result)
+                when = retry_at(row.attempts, row.created_at, now)
+                if when is None:
+                    row.status = OutboxStatus.FAILED
+                    self._report_failure(session, row, result, now)
+                    failed += 1
+                else:
+                    row.next_attempt_at = when
+                    deferred += 1
+                log.warning("outbox #%s %s: %s", row.id, row.message_id, row.last_error)
+            session.flush()
+        return FlushReport(sent, deferred, failed)
+
+    def _report_failure(
+        self, session: Session, row: OutboxRow, result: SendResult, now: datetime
+    ) -> None:
+        """Queue one notice to the Jefatura UGS about a mail that cannot be delivered."""
+        row.last_error = _describe(result)
+        log.error("outbox #%s %s undeliverable: %s", row.id, row.message_id, row.last_error)
+        if row.kind == "delivery_failed":
+            return  # never report the failure of a failure report: that way lies a loop
+        recipients = ", ".join({**result.permanent, **result.temporary}) or "?"
+        context = {
+            "problems": [f"{recipients}: {row.last_error}"],
+            "original_subject": row.kind,
+            "form": False,
+            "request": None,
+        }
+        session.add_all(
+            self.composer.rows(
+                "delivery_failed",
+                self.report_to(now),
+                [],
+                context=context,
+                code=None,
+                stage=0,
+                references=[row.message_id],
+                now=now,
+                request_id=row.request_id,
+            )
+        )
+
+
+def _describe(result: SendResult) -> str:
+    parts = [f"{who}: {why}" for who, why in {**result.permanent, **result.temporary}.items()]
+    if result.error:
+        parts.append(result.error)
+    return "; ".join(parts)[:2000]

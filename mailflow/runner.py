@@ -1,0 +1,188 @@
+"""The daemon's loop: catch up on the mailbox, handle each message, flush the outbox, wait.
+
+IDLE is only a wake-up signal; every wake-up (and every reconnect) is followed by a UID
+search from the last UID recorded, so a missed notification costs a little latency,
+never a message. A message that makes the service fail is quarantined in the ledger and
+the loop goes on (Mailman's runner); only a broken archive stops intake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import FrameType
+
+from mailflow.archive import ArchiveError
+from mailflow.dbschema import InboundOutcome, InboundRow
+from mailflow.imap import ImapError, ImapSource, ImapUnavailableError, Reconnector
+from mailflow.outbox import FlushReport, Outbox
+from mailflow.repository import Store, get_mailbox_state, ledger_seen, set_mailbox_state
+from mailflow.service import Incoming, Service
+
+log = logging.getLogger("mailflow.runner")
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class PassReport:
+    """What one pass did."""
+
+    handled: int
+    outcomes: dict[str, int]
+    outbox: FlushReport
+
+
+class Runner:
+    """Drive one mailbox through the service; one thread, one IMAP connection."""
+
+    def __init__(
+        self,
+        service: Service,
+        store: Store,
+        source: ImapSource,
+        outbox: Outbox,
+        clock: Clock,
+        *,
+        processed_folder: str | None = None,
+    ) -> None:
+        self.service = service
+        self.store = store
+        self.source = source
+        self.outbox = outbox
+        self.clock = clock
+        self.processed_folder = processed_folder
+        self.stopping = threading.Event()
+        self._waiting = False
+
+    def catch_up(self) -> PassReport:
+        """Handle every message after the last recorded UID, then flush the outbox."""
+        mailbox = self.source.mailbox
+        with self.store.transaction() as session:
+            position = get_mailbox_state(session, mailbox)
+        uidvalidity = self.source.uidvalidity
+        last_uid = 0
+        if position is not None and position.uidvalidity == uidvalidity:
+            last_uid = position.last_uid
+        elif position is not None:
+            # The server renumbered the folder: rescan it; the ledger and Message-IDs dedupe.
+            log.warning("IMAP %s: UIDVALIDITY changed, rescanning the folder", mailbox)
+        outcomes: dict[str, int] = {}
+        done: list[int] = []
+        for fetched in self.source.fetch_after(last_uid):
+            item = Incoming(fetched.mailbox, fetched.uidvalidity, fetched.uid, fetched.raw)
+            outcome = self._handle(item)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            with self.store.transaction() as session:
+                set_mailbox_state(session, mailbox, fetched.uidvalidity, fetched.uid)
+            done.append(fetched.uid)
+            if self.stopping.is_set():
+                break
+        if self.processed_folder and done:
+            self.source.move(done, self.processed_folder)  # only after every commit
+        report = self.outbox.flush(self.clock())
+        return PassReport(len(done), outcomes, report)
+
+    def _handle(self, item: Incoming) -> str:
+        try:
+            return self.service.handle(item, self.clock()).outcome
+        except (ArchiveError, ImapError):
+            raise
+        except Exception as exc:
+            log.exception("uid=%s could not be processed; quarantined", item.uid)
+            self._quarantine(item, f"{type(exc).__name__}: {exc}")
+            return InboundOutcome.QUARANTINED
+
+    def _quarantine(self, item: Incoming, reason: str) -> None:
+        """Record a message that broke the service so it is kept, visible and not retried."""
+        now = self.clock()
+        with self.store.transaction() as session:
+            if ledger_seen(session, item.mailbox, item.uidvalidity, item.uid):
+                return
+            session.add(
+                InboundRow(
+                    mailbox=item.mailbox,
+                    uidvalidity=item.uidvalidity,
+                    uid=item.uid,
+                    sha256=hashlib.sha256(item.raw).hexdigest(),
+                    received_at=now,
+                    processed_at=now,
+                    outcome=InboundOutcome.QUARANTINED,
+                    detail=reason[:2000],
+                )
+            )
+
+    def run_once(self) -> PassReport:
+        """Connect, catch up, flush, disconnect."""
+        self.source.connect()
+        try:
+            return self.catch_up()
+        finally:
+            self.source.close()
+
+    def run_forever(self, on_ready: Callable[[], None] = lambda: None) -> None:
+        """Run until stop() (SIGTERM): wait for mail with IDLE, catch up, flush, repeat."""
+        reconnector = Reconnector(self.source, sleep=self.stopping.wait)
+        ready = False
+        while not self.stopping.is_set():
+            try:
+                if not self.source.connected:
+                    reconnector.connect()
+                self.catch_up()
+                if not ready:
+                    on_ready()
+                    ready = True
+                self._wait()
+            except ImapUnavailableError as exc:
+                if self.stopping.is_set():
+                    break
+                log.warning("IMAP connection lost: %s", exc)
+                self.source.close()
+        self.source.close()
+        log.info("stopped")
+
+    def _wait(self) -> None:
+        """Wait for new mail, but wake up in time for the next outbox retry."""
+        self._waiting = True
+        try:
+            if not self.stopping.is_set():
+                self.source.wait(timeout=60.0)
+        except _StopWaiting:
+            pass
+        finally:
+            self._waiting = False
+
+    def stop(self, *_: object) -> None:
+        """Ask the loop to stop after the message at hand; interrupt a wait at once."""
+        self.stopping.set()
+        if self._waiting:
+            raise _StopWaiting
+
+    def install_signal_handlers(self) -> None:
+        """Stop cleanly on SIGTERM and SIGINT."""
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %s received, stopping", signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+class _StopWaiting(Exception):
+    """Raised from the signal handler to leave a blocking IDLE at once."""
+
+
+def offset_clock(start: datetime | None) -> Clock:
+    """Return the real clock, or one that starts at ``start`` and runs at real speed."""
+    if start is None:
+        zone = None
+        return lambda: datetime.now(zone).astimezone()
+    origin = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - origin)

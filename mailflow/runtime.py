@@ -1,0 +1,120 @@
+"""Assemble the real adapters around the core: the one place the daemon is wired together."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from mailflow.archive import Archive
+from mailflow.config import Settings
+from mailflow.core import Core, build_core
+from mailflow.dbschema import AttachmentRow, HistoryRow, RefusalRow, RequestRow
+from mailflow.effects import Handled
+from mailflow.imap import ImapSource
+from mailflow.outbound import Composer
+from mailflow.outbox import Outbox
+from mailflow.people import holders_of
+from mailflow.render import Renderer
+from mailflow.repository import Store, upgrade
+from mailflow.runner import Clock, Runner
+from mailflow.service import Incoming, Service
+from mailflow.smtp import SmtpSender
+from mailflow.views import request_json, request_summary
+
+
+@dataclass(frozen=True)
+class _Nobody:
+    """The request parties of a notice that is about no request."""
+
+    requester: str = ""
+    unit: str | None = None
+
+
+class Requests:
+    """Read-only queries behind `mailflow requests`."""
+
+    def __init__(self, store: Store, core: Core, settings: Settings) -> None:
+        self.store, self.core, self.settings = store, core, settings
+
+    def summaries(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Return every request (optionally of one status), newest first."""
+        query = select(RequestRow).order_by(RequestRow.id.desc())
+        if status:
+            query = query.where(RequestRow.status == status)
+        with self.store.transaction() as session:
+            return [request_summary(row) for row in session.scalars(query)]
+
+    def show(self, code: str, now: datetime) -> dict[str, Any] | None:
+        """Return the full JSON of one request, or None when the code is unknown."""
+        with self.store.transaction() as session:
+            row = session.scalar(select(RequestRow).where(RequestRow.code == code.upper()))
+            if row is None:
+                return None
+
+            def of(table: Any) -> list[Any]:
+                return list(
+                    session.scalars(
+                        select(table).where(table.request_id == row.id).order_by(table.id)
+                    )
+                )
+
+            return request_json(
+                row,
+                history=of(HistoryRow),
+                refused=of(RefusalRow),
+                attachments=of(AttachmentRow),
+                directory=self.core.directory,
+                now=now,
+                zone=self.settings.zone,
+            )
+
+
+@dataclass
+class Runtime:
+    """Every adapter of a running mailflow, built from the settings."""
+
+    settings: Settings
+    core: Core
+    store: Store
+    service: Service
+    outbox: Outbox
+    requests: Requests
+
+    def runner(self, clock: Clock) -> Runner:
+        """Return the IMAP loop over this runtime's service and outbox."""
+        source = ImapSource(self.settings.imap)
+        return Runner(
+            self.service,
+            self.store,
+            source,
+            self.outbox,
+            clock,
+            processed_folder=self.settings.imap.processed_folder,
+        )
+
+    def replay(self, raw: bytes, now: datetime) -> Handled:
+        """Process one message from a file; the same bytes are processed only once."""
+        uid = int(hashlib.sha256(raw).hexdigest()[:15], 16)
+        return self.service.handle(Incoming("replay", 0, uid, raw), now)
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Migrate the database and build every adapter; raise ConfigError on bad procedures."""
+    upgrade(settings.store.url)
+    core = build_core(settings)
+    store = Store.from_url(settings.store.url)
+    composer = Composer(settings, Renderer(settings.paths.templates_dir))
+    archive = Archive(settings.store.archive_dir)
+    service = Service(settings, core, store, composer, archive)
+    sender = SmtpSender(settings.smtp)
+
+    def report_to(now: datetime) -> tuple[str, ...]:
+        today = core.calendar.local(now).date()
+        return holders_of(core.directory, ("jefatura_ugs",), _Nobody(), today)
+
+    outbox = Outbox(store, sender.send_many_sync, composer, settings.smtp.from_address, report_to)
+    return Runtime(settings, core, store, service, outbox, Requests(store, core, settings))

@@ -1,0 +1,229 @@
+"""Handle one inbound message: ledger, parse, route, advance, record — one transaction.
+
+The raw message is archived before the transaction; the transaction records the ledger
+row, the state change and every outgoing mail (transactional outbox). Only after the
+commit does the caller flag or move the message and flush the outbox, so a crash at any
+point loses nothing and repeats nothing: a message already in the ledger is skipped.
+Like Mailman's runner, a message that breaks something is quarantined with its reason
+and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mailflow.archive import Archive
+from mailflow.config import Settings
+from mailflow.core import Core
+from mailflow.cronograma import plan
+from mailflow.dbschema import InboundOutcome, InboundRow, RequestRow
+from mailflow.effects import Applier, Handled, Reply
+from mailflow.intake import Intake, parse_cronograma, parse_intake
+from mailflow.model import ActionTaken, RequestOpened
+from mailflow.outbound import Composer
+from mailflow.parse import InboundMail, MailParseError, parse_message
+from mailflow.people import unit_of
+from mailflow.replytext import read_reply
+from mailflow.repository import Store, ledger_seen, next_request_code
+from mailflow.requeststate import state_of, store_state
+from mailflow.routing import authenticated, route, token_proof
+from mailflow.tokens import ReplyToken
+from mailflow.workflow import UnauthorizedError, WorkflowError
+
+log = logging.getLogger("mailflow.service")
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message as fetched: where it sits on the server and its exact bytes."""
+
+    mailbox: str
+    uidvalidity: int
+    uid: int
+    raw: bytes
+
+
+class Service:
+    """Process inbound messages against the store with the pure core."""
+
+    def __init__(
+        self, settings: Settings, core: Core, store: Store, composer: Composer, archive: Archive
+    ) -> None:
+        self.settings = settings
+        self.core = core
+        self.store = store
+        self.composer = composer
+        self.archive = archive
+
+    def handle(self, item: Incoming, now: datetime) -> Handled:
+        """Process one message exactly once; return its outcome."""
+        digest = hashlib.sha256(item.raw).hexdigest()
+        with self.store.transaction() as session:
+            if ledger_seen(session, item.mailbox, item.uidvalidity, item.uid):
+                return Handled("seen", skipped=True)
+        self.archive.put(item.raw)  # before the commit that refers to it
+        try:
+            with self.store.transaction() as session:
+                ledger = InboundRow(
+                    mailbox=item.mailbox,
+                    uidvalidity=item.uidvalidity,
+                    uid=item.uid,
+                    sha256=digest,
+                    received_at=now,
+                    processed_at=now,
+                    outcome=InboundOutcome.PROCESSED,
+                )
+                session.add(ledger)
+                session.flush()  # claims the message: another daemon now waits or fails here
+                result = self._process(session, ledger, item.raw, now)
+                ledger.outcome = result.outcome
+                ledger.detail = result.detail[:2000] or None
+        except IntegrityError:
+            return Handled("seen", skipped=True, detail="claimed by another process")
+        log.info(
+            "uid=%s message=%s outcome=%s request=%s %s",
+            item.uid,
+            ledger.message_id or "-",
+            result.outcome,
+            result.code or "-",
+            result.detail,
+        )
+        return result
+
+    def _process(self, session: Session, ledger: InboundRow, raw: bytes, now: datetime) -> Handled:
+        try:
+            mail = parse_message(raw)
+        except MailParseError as exc:
+            return Handled(InboundOutcome.QUARANTINED, detail=str(exc))
+        if mail.message_id:
+            twin = session.scalar(
+                select(InboundRow.id).where(
+                    InboundRow.message_id == mail.message_id[:998], InboundRow.id != ledger.id
+                )
+            )
+            if twin is not None:
+                return Handled(InboundOutcome.DUPLICATE, detail=f"same Message-ID as #{twin}")
+            ledger.message_id = mail.message_id[:998]
+        if mail.is_automatic or self._is_ours(mail):
+            return Handled(InboundOutcome.AUTO_REPLY, detail=mail.auto_reason or "our own mail")
+        if not mail.from_address:
+            return Handled(InboundOutcome.QUARANTINED, detail="no usable From address")
+        applier = Applier(self, session, ledger, mail, now)
+        found = route(
+            (*mail.to, *mail.cc, *mail.delivered_to),
+            mail.thread_ids,
+            mail.subject,
+            self.settings.organization.code_prefix,
+        )
+        if found.code is None:
+            return self._intake(applier, mail, now)
+        request = session.scalar(select(RequestRow).where(RequestRow.code == found.code))
+        if request is None:
+            return applier.help("unknown_code", [f"No existe la solicitud {found.code}."])
+        ledger.request_id = request.id
+        return self._reply(applier, request, found.tokens, mail, now)
+
+    def _is_ours(self, mail: InboundMail) -> bool:
+        """Tell whether the mail came from our own address (a loop through a forward)."""
+        ours = self.settings.smtp.from_address.lower()
+        local, _, domain = ours.partition("@")
+        sender = mail.from_address
+        return sender == ours or (sender.startswith(local + "+") and sender.endswith("@" + domain))
+
+    def _reply(
+        self,
+        applier: Applier,
+        request: RequestRow,
+        tokens: tuple[ReplyToken, ...],
+        mail: InboundMail,
+        now: datetime,
+    ) -> Handled:
+        reading = read_reply(mail.text, mail.subject)
+        if reading.action is None:
+            why = reading.unclear.value if reading.unclear else "sin palabra clave"
+            return applier.help_for_request(request, why)
+        secret = self.settings.security.secret.get_secret_value().encode()
+        refusal = token_proof(secret, tokens, mail.from_address, request.code, request.stage)
+        trusted = authenticated(
+            mail.authentication_results,
+            self.settings.security.trusted_authserv_id,
+            mail.from_address,
+        )
+        if refusal is not None and not trusted:
+            return applier.unauthorized(request, reading.action.value, refusal)
+        procedure = self.core.workflow.procedure(request.procedure)
+        today = self.core.calendar.local(now).date()
+        milestones = parse_cronograma(reading.text, today).milestones
+        event = ActionTaken(
+            actor=mail.from_address,
+            action=reading.action,
+            text=reading.text,
+            cronograma=plan(procedure, request.stage, milestones),
+            urls=reading.urls,
+        )
+        try:
+            state, effects = self.core.workflow.act(state_of(request), event, now)
+        except UnauthorizedError as exc:
+            return applier.unauthorized(request, reading.action.value, exc.reason, exc.notify)
+        except WorkflowError as exc:
+            return applier.refused(request, reading.action.value, str(exc))
+        store_state(request, state, now)
+        applier.apply(request, effects, Reply(reading.action.value, reading.text, reading.urls))
+        return Handled(InboundOutcome.PROCESSED, request.code, f"{reading.action.value} accepted")
+
+    def _intake(self, applier: Applier, mail: InboundMail, now: datetime) -> Handled:
+        today = self.core.calendar.local(now).date()
+        body = mail.text or mail.html
+        parsed = parse_intake(body, today, html=not mail.text and bool(mail.html))
+        if parsed.problems or parsed.procedure is None:
+            return applier.intake_problems(parsed)
+        unit = self._unit(parsed, mail.from_address)
+        event = RequestOpened(
+            procedure=parsed.procedure,
+            requester=mail.from_address,
+            unit=unit,
+            text=parsed.resumen or parsed.objetivo,
+            urls=(parsed.enlace,) if parsed.enlace else (),
+        )
+        try:
+            state, effects = self.core.workflow.start(event, now)
+        except UnauthorizedError as exc:
+            return applier.not_allowed_to_start(parsed, exc.reason)
+        except WorkflowError as exc:
+            return applier.help("intake", [str(exc)])
+        year = self.core.calendar.local(now).year
+        code = next_request_code(applier.session, self.settings.organization.code_prefix, year)
+        request = RequestRow(
+            code=code,
+            procedure=parsed.procedure,
+            title=parsed.titulo or mail.subject or code,
+            requester=mail.from_address,
+            unit=unit,
+            fields={k: v for k, v in parsed.raw.items() if v},
+            protected=bool(parsed.protegida),
+            publish_from=parsed.publicar_desde,
+            publish_until=parsed.publicar_hasta,
+            thread_message_id=mail.message_id[:998] or None,
+            created_at=now,
+        )
+        store_state(request, state, now)
+        applier.session.add(request)
+        applier.session.flush()
+        applier.ledger.request_id = request.id
+        applier.apply(request, effects, Reply("SOLICITUD", event.text, event.urls))
+        return Handled(InboundOutcome.PROCESSED, code, f"opened {parsed.procedure}")
+
+    def _unit(self, parsed: Intake, sender: str) -> str | None:
+        """Return the requester's unit: the Unidad field (id or name), else their membership."""
+        wanted = parsed.unidad.strip().casefold()
+        for unit_id, unit in self.settings.units.items():
+            if wanted and wanted in (unit_id.casefold(), unit.name.casefold()):
+                return unit_id
+        return unit_of(self.core.directory, sender)
