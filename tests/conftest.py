@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 from testbed.dovecot import Dovecot
 from testbed.postgres import Postgres
+from testbed.site import Scenario, Site
 from testbed.smtp import SmtpRelay
 
-SERVER_FIXTURES = frozenset({"dovecot", "smtp_relay", "relay", "postgres", "maildomain"})
+SERVER_FIXTURES = frozenset(
+    {"dovecot", "smtp_relay", "relay", "postgres", "maildomain", "scenario"}
+)
 _startup_seconds: dict[str, float] = {}
 _domain_counter = itertools.count(1)
 
@@ -116,3 +119,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     url = server.create_database(_slug(request, 40))
     yield url
     server.drop_database(url.rsplit("/", 1)[1])
+
+
+@pytest.fixture
+def scenario(
+    dovecot: Dovecot, relay: SmtpRelay, maildomain: str, db_url: str, tmp_path: Path
+) -> Iterator[Scenario]:
+    """Give a whole institution on the test bed and a daemon to run passes over it."""
+    scenario = Scenario(Site(dovecot, relay, maildomain, db_url, tmp_path))
+    yield scenario
+    scenario.close()

@@ -7,83 +7,12 @@ IMAP by a `run --once` pass, and the next person's mail is read from their own m
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime, timedelta
-from email.message import EmailMessage
-from pathlib import Path
-from zoneinfo import ZoneInfo
-
-import pytest
-from testbed.dovecot import Dovecot
-from testbed.site import Site
-from testbed.smtp import SmtpRelay
-
-from mailflow.config import load_settings
-from mailflow.runtime import Runtime, build_runtime
-
-TZ = ZoneInfo("America/La_Paz")
-START = datetime(2026, 12, 1, 9, 30, tzinfo=TZ)  # a Tuesday
-
-REQUEST_BODY = """Buenos días,
-
-Tipo: Publicación de información específica
-Título: Feria de servicios digitales 2026
-Objetivo: Difundir la feria de servicios digitales de la Agencia.
-Resumen: La feria se realizará en el atrio de la Agencia con stands de cada unidad.
-Publicar desde: 10/12/2026
-Publicar hasta: 20 de diciembre de 2026
-Unidad: UTI
-
-Saludos,
-Analista UTI
-"""
-
-
-class Scenario:
-    """A site plus a clock that moves forward one hour per daemon pass."""
-
-    def __init__(self, site: Site) -> None:
-        self.site = site
-        self.now = START
-        self.runtime: Runtime = build_runtime(load_settings(site.config_path, {}))
-
-    def run(self) -> None:
-        """Make one `run --once` pass at the scenario's clock, then move the clock on."""
-        fixed = self.now
-        self.runtime.runner(lambda: fixed).run_once()
-        self.now += timedelta(hours=1)
-
-    def show(self, code: str) -> dict:
-        data = self.runtime.requests.show(code, self.now)
-        assert data is not None
-        return data
-
-    def close(self) -> None:
-        self.runtime.store.close()
-
-
-@pytest.fixture
-def scenario(
-    dovecot: Dovecot, relay: SmtpRelay, maildomain: str, db_url: str, tmp_path: Path
-) -> Iterator[Scenario]:
-    site = Site(dovecot, relay, maildomain, db_url, tmp_path)
-    scenario = Scenario(site)
-    yield scenario
-    scenario.close()
-
-
-def code_of(message: EmailMessage) -> str:
-    subject = str(message["Subject"])
-    return subject[subject.index("[") + 1 : subject.index("]")]
-
-
-def about(code: str, word: str) -> object:
-    return lambda m: code in str(m["Subject"]) and word in str(m["Subject"])
+from testbed.site import INFO_REQUEST, Scenario, about, code_of
 
 
 def test_informacion_especifica_runs_through_all_nine_stages(scenario: Scenario) -> None:
     site = scenario.site
-    site.send("analista", "Solicitud de publicación: feria", REQUEST_BODY)
+    site.send("analista", "Solicitud de publicación: feria", INFO_REQUEST)
     scenario.run()
 
     ack = site.wait_for("analista", lambda m: "Solicitud recibida" in str(m["Subject"]))

@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import email.policy
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
+from mailflow.config import load_settings
+from mailflow.runtime import Runtime, build_runtime
 from testbed.dovecot import Dovecot
 from testbed.mail import build_message, inbox, send_as, wait_for_mail
 from testbed.smtp import SmtpRelay
 
 SECRET = "test-secret-for-reply-tokens"
+TZ = ZoneInfo("America/La_Paz")
+START = datetime(2026, 12, 1, 9, 30, tzinfo=TZ)  # a Tuesday, 09:30 in La Paz
 
 PEOPLE = {
     "directora": "direccion_ejecutiva",
@@ -29,6 +35,21 @@ PEOPLE = {
     "community": "administrador_rrss",
 }
 COMMITTEE = ("jefe.uaf", "jefe.ual", "jefe.uti")
+
+# A complete, valid request of the informacion_especifica procedure, as a unit writes it.
+INFO_REQUEST = """Buenos días,
+
+Tipo: Publicación de información específica
+Título: Feria de servicios digitales 2026
+Objetivo: Difundir la feria de servicios digitales de la Agencia.
+Resumen: La feria se realizará en el atrio de la Agencia con stands de cada unidad.
+Publicar desde: 10/12/2026
+Publicar hasta: 20 de diciembre de 2026
+Unidad: UTI
+
+Saludos,
+Analista UTI
+"""
 
 
 class Site:
@@ -160,6 +181,40 @@ members = ["{self.addr("abogada")}"]
         )
         raw = message.as_bytes(policy=email.policy.SMTP)
         return send_as(self.relay, self.addr(sender or person), [parseaddr(to)[1]], raw=raw)
+
+
+class Scenario:
+    """A site plus a clock that moves forward one hour per daemon pass."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.now = START
+        self.runtime: Runtime = build_runtime(load_settings(site.config_path, {}))
+
+    def run(self) -> None:
+        """Make one `run --once` pass at the scenario's clock, then move the clock on."""
+        fixed = self.now
+        self.runtime.runner(lambda: fixed).run_once()
+        self.now += timedelta(hours=1)
+
+    def show(self, code: str) -> dict[str, Any]:
+        data = self.runtime.requests.show(code, self.now)
+        assert data is not None
+        return data
+
+    def close(self) -> None:
+        self.runtime.store.close()
+
+
+def code_of(message: EmailMessage) -> str:
+    """Return the request code in a mail's subject."""
+    subject = str(message["Subject"])
+    return subject[subject.index("[") + 1 : subject.index("]")]
+
+
+def about(code: str, word: str) -> Callable[[EmailMessage], bool]:
+    """Match the mails about request ``code`` whose subject holds ``word``."""
+    return lambda m: code in str(m["Subject"]) and word in str(m["Subject"])
 
 
 def _plain(message: EmailMessage) -> str:
