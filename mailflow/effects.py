@@ -43,6 +43,7 @@ _BLANK: dict[str, Any] = {
     "next_step": "",
     "actor": "",
     "action": "",
+    "event": "",
     "urls": [],
     "problems": [],
     "form": False,
@@ -145,6 +146,7 @@ class Applier:
             "note": effect.context.get("text", ""),
             "actor": effect.context.get("actor", ""),
             "action": effect.context.get("action", ""),
+            "event": effect.context.get("event", ""),
             "urls": effect.context.get("urls", "").split(),
             "next_step": self.next_step(request),
         }

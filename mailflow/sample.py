@@ -41,6 +41,7 @@ def sample_context(org_name: str, title: str = "Día del Software Libre") -> dic
         "next_step": "la Dirección Ejecutiva revisará la solicitud.",
         "actor": "directora@ejemplo.gob.bo",
         "action": "APRUEBO",
+        "event": "",
         "urls": ["https://facebook.com/ejemplo/posts/1"],
         "problems": ["Falta el campo «Título»."],
         "form": "Tipo: información específica\nTítulo:\n",
