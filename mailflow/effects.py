@@ -23,7 +23,7 @@ from mailflow.dbschema import (
     RefusalRow,
     RequestRow,
 )
-from mailflow.intake import Intake
+from mailflow.intake import Intake, request_form
 from mailflow.model import Effect, RecordHistory, RecordPublication, SendMail, Status
 from mailflow.parse import InboundMail
 from mailflow.people import holders_of
@@ -44,9 +44,10 @@ _BLANK: dict[str, Any] = {
     "actor": "",
     "action": "",
     "event": "",
+    "fyi": False,
     "urls": [],
     "problems": [],
-    "form": False,
+    "form": "",
     "original_subject": "",
     "sender": "",
     "reason": "",
@@ -150,7 +151,32 @@ class Applier:
             "urls": effect.context.get("urls", "").split(),
             "next_step": self.next_step(request),
         }
-        self._outbox(effect.template, effect.to, effect.cc, context, request, stage=effect.stage)
+        if not actions or not effect.cc:
+            self._outbox(
+                effect.template, effect.to, effect.cc, context, request, stage=effect.stage
+            )
+            return
+        # People in copy cannot act: they get the same mail worded for their information,
+        # so nobody answers a copy by mistake.
+        self._outbox(
+            effect.template,
+            effect.to,
+            effect.cc,
+            context,
+            request,
+            stage=effect.stage,
+            deliver_to=effect.to,
+        )
+        fyi = {**context, "actions": [], "fyi": True}
+        self._outbox(
+            effect.template,
+            effect.to,
+            effect.cc,
+            fyi,
+            request,
+            stage=effect.stage,
+            deliver_to=effect.cc,
+        )
 
     def next_step(self, request: RequestRow) -> str:
         """Describe in Spanish where the request stands now, for confirmations."""
@@ -180,6 +206,7 @@ class Applier:
         request: RequestRow | None,
         *,
         stage: int,
+        deliver_to: Sequence[str] | None = None,
     ) -> None:
         references = [request.thread_message_id or ""] if request else []
         references.append(self.mail.message_id)
@@ -193,6 +220,7 @@ class Applier:
             references=references,
             now=self.now,
             request_id=request.id if request else None,
+            deliver_to=deliver_to,
         )
         self.session.add_all(rows)
 
@@ -203,7 +231,7 @@ class Applier:
         key = f"{kind}:{address.lower()}:{extra}:{today.isoformat()}"[:255]
         return claim_reminder(self.session, key, kind=kind, now=self.now, for_date=today)
 
-    def help(self, kind: str, problems: list[str], *, form: bool = False) -> Handled:
+    def help(self, kind: str, problems: list[str], *, form: str = "") -> Handled:
         """Answer the sender once a day per kind with what could not be understood."""
         sender = self.mail.from_address
         if self._once(f"help-{kind}", sender, "|".join(sorted(problems))[:120]):
@@ -230,7 +258,8 @@ class Applier:
     def intake_problems(self, parsed: Intake) -> Handled:
         """List exactly what is missing or wrong in a request, with a form to fill."""
         problems = [p.message for p in parsed.problems] or ["Falta el campo «Tipo»."]
-        return self.help("intake", problems, form=True)
+        # The template prints ``form`` as the text to fill (it used to get ``True``).
+        return self.help("intake", problems, form=request_form(parsed))
 
     def not_allowed_to_start(self, parsed: Intake, reason: str) -> Handled:
         """Tell a sender who may not open this kind of request why, once a day."""

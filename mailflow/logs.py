@@ -40,3 +40,5 @@ def setup_logging(level: int, env: Mapping[str, str]) -> None:
     root.setLevel(level)
     # imapclient logs the whole IMAP conversation, message bodies included, at DEBUG.
     logging.getLogger("imapclient").setLevel(logging.WARNING)
+    # Alembic announces every plugin and migration step at INFO: noise at each start.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -48,12 +48,18 @@ class Composer:
         references: Sequence[str],
         now: datetime,
         request_id: int | None,
+        deliver_to: Sequence[str] | None = None,
     ) -> list[OutboxRow]:
-        """Return one pending outbox row per distinct recipient of ``to`` and ``cc``."""
+        """Return one pending outbox row per distinct recipient of ``to`` and ``cc``.
+
+        ``deliver_to`` limits who gets this rendering (the headers still show everybody),
+        so people in copy can get a for-your-information text of the same mail.
+        """
         rendered = self._renderer.render(template, {**self.base_context(), **context})
         smtp = self._settings.smtp
         rows = []
-        for recipient in dict.fromkeys(a.lower() for a in (*to, *cc)):
+        everyone = deliver_to if deliver_to is not None else (*to, *cc)
+        for recipient in dict.fromkeys(a.lower() for a in everyone):
             nonce = secrets.token_hex(6)
             if code is not None:
                 token = make_token(self._secret, code, stage, recipient)

@@ -42,6 +42,7 @@ def sample_context(org_name: str, title: str = "Día del Software Libre") -> dic
         "actor": "directora@ejemplo.gob.bo",
         "action": "APRUEBO",
         "event": "",
+        "fyi": False,
         "urls": ["https://facebook.com/ejemplo/posts/1"],
         "problems": ["Falta el campo «Título»."],
         "form": "Tipo: información específica\nTítulo:\n",

@@ -72,6 +72,10 @@ def test_informacion_especifica_runs_through_all_nine_stages(scenario: Scenario)
         "PUBLICADO",
     ]
     assert state["refused"] == []
+    # The Jefatura UGS is copied at stages 5 and 7, worded so that nobody answers a copy.
+    copies = [m for m in site.inbox("jefe.ugs") if "Para su conocimiento" in str(m["Subject"])]
+    assert len(copies) == 2
+    assert all("APRUEBO" not in m.get_body(("plain",)).get_content() for m in copies)
 
 
 def cli(scenario: Scenario, *args: str) -> subprocess.CompletedProcess[str]:
