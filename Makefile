@@ -44,9 +44,12 @@ test: install-test
 unit: install-test
 	$(BIN)/pytest tests/unit
 
-demo: install
-	@echo "make demo: not built yet — the end-to-end demo arrives with the daemon (issue 4)." >&2
-	@exit 1
+# The demo reuses the test bed (tests/testbed/: Dovecot, the aiosmtpd relay), hence the test
+# extras and Debian packages. `make demo DEMO_ARGS=--keep` keeps its files for a look after.
+DEMO_ARGS ?=
+demo: install-test
+	@bash scripts/ensure-test-packages.sh
+	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 bench: install-test
 	@echo "make bench: not built yet — the benchmarks arrive with the performance issue (8)." >&2
