@@ -160,10 +160,15 @@ def _requests_show(inv: Invocation) -> int:
     print(f"  etapa {stage['number']} ({', '.join(stage.get('roles', [stage['role']]))})")
     print(f"  a cargo de: {', '.join(stage['assignees']) or '-'}   plazo: {stage['due'] or '-'}")
     for h in data["history"]:
-        print(f"  {h['at']}  {h['actor']:<32} {h['action']:<16} etapa {h['stage']}")
+        print(f"  {_short(h['at'])}  {h['actor']:<32} {h['action']:<16} etapa {h['stage']}")
     for r in data["refused"]:
-        print(f"  rechazado {r['at']}  {r['sender']}  {r['action']}: {r['reason']}")
+        print(f"  refused {_short(r['at'])}  {r['sender']}  {r['action']}: {r['reason']}")
     return 0
+
+
+def _short(moment: str) -> str:
+    """Return an ISO moment as local "2026-12-01 09:30" for people to read."""
+    return datetime.fromisoformat(moment).strftime("%Y-%m-%d %H:%M")
 
 
 def _replay(inv: Invocation) -> int:
