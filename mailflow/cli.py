@@ -182,6 +182,68 @@ def _replay(inv: Invocation) -> int:
     return 0
 
 
+def _evidence(inv: Invocation) -> int:
+    from mailflow.evidence import export_request
+
+    rt = _runtime(inv)
+    settings = rt.settings
+    out = Path(inv.args.out)
+    with rt.store.transaction() as session:
+        files = export_request(
+            session,
+            rt.service.archive,
+            inv.args.code,
+            out,
+            procedure_of=rt.core.workflow.procedure,
+            org_name=settings.organization.name,
+            zone=settings.zone,
+            templates_dir=settings.paths.report_templates_dir,
+            now=inv.now(settings.zone),
+        )
+    print(f"{out}: {files} archivos; compruébelos con `sha256sum -c MANIFEST.sha256`")
+    return 0
+
+
+def _report_poai(inv: Invocation) -> int:
+    from mailflow.poaireport import load_products, write_report
+
+    rt = _runtime(inv)
+    out = Path(inv.args.out)
+    with rt.store.transaction() as session:
+        products = load_products(session, inv.args.year, rt.settings.zone)
+    reports = write_report(
+        products,
+        rt.service.archive,
+        rt.settings,
+        year=inv.args.year,
+        person=inv.args.person,
+        out=out,
+        now=inv.now(rt.settings.zone),
+    )
+    for r in reports:
+        print(f"{r.person}: {len(r.products)} productos, cumplimiento {r.weighted:.1%}")
+    print(f"{out / 'index.html'}, {out / 'products.csv'}")
+    return 0
+
+
+def _archive_verify(inv: Invocation) -> int:
+    from mailflow.catalog import indexed_digests
+
+    rt = _runtime(inv)
+    with rt.store.transaction() as session:
+        wanted = indexed_digests(session)
+    result = rt.service.archive.verify(wanted)
+    for path in result.altered:
+        print(f"ALTERADO {path}")
+    for sha256 in result.missing:
+        print(f"FALTA    {sha256}")
+    print(
+        f"{result.checked} archivos revisados: {len(result.altered)} alterados, "
+        f"{len(result.missing)} faltantes, {result.unindexed} sin referencia en la base"
+    )
+    return 0 if result.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every command."""
     parser = argparse.ArgumentParser(
@@ -244,6 +306,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("files", nargs="+", metavar="FILE.eml")
     p.set_defaults(func=_replay)
+
+    p = sub.add_parser(
+        "evidence",
+        help="export every mail and file of one request, a timeline and SHA-256 sums (ZIP)",
+    )
+    p.add_argument("code", metavar="CODE", help="e.g. RRSS-2026-0042")
+    p.add_argument("--out", required=True, metavar="FILE.zip", help="the ZIP to write")
+    p.set_defaults(func=_evidence)
+
+    p = sub.add_parser("report", help="evidence reports")
+    rp = p.add_subparsers(dest="report_command", metavar="REPORT", required=True)
+    q = rp.add_parser(
+        "poai",
+        help="products designed and disseminated per person, POAI function and month",
+        description="Write DIR/index.html (printable) and DIR/products.csv for one year.",
+    )
+    q.add_argument("--year", type=int, required=True, metavar="YYYY")
+    q.add_argument("--person", metavar="EMAIL", help="only this person (default: everyone)")
+    q.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
+    q.set_defaults(func=_report_poai)
+
+    p = sub.add_parser("archive", help="archive maintenance")
+    ar = p.add_subparsers(dest="archive_command", metavar="ACTION", required=True)
+    q = ar.add_parser(
+        "verify",
+        help="re-hash every archived file; exit 1 if any is altered or missing",
+    )
+    q.set_defaults(func=_archive_verify)
 
     p = sub.add_parser("db", help="database maintenance")
     db = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)

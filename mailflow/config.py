@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from mailflow.errors import ConfigError
+from mailflow.model import ProductType
 from mailflow.people import DYNAMIC_ROLES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -216,10 +217,107 @@ class Schedule(_Section):
 class Paths(_Section):
     procedures_dir: Path = PROJECT_ROOT / "config" / "procedures"
     templates_dir: Path = PROJECT_ROOT / "templates" / "mail"
+    report_templates_dir: Path = PROJECT_ROOT / "templates" / "report"
 
 
 class Logging(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+# What a person did to a product, by the keyword of their mail: ENTREGO delivered the
+# designed material ("productos diseñados"), PUBLICADO disseminated it ("difundidos").
+ProductAction = Literal["ENTREGO", "PUBLICADO"]
+
+
+class PoaiFunction(_Section):
+    """Describe one POAI function: its weight, yearly target and which products count."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    name: str
+    kind: Literal["especifica", "rutinaria"] = "especifica"
+    result: str = ""
+    verification: str = ""
+    weight: float = Field(gt=0, le=100)
+    target: int = Field(ge=1, description="products in the year")
+    actions: tuple[ProductAction, ...] = Field(("ENTREGO", "PUBLICADO"), min_length=1)
+    product_types: tuple[ProductType, ...] = ()  # empty: every type
+    procedures: tuple[str, ...] = ()  # empty: every procedure
+
+
+# Seeded from the POAI 2023 of the content technician (functions, results, sources of
+# verification and weights as written there). The POAI gives no quantities: the targets
+# are examples, to be set from the unit's POA.
+DEFAULT_POAI_FUNCTIONS = (
+    PoaiFunction(
+        id="generacion",
+        name="Generación de contenidos para las redes sociales de la institución",
+        result="Implementar estrategias creativas comunicacionales respecto a generación "
+        "de contenidos digitales",
+        verification="Informe y/o registro fotográfico, y/o capturas de pantalla",
+        weight=30,
+        target=120,
+        actions=("ENTREGO",),
+    ),
+    PoaiFunction(
+        id="difusion",
+        name="Difusión y viralización de contenidos institucionales en redes sociales",
+        result="Registro y/o difusión de los productos o materiales digitales",
+        verification="Archivo de productos visuales o audiovisuales elaborados y/o "
+        "difundidos (enlaces y/o capturas de pantalla)",
+        weight=20,
+        target=240,
+        actions=("PUBLICADO",),
+    ),
+    PoaiFunction(
+        id="monitoreo",
+        name="Monitoreo de información coyuntural y otros que se convenga en plataformas digitales",
+        result="Diseño y difusión de productos de comunicación",
+        verification="Archivo de productos visuales o audiovisuales elaborados y/o "
+        "difundidos (enlaces y/o capturas de pantalla)",
+        weight=20,
+        target=60,
+        product_types=(ProductType.POST, ProductType.FOTOGRAFIA),
+        procedures=("directa",),
+    ),
+    PoaiFunction(
+        id="rutinaria_contenidos",
+        name="Generación de contenidos para las redes sociales",
+        kind="rutinaria",
+        result="Registro y/o difusión de los productos o materiales",
+        verification="Nº de productos diseñados y difundidos",
+        weight=20,
+        target=120,
+    ),
+    PoaiFunction(
+        id="encomendadas",
+        name="Realizar las funciones que sean encomendadas por sus superiores, en el ámbito "
+        "de su competencia",
+        kind="rutinaria",
+        result="A requerimiento",
+        verification="Nº de productos diseñados y difundidos",
+        weight=10,
+        target=24,
+        procedures=("promocion", "imagenes_diseno", "informacion_especifica"),
+    ),
+)
+
+
+class Poai(_Section):
+    """Describe the individual annual plan the POAI report measures products against."""
+
+    position: str = "Técnico en generación y difusión de contenidos para redes sociales"
+    default_product_type: ProductType = ProductType.POST
+    functions: tuple[PoaiFunction, ...] = DEFAULT_POAI_FUNCTIONS
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Poai:
+        ids = [f.id for f in self.functions]
+        if len(set(ids)) != len(ids):
+            raise ValueError("functions: every id must be different")
+        total = sum(f.weight for f in self.functions)
+        if self.functions and abs(total - 100) > 0.01:
+            raise ValueError(f"functions: the weights add up to {total:g}, not 100")
+        return self
 
 
 class Settings(_Section):
@@ -236,6 +334,7 @@ class Settings(_Section):
     schedule: Schedule = Schedule()
     paths: Paths = Paths()
     logging: Logging = Logging()
+    poai: Poai = Poai()
 
     @property
     def zone(self) -> ZoneInfo:
@@ -305,6 +404,7 @@ def _absolutize(settings: Settings, base: Path) -> Settings:
                 update={
                     "procedures_dir": (base / paths.procedures_dir).resolve(),
                     "templates_dir": (base / paths.templates_dir).resolve(),
+                    "report_templates_dir": (base / paths.report_templates_dir).resolve(),
                 }
             ),
         }

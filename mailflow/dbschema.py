@@ -42,9 +42,9 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from mailflow.model import Status
+from mailflow.model import ProductType, Status
 
 # Stable constraint names: Alembic needs them to alter constraints later, and SQLite
 # batch migrations cannot drop an unnamed constraint.
@@ -71,6 +71,20 @@ class InboundOutcome(enum.StrEnum):
     UNAUTHORIZED = "unauthorized"
     UNKNOWN_SENDER = "unknown_sender"
     QUARANTINED = "quarantined"
+
+
+class ArchiveKind(enum.StrEnum):
+    """Name what an archived file is: a whole message, or one attachment of it."""
+
+    EML = "eml"
+    ATTACHMENT = "attachment"
+
+
+class Direction(enum.StrEnum):
+    """Name which way an archived message (or its attachment) travelled."""
+
+    IN = "in"
+    OUT = "out"
 
 
 class OutboxStatus(enum.StrEnum):
@@ -247,6 +261,9 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Its archive index entry, saved with it (cascade): an outgoing mail is archived when
+    # its row is created, before the commit that queues it.
+    archive_entries: Mapped[list[ArchiveEntryRow]] = relationship(back_populates="outbox")
 
 
 class ReminderRow(Base):
@@ -296,3 +313,63 @@ class AttachmentRow(Base):
     content_type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(SHA256_HEX), index=True)
+
+
+class ArchiveEntryRow(Base):
+    """Index one file of the archive: which request, person, moment and kind it belongs to.
+
+    The bytes live in the archive under their SHA-256 (:mod:`mailflow.archive`); the same
+    file may be indexed more than once (one attachment sent twice, one mail to a request
+    and in a report). ``person`` is the sender of inbound mail and the recipient of ours.
+    """
+
+    __tablename__ = "archive_entries"
+    __table_args__ = (
+        _one_of("kind", ArchiveKind),
+        _one_of("direction", Direction),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(SHA256_HEX), index=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    direction: Mapped[str] = mapped_column(String(3))
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"), index=True)
+    person: Mapped[str | None] = mapped_column(String(ADDRESS), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    filename: Mapped[str | None] = mapped_column(Text)
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound.id"), index=True)
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), index=True)
+
+    outbox: Mapped[OutboxRow | None] = relationship(back_populates="archive_entries")
+
+
+class ProductRow(Base):
+    """Record one published product (manual §10): the POAI's unit of evidence.
+
+    ``screenshots`` lists the archived captures as ``{"sha256", "filename"}``; ``designer``
+    is who produced the material (the design stage's ENTREGO, a ``Diseño:`` line, or the
+    publisher of a direct publication), ``publisher`` who sent the PUBLICADO.
+    """
+
+    __tablename__ = "products"
+    __table_args__ = (
+        _one_of("type", ProductType),
+        Index("ix_products_published_at", "published_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    history_id: Mapped[int | None] = mapped_column(ForeignKey("history.id"))
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound.id"))
+    type: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(Text)
+    urls: Mapped[list[str]] = mapped_column(JSON)
+    screenshots: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    designer: Mapped[str | None] = mapped_column(String(ADDRESS), index=True)
+    designed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The ENTREGO mail behind ``designer`` (None when the publisher designed it).
+    design_inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound.id"))
+    publisher: Mapped[str] = mapped_column(String(ADDRESS), index=True)
+    published_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from mailflow.catalog import attachment_entry
 from mailflow.dbschema import (
     AttachmentRow,
     HistoryRow,
@@ -27,6 +28,7 @@ from mailflow.intake import Intake, request_form
 from mailflow.model import Effect, RecordHistory, RecordPublication, SendMail, Status
 from mailflow.parse import InboundMail
 from mailflow.people import holders_of
+from mailflow.products import record_product
 from mailflow.render import fecha
 from mailflow.repository import claim_reminder
 from mailflow.requeststate import state_of
@@ -52,6 +54,10 @@ _BLANK: dict[str, Any] = {
     "sender": "",
     "reason": "",
 }
+
+
+# At most this many help mails, and as many unauthorized notices, to one address a day.
+MAX_ANSWERS_PER_DAY = 5
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,7 @@ class Applier:
     def apply(self, request: RequestRow, effects: Iterable[Effect], reply: Reply) -> None:
         """Record history, links and attachments, and queue the mails of ``effects``."""
         last: HistoryRow | None = None
+        published: tuple[HistoryRow, tuple[str, ...]] | None = None
         for effect in effects:
             if isinstance(effect, RecordHistory):
                 last = HistoryRow(
@@ -110,24 +117,42 @@ class Applier:
                 self.session.add(last)
             elif isinstance(effect, RecordPublication) and last is not None:
                 last.details = {"urls": list(effect.urls)}
+                published = (last, effect.urls)
             elif isinstance(effect, SendMail):
                 self._queue(request, effect)
-        self._attachments(request)
+        stored = self._attachments(request)
+        if published is not None:
+            settings = self.service.settings
+            record_product(
+                self.session,
+                request,
+                published[0],
+                procedure=self.service.core.workflow.procedure(request.procedure),
+                mail_text=self.mail.text,
+                reply_text=reply.text,
+                urls=published[1],
+                attachments=stored,
+                default_type=settings.poai.default_product_type,
+            )
 
-    def _attachments(self, request: RequestRow) -> None:
+    def _attachments(self, request: RequestRow) -> list[AttachmentRow]:
+        """Stream each attachment into the archive and index it; return the rows."""
+        rows = []
         for part in self.mail.attachments:
             suffix = PurePath(part.filename).suffix[:16] or ".bin"
-            digest = self.service.archive.put(part.data, suffix)
-            self.session.add(
-                AttachmentRow(
-                    request_id=request.id,
-                    inbound_id=self.ledger.id,
-                    filename=part.filename,
-                    content_type=part.content_type,
-                    size=part.size,
-                    sha256=digest,
-                )
+            stored = self.service.archive.put_stream(part.chunks(), suffix)
+            row = AttachmentRow(
+                request_id=request.id,
+                inbound_id=self.ledger.id,
+                filename=part.filename,
+                content_type=part.content_type,
+                size=stored.size,
+                sha256=stored.sha256,
             )
+            self.session.add(row)
+            self.session.add(attachment_entry(row, person=self.mail.from_address, at=self.now))
+            rows.append(row)
+        return rows
 
     def _queue(self, request: RequestRow, effect: SendMail) -> None:
         if not effect.to and not effect.cc:
@@ -227,9 +252,30 @@ class Applier:
     # -- answers that change nothing ---------------------------------------------------
 
     def _once(self, kind: str, address: str, extra: str = "") -> bool:
+        """Claim the one answer of this kind and detail to ``address`` today, within its cap.
+
+        The detail (the problems, the request code) lets a person who makes a new mistake
+        hear about it, but it also let a sender who varies it (a forged From, a hundred
+        request codes) make us mail one address without limit: every answer also takes one
+        of :data:`MAX_ANSWERS_PER_DAY` daily slots of the address, per family.
+        """
         today = self.service.core.calendar.local(self.now).date()
-        key = f"{kind}:{address.lower()}:{extra}:{today.isoformat()}"[:255]
-        return claim_reminder(self.session, key, kind=kind, now=self.now, for_date=today)
+        address = address.lower()
+        key = f"{kind}:{address}:{extra}:{today.isoformat()}"[:255]
+        # kind is a String(32) column: a long request code used to overflow it (PostgreSQL).
+        if not claim_reminder(self.session, key, kind=kind[:32], now=self.now, for_date=today):
+            return False
+        family = kind.partition("-")[0]
+        return any(
+            claim_reminder(
+                self.session,
+                f"cap-{family}:{today.isoformat()}:{slot}:{address}"[:255],
+                kind=f"cap-{family}"[:32],
+                now=self.now,
+                for_date=today,
+            )
+            for slot in range(MAX_ANSWERS_PER_DAY)  # any() stops at the first free slot
+        )
 
     def help(self, kind: str, problems: list[str], *, form: str = "") -> Handled:
         """Answer the sender once a day per kind with what could not be understood."""

@@ -231,3 +231,27 @@ class RecordPublication:
 
 
 Effect = SendMail | RecordHistory | SetDue | RecordPublication
+
+
+class ProductType(StrEnum):
+    """Name the products of the manual's §10: posts, infographics, short videos, photos, art."""
+
+    POST = "post"
+    INFOGRAFIA = "infografia"
+    VIDEO_CORTO = "video_corto"
+    FOTOGRAFIA = "fotografia"
+    ILUSTRACION = "ilustracion"
+
+    @property
+    def label(self) -> str:
+        """Return the manual's Spanish name of the product type."""
+        return _PRODUCT_LABELS[self]
+
+
+_PRODUCT_LABELS = {
+    ProductType.POST: "Post",
+    ProductType.INFOGRAFIA: "Infografía",
+    ProductType.VIDEO_CORTO: "Vídeo corto",
+    ProductType.FOTOGRAFIA: "Fotografía",
+    ProductType.ILUSTRACION: "Ilustración",
+}

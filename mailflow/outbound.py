@@ -2,7 +2,9 @@
 
 Each recipient gets a copy of their own, because the reply address and the Message-ID
 carry a token signed for that person: whoever answers proves who they are. The visible
-To/Cc headers still list everybody, so people see who else was told.
+To/Cc headers still list everybody, so people see who else was told. Every rendered
+mail is archived (content-addressed ``.eml``) and indexed as it is composed, inside the
+caller's transaction, before the commit that queues it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from datetime import datetime
 from email import policy
 from typing import Any
 
+from mailflow.archive import Archive
+from mailflow.catalog import outbound_entry
 from mailflow.config import Settings
 from mailflow.dbschema import OutboxRow, OutboxStatus
 from mailflow.render import Envelope, Renderer, compose
@@ -22,9 +26,13 @@ from mailflow.tokens import make_token, message_id, reply_address
 class Composer:
     """Render templates and address them, ready for the outbox."""
 
-    def __init__(self, settings: Settings, renderer: Renderer) -> None:
+    def __init__(
+        self, settings: Settings, renderer: Renderer, archive: Archive | None = None
+    ) -> None:
+        """Compose with ``renderer``; archive every mail in ``archive`` when one is given."""
         self._settings = settings
         self._renderer = renderer
+        self._archive = archive
         self._secret = settings.security.secret.get_secret_value().encode()
 
     @property
@@ -80,17 +88,20 @@ class Composer:
                 date=now,
             )
             raw = compose(rendered, envelope).as_bytes(policy=policy.SMTP)
-            rows.append(
-                OutboxRow(
-                    message_id=mid,
-                    request_id=request_id,
-                    kind=template,
-                    recipients=[recipient],
-                    raw=raw,
-                    status=OutboxStatus.PENDING,
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
+            row = OutboxRow(
+                message_id=mid,
+                request_id=request_id,
+                kind=template,
+                recipients=[recipient],
+                raw=raw,
+                status=OutboxStatus.PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
             )
+            if self._archive is not None:
+                # Before the commit that queues it: the index row rides with the outbox
+                # row (relationship cascade), so no caller can forget it.
+                outbound_entry(row, self._archive.put(raw))
+            rows.append(row)
         return rows

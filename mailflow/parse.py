@@ -12,11 +12,13 @@ mislabelled Outlook bodies really are.
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import hashlib
+import quopri
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import decode_header
@@ -40,6 +42,7 @@ MAX_TEXT_CHARS = 1024 * 1024
 MAX_PARTS = 200
 MAX_DEPTH = 12
 MAX_FILENAME_CHARS = 120
+DECODE_SLICE_CHARS = 64 * 1024  # encoded characters decoded at a time for the archive
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -47,6 +50,7 @@ D = TypeVar("D")
 # Codecs that are valid Python text encodings but never a mail charset; punycode
 # also decodes in quadratic time.
 _UNSAFE_CODECS = frozenset({"punycode", "idna", "unicode_escape", "raw_unicode_escape"})
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
 _MSG_ID = re.compile(r"<[^<>\s]{1,998}>")
 _UNSAFE_NAME_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
 _WINDOWS_RESERVED = re.compile(r"(?i)^(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?$")
@@ -73,9 +77,20 @@ class _BoundedPolicy(Compat32):
 _POLICY = _BoundedPolicy(max_line_length=0)
 
 
+def _nothing() -> Iterator[bytes]:
+    """Yield no bytes: the content of an attachment built without any."""
+    yield from ()
+
+
 @dataclass(frozen=True)
 class Attachment:
-    """One attached (or inline non-body) part, with its decoded bytes kept aside."""
+    """One attached (or inline non-body) part; its decoded bytes come from ``chunks()``.
+
+    The decoded content is not kept: ``chunks()`` decodes the part's transfer encoding
+    anew, piece by piece, so the archive can stream it to disk (base64 and
+    quoted-printable, i.e. nearly every attachment; other encodings are already the raw
+    bytes and come in one piece).
+    """
 
     filename: str
     content_type: str
@@ -83,7 +98,12 @@ class Attachment:
     sha256: str
     inline: bool = False
     content_id: str = ""
-    data: bytes = field(default=b"", repr=False, compare=False)
+    chunks: Callable[[], Iterator[bytes]] = field(default=_nothing, repr=False, compare=False)
+
+    @property
+    def data(self) -> bytes:
+        """Return the whole decoded content (for small parts and tests)."""
+        return b"".join(self.chunks())
 
 
 @dataclass(frozen=True)
@@ -224,18 +244,67 @@ def _collect(part: Message, depth: int, acc: _Bodies) -> None:
         text = _decode_text(_payload_bytes(part), _safe(part.get_content_charset, None))
         (acc.plain if ctype == "text/plain" else acc.html).append(text)
         return
-    data = _payload_bytes(part)
+    chunks = _decoded_chunks(part)
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in chunks():
+        digest.update(chunk)
+        size += len(chunk)
     acc.attachments.append(
         Attachment(
             filename=sanitize_filename(filename or "", ctype),
             content_type=ctype,
-            size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
+            size=size,
+            sha256=digest.hexdigest(),
             inline=disposition == "inline",
             content_id=_header(part, "content-id").strip().strip("<>"),
-            data=data,
+            chunks=chunks,
         )
     )
+
+
+def _decoded_chunks(part: Message) -> Callable[[], Iterator[bytes]]:
+    """Return a function that yields the part's decoded content piece by piece."""
+    encoding = _header(part, "content-transfer-encoding").strip().lower()
+    payload = part.get_payload()
+    if isinstance(payload, str) and encoding == "base64":
+        return partial(_base64_chunks, payload)
+    if isinstance(payload, str) and encoding == "quoted-printable":
+        return partial(_qp_chunks, payload)
+    return partial(_whole, part)
+
+
+def _whole(part: Message) -> Iterator[bytes]:
+    """Yield the transfer-decoded payload in one piece (7bit, 8bit, attached messages)."""
+    yield _payload_bytes(part)
+
+
+def _base64_chunks(payload: str) -> Iterator[bytes]:
+    """Decode base64 text slice by slice; stray characters are ignored, as mail readers do."""
+    carry = ""
+    for start in range(0, len(payload), DECODE_SLICE_CHARS):
+        text = carry + _NOT_BASE64.sub("", payload[start : start + DECODE_SLICE_CHARS])
+        cut = len(text) - len(text) % 4
+        carry = text[cut:]
+        if cut:
+            yield binascii.a2b_base64(text[:cut])
+    if len(carry) > 1:  # one lone sextet carries no whole byte
+        yield binascii.a2b_base64(carry + "=" * (-len(carry) % 4))
+
+
+def _qp_chunks(payload: str) -> Iterator[bytes]:
+    """Decode quoted-printable text a few lines at a time (a soft break never spans two)."""
+    start = 0
+    while start < len(payload):
+        end = payload.find("\n", start + DECODE_SLICE_CHARS)
+        end = len(payload) if end < 0 else end + 1
+        piece = payload[start:end]
+        try:
+            raw = piece.encode("ascii", "surrogateescape")
+        except UnicodeEncodeError:
+            raw = piece.encode("utf-8", "surrogateescape")
+        yield quopri.decodestring(raw)
+        start = end
 
 
 def _payload_bytes(part: Message) -> bytes:

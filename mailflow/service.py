@@ -20,24 +20,42 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailflow.archive import Archive
+from mailflow.catalog import inbound_entry
 from mailflow.config import Settings
 from mailflow.core import Core
 from mailflow.cronograma import plan
 from mailflow.dbschema import InboundOutcome, InboundRow, RequestRow
 from mailflow.effects import Applier, Handled, Reply
 from mailflow.intake import Intake, parse_cronograma, parse_intake
-from mailflow.model import ActionTaken, RequestOpened
+from mailflow.model import Action, ActionTaken, RequestOpened
 from mailflow.outbound import Composer
 from mailflow.parse import InboundMail, MailParseError, parse_message
 from mailflow.people import unit_of
-from mailflow.replytext import read_reply
+from mailflow.products import directa_form
+from mailflow.replytext import Unclear, read_reply
 from mailflow.repository import Store, ledger_seen, next_request_code
 from mailflow.requeststate import state_of, store_state
-from mailflow.routing import authenticated, route, token_proof
+from mailflow.routing import authenticated, issued_to, route, token_proof
 from mailflow.tokens import ReplyToken
-from mailflow.workflow import UnauthorizedError, WorkflowError
+from mailflow.workflow import (
+    IllegalActionError,
+    MissingReasonError,
+    RequestClosedError,
+    UnauthorizedError,
+    WorkflowError,
+)
 
 log = logging.getLogger("mailflow.service")
+
+# Why a reply was not read as an action, for the help mail. The enum values (``negated``…)
+# used to appear in it verbatim, in English.
+_UNCLEAR = {
+    Unclear.EMPTY: "su respuesta no trae texto nuevo",
+    Unclear.NO_KEYWORD: "la primera palabra de su respuesta no es una acción",
+    Unclear.NEGATED: "su respuesta niega la acción; una negación nunca cuenta como aprobación",
+    Unclear.QUESTION: "su respuesta es una pregunta",
+    Unclear.CONDITIONAL: "su aprobación lleva condiciones; apruebe sin condiciones u observe",
+}
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,7 @@ class Service:
                 result = self._process(session, ledger, item.raw, now)
                 ledger.outcome = result.outcome
                 ledger.detail = result.detail[:2000] or None
+                session.add(inbound_entry(ledger, item.raw, now))  # archive index
         except IntegrityError:
             return Handled("seen", skipped=True, detail="claimed by another process")
         log.info(
@@ -111,6 +130,17 @@ class Service:
             if twin is not None:
                 return Handled(InboundOutcome.DUPLICATE, detail=f"same Message-ID as #{twin}")
             ledger.message_id = mail.message_id[:998]
+        else:
+            # Without a Message-ID, the same bytes at another UID (a copy, a re-delivery, a
+            # rescan after UIDVALIDITY changed) are the same message: it used to be
+            # processed again, opening a second request.
+            twin = session.scalar(
+                select(InboundRow.id)
+                .where(InboundRow.sha256 == ledger.sha256, InboundRow.id != ledger.id)
+                .limit(1)
+            )
+            if twin is not None:
+                return Handled(InboundOutcome.DUPLICATE, detail=f"same bytes as #{twin}")
         if mail.is_automatic or self._is_ours(mail):
             return Handled(InboundOutcome.AUTO_REPLY, detail=mail.auto_reason or "our own mail")
         if not mail.from_address:
@@ -147,8 +177,7 @@ class Service:
     ) -> Handled:
         reading = read_reply(mail.text, mail.subject)
         if reading.action is None:
-            why = reading.unclear.value if reading.unclear else "sin palabra clave"
-            return applier.help_for_request(request, why)
+            return applier.help_for_request(request, _UNCLEAR[reading.unclear or Unclear.EMPTY])
         secret = self.settings.security.secret.get_secret_value().encode()
         refusal = token_proof(secret, tokens, mail.from_address, request.code, request.stage)
         trusted = authenticated(
@@ -157,6 +186,11 @@ class Service:
             mail.from_address,
         )
         if refusal is not None and not trusted:
+            if issued_to(secret, tokens, mail.from_address, request.code):
+                # The sender is proven, only answering an earlier stage's mail: tell them
+                # why nothing happened. This used to alarm the current holders instead and
+                # leave the author unaware that their action was not recorded.
+                return applier.refused(request, reading.action.value, refusal)
             return applier.unauthorized(request, reading.action.value, refusal)
         procedure = self.core.workflow.procedure(request.procedure)
         today = self.core.calendar.local(now).date()
@@ -173,15 +207,17 @@ class Service:
         except UnauthorizedError as exc:
             return applier.unauthorized(request, reading.action.value, exc.reason, exc.notify)
         except WorkflowError as exc:
-            return applier.refused(request, reading.action.value, str(exc))
+            return applier.refused(request, reading.action.value, _explain(exc, reading.action))
         store_state(request, state, now)
         applier.apply(request, effects, Reply(reading.action.value, reading.text, reading.urls))
         return Handled(InboundOutcome.PROCESSED, request.code, f"{reading.action.value} accepted")
 
     def _intake(self, applier: Applier, mail: InboundMail, now: datetime) -> Handled:
         today = self.core.calendar.local(now).date()
-        body = mail.text or mail.html
-        parsed = parse_intake(body, today, html=not mail.text and bool(mail.html))
+        # A bare "PUBLICADO <tipo> <enlace>" from the administrator registers a direct post.
+        form = directa_form(mail.text, mail.subject)
+        body = form or mail.text or mail.html
+        parsed = parse_intake(body, today, html=not form and not mail.text and bool(mail.html))
         if parsed.problems or parsed.procedure is None:
             return applier.intake_problems(parsed)
         unit = self._unit(parsed, mail.from_address)
@@ -227,3 +263,19 @@ class Service:
             if wanted and wanted in (unit_id.casefold(), unit.name.casefold()):
                 return unit_id
         return unit_of(self.core.directory, sender)
+
+
+def _explain(exc: WorkflowError, action: Action) -> str:
+    """Say in Spanish why the engine refused an action.
+
+    The engine's messages are English, for logs; they used to reach people verbatim in
+    the help mail and in ``requests show``'s ``refused`` reasons.
+    """
+    if isinstance(exc, IllegalActionError):
+        accepted = ", ".join(a.value for a in exc.accepted)
+        return f"la etapa {exc.stage} no acepta {exc.action.value}; acepta: {accepted}"
+    if isinstance(exc, MissingReasonError):
+        return f"{action.value} debe ir seguido del motivo o de las sugerencias"
+    if isinstance(exc, RequestClosedError):
+        return "la solicitud ya terminó; no admite más acciones"
+    return str(exc)

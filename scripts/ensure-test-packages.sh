@@ -9,7 +9,9 @@ set -eu
 # dovecot-imapd and dovecot-lmtpd pull in dovecot-core (the `dovecot` and `doveadm` binaries).
 # `postgresql` is Debian's metapackage for the supported server version (15 on bookworm); the
 # test bed picks the newest /usr/lib/postgresql/*/bin/initdb it finds.
-PACKAGES="dovecot-imapd dovecot-lmtpd postgresql"
+# `chromium` renders the POAI report headless (tests/integration/test_poai.py) so a test
+# sees the page as a person would.
+PACKAGES="dovecot-imapd dovecot-lmtpd postgresql chromium"
 
 missing=""
 for pkg in $PACKAGES; do
