@@ -21,6 +21,7 @@ from mailflow.people import holders_of
 from mailflow.render import Renderer
 from mailflow.repository import Store, upgrade
 from mailflow.runner import Clock, Runner
+from mailflow.scheduler import Scheduler
 from mailflow.service import Incoming, Service
 from mailflow.smtp import SmtpSender
 from mailflow.views import request_json, request_summary
@@ -83,6 +84,7 @@ class Runtime:
     service: Service
     outbox: Outbox
     requests: Requests
+    scheduler: Scheduler | None = None
 
     def runner(self, clock: Clock) -> Runner:
         """Return the IMAP loop over this runtime's service and outbox."""
@@ -94,6 +96,7 @@ class Runtime:
             self.outbox,
             clock,
             processed_folder=self.settings.imap.processed_folder,
+            scheduler=self.scheduler,
         )
 
     def replay(self, raw: bytes, now: datetime) -> Handled:
@@ -107,8 +110,8 @@ def build_runtime(settings: Settings) -> Runtime:
     upgrade(settings.store.url)
     core = build_core(settings)
     store = Store.from_url(settings.store.url)
-    composer = Composer(settings, Renderer(settings.paths.templates_dir))
     archive = Archive(settings.store.archive_dir)
+    composer = Composer(settings, Renderer(settings.paths.templates_dir), archive)
     service = Service(settings, core, store, composer, archive)
     sender = SmtpSender(settings.smtp)
 
@@ -117,4 +120,6 @@ def build_runtime(settings: Settings) -> Runtime:
         return holders_of(core.directory, ("jefatura_ugs",), _Nobody(), today)
 
     outbox = Outbox(store, sender.send_many_sync, composer, settings.smtp.from_address, report_to)
-    return Runtime(settings, core, store, service, outbox, Requests(store, core, settings))
+    scheduler = Scheduler(settings, core, store, composer)
+    requests = Requests(store, core, settings)
+    return Runtime(settings, core, store, service, outbox, requests, scheduler)

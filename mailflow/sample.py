@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from datetime import date, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from mailflow.calendar import BusinessCalendar
+from mailflow.digest import OpenRequest, Publication, PublicationWindow, build_digest
 
 TEMPLATES = (
     "acknowledgement",
@@ -15,6 +19,10 @@ TEMPLATES = (
     "help",
     "unauthorized",
     "delivery_failed",
+    "reminder",
+    "escalation",
+    "window_end",
+    "digest",
 )
 
 
@@ -49,7 +57,59 @@ def sample_context(org_name: str, title: str = "Día del Software Libre") -> dic
         "original_subject": "Solicitud",
         "sender": "intruso@otro.bo",
         "reason": "el remitente no tiene el rol de la etapa",
+        # reminder, escalation, window_end and digest (mailflow.scheduler)
+        "reminder": {
+            "number": 2,
+            "limit": 2,
+            "overdue_days": 2,
+            "assignees": ["directora@ejemplo.gob.bo"],
+            "superiors": ["jefe.ugs@ejemplo.gob.bo"],
+        },
+        "cronograma": [{"stage": 6, "name": "Elaboran material", "date": date(2026, 12, 4)}],
+        "history": [
+            {
+                "at": datetime.combine(date(2026, 12, 1), time(9, 30)),
+                "actor": "analista.uti@ejemplo.gob.bo",
+                "action": "ENTREGO",
+                "stage": 1,
+                "note": "Solicitud de publicación.",
+            }
+        ],
+        "digest": sample_digest(title),
     }
+
+
+def sample_digest(title: str) -> dict[str, Any]:
+    """Return the ``digest`` variable of a small week: two open requests, one published."""
+    zone = ZoneInfo("America/La_Paz")
+    now = datetime(2026, 12, 7, 8, 0, tzinfo=zone)
+    opened = datetime(2026, 12, 1, 9, 30, tzinfo=zone)
+    open_requests = [
+        OpenRequest(
+            "RRSS-2026-0042", title, "Publicación de información específica", 2,
+            "Dirección Ejecutiva aprueba o rechaza", ("directora@ejemplo.gob.bo",), opened,
+            datetime(2026, 12, 2, 16, 30, tzinfo=zone),
+        ),
+        OpenRequest(
+            "RRSS-2026-0043", "Campaña de ciberseguridad", "Publicación de promoción", 3,
+            "Elabora propuesta de contenido", ("promocion@ejemplo.gob.bo",), opened,
+            datetime(2026, 12, 9, 16, 30, tzinfo=zone),
+        ),
+    ]  # fmt: skip
+    published = [
+        Publication(
+            "RRSS-2026-0040", "Feria de servicios digitales",
+            ("https://facebook.com/ejemplo/posts/1",), "community@ejemplo.gob.bo",
+            datetime(2026, 12, 3, 11, 0, tzinfo=zone),
+        )
+    ]  # fmt: skip
+    windows = [
+        PublicationWindow(
+            "RRSS-2026-0040", "Feria de servicios digitales", "publicado", date(2026, 12, 3),
+            date(2026, 12, 10),
+        )
+    ]  # fmt: skip
+    return build_digest(BusinessCalendar(), now, open_requests, published, windows)
 
 
 def sample_contexts(org_name: str) -> dict[str, dict[str, Any]]:
