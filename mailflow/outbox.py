@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,9 +21,13 @@ from sqlalchemy.orm import Session
 from mailflow.dbschema import OutboxRow, OutboxStatus
 from mailflow.outbound import Composer
 from mailflow.repository import Store
-from mailflow.smtp import Outgoing, SendResult, retry_at
+from mailflow.smtp import Outgoing, SendResult, SmtpError, retry_at
 
 log = logging.getLogger("mailflow.outbox")
+
+# How long a row taken for sending stays out of other flushes' reach. Longer than any batch
+# can take; if the sender dies in between, the row is simply sent again after it (same bytes).
+CLAIM_FOR = timedelta(minutes=15)
 
 Send = Callable[[Sequence[Outgoing]], list[SendResult]]
 
@@ -63,13 +69,26 @@ class Outbox:
                     .where(OutboxRow.next_attempt_at <= now)
                     .order_by(OutboxRow.id)
                     .limit(batch)
+                    # Several daemons may share a PostgreSQL store (DESIGN §5): each row is
+                    # claimed by one flush (locked now, then pushed past `now`), never sent
+                    # by two. SQLite ignores the clause; its BEGIN IMMEDIATE serializes.
+                    .with_for_update(skip_locked=True)
                 ).all()
+                for row in rows:
+                    row.next_attempt_at = now + CLAIM_FOR
                 items = [
                     Outgoing(r.id, self.envelope_from, tuple(r.recipients), r.raw) for r in rows
                 ]
             if not items:
                 return total
-            report = self._record(self.send(items), now)
+            try:
+                results = self.send(items)
+            except SmtpError as exc:
+                # A configuration failure (login, TLS) may come after some mails left:
+                # record those first, so that none is sent twice, then let the operator know.
+                self._record(exc.results, now)
+                raise
+            report = self._record(results, now)
             total = FlushReport(
                 total.sent + report.sent,
                 total.deferred + report.deferred,
@@ -86,9 +105,9 @@ class Outbox:
                 if row is None:
                     continue
                 row.attempts += 1
-                if result.permanent:
-                    self._report_failure(session, row, result, now)
                 if result.done:
+                    if result.permanent:
+                        self._report_failure(session, row, result, now)
                     row.status = OutboxStatus.SENT if result.accepted else OutboxStatus.FAILED
                     row.sent_at = now if result.accepted else None
                     sent += bool(result.accepted)
@@ -97,11 +116,15 @@ class Outbox:
                 row.recipients = list(result.retry_recipients)
                 row.last_error = _describe(result)
                 when = retry_at(row.attempts, row.created_at, now)
+                # One report per row and attempt: a give-up that comes with a 5xx for another
+                # recipient is one notice listing both, not two.
                 if when is None:
                     row.status = OutboxStatus.FAILED
                     self._report_failure(session, row, result, now)
                     failed += 1
                 else:
+                    if result.permanent:
+                        self._report_failure(session, row, result, now)
                     row.next_attempt_at = when
                     deferred += 1
                 log.warning("outbox #%s %s: %s", row.id, row.message_id, row.last_error)
@@ -119,7 +142,7 @@ class Outbox:
         recipients = ", ".join({**result.permanent, **result.temporary}) or "?"
         context = {
             "problems": [f"{recipients}: {row.last_error}"],
-            "original_subject": row.kind,
+            "original_subject": _subject(row.raw) or row.kind,
             "form": False,
             "request": None,
         }
@@ -136,6 +159,12 @@ class Outbox:
                 request_id=row.request_id,
             )
         )
+
+
+def _subject(raw: bytes) -> str:
+    """Return the Subject of a rendered mail, so the notice says which mail it was."""
+    headers = BytesHeaderParser(policy=default_policy).parsebytes(raw)
+    return " ".join(str(headers.get("Subject", "")).split())
 
 
 def _describe(result: SendResult) -> str:

@@ -23,6 +23,7 @@ from mailflow.dbschema import InboundOutcome, InboundRow
 from mailflow.imap import ImapError, ImapSource, ImapUnavailableError, Reconnector
 from mailflow.outbox import FlushReport, Outbox
 from mailflow.repository import Store, get_mailbox_state, ledger_seen, set_mailbox_state
+from mailflow.scheduler import Scheduler
 from mailflow.service import Incoming, Service
 
 log = logging.getLogger("mailflow.runner")
@@ -51,6 +52,8 @@ class Runner:
         clock: Clock,
         *,
         processed_folder: str | None = None,
+        wait_seconds: float = 60.0,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.service = service
         self.store = store
@@ -58,8 +61,15 @@ class Runner:
         self.outbox = outbox
         self.clock = clock
         self.processed_folder = processed_folder
+        # The longest wait without a pass: deferred outbox rows (retries are due 1 min or
+        # more after a failure) are sent by the pass that follows a quiet wait.
+        self.wait_seconds = wait_seconds
+        # Reminders, escalations, digests and window ends due at the pass's clock.
+        self.scheduler = scheduler
         self.stopping = threading.Event()
         self._waiting = False
+        self._loop_thread: int | None = None
+        self._stop_reason = ""
 
     def catch_up(self) -> PassReport:
         """Handle every message after the last recorded UID, then flush the outbox."""
@@ -86,6 +96,8 @@ class Runner:
                 break
         if self.processed_folder and done:
             self.source.move(done, self.processed_folder)  # only after every commit
+        if self.scheduler is not None:
+            self.scheduler.run_due(self.clock())
         report = self.outbox.flush(self.clock())
         return PassReport(len(done), outcomes, report)
 
@@ -128,7 +140,10 @@ class Runner:
 
     def run_forever(self, on_ready: Callable[[], None] = lambda: None) -> None:
         """Run until stop() (SIGTERM): wait for mail with IDLE, catch up, flush, repeat."""
-        reconnector = Reconnector(self.source, sleep=self.stopping.wait)
+        self._loop_thread = threading.get_ident()
+        # Not stopping.wait as the sleep: a signal handler calling stopping.set() while this
+        # thread holds the Event's (non-reentrant) lock inside wait() would deadlock.
+        reconnector = Reconnector(self.source, sleep=self._pause)
         ready = False
         while not self.stopping.is_set():
             try:
@@ -138,45 +153,73 @@ class Runner:
                 if not ready:
                     on_ready()
                     ready = True
-                self._wait()
+                self._interruptible(lambda: self.source.wait(timeout=self.wait_seconds))
             except ImapUnavailableError as exc:
                 if self.stopping.is_set():
                     break
                 log.warning("IMAP connection lost: %s", exc)
                 self.source.close()
+        if self._stop_reason:
+            log.info("%s received, stopping", self._stop_reason)
         self.source.close()
         log.info("stopped")
 
-    def _wait(self) -> None:
-        """Wait for new mail, but wake up in time for the next outbox retry."""
-        self._waiting = True
+    def _pause(self, seconds: float) -> bool:
+        """Sleep between reconnect attempts; return True when asked to stop.
+
+        The outbox does not need IMAP: deferred rows are still retried while it is down.
+        """
+        self.outbox.flush(self.clock())
+        self._interruptible(lambda: time.sleep(seconds))
+        return self.stopping.is_set()
+
+    def _interruptible(self, block: Callable[[], object]) -> None:
+        """Run a blocking wait (IDLE, a sleep) that stop() may cut short by raising.
+
+        Only these waits are ever interrupted: the flag is raised inside the outer try and
+        lowered on every way out (an IMAP error included), so _StopWaiting can never escape
+        from here, nor hit a database transaction or a message half-handled.
+        """
         try:
-            if not self.stopping.is_set():
-                self.source.wait(timeout=60.0)
+            self._waiting = True
+            try:
+                if not self.stopping.is_set():  # stop() came just before the flag went up
+                    block()
+            finally:
+                self._waiting = False
         except _StopWaiting:
-            pass
-        finally:
-            self._waiting = False
+            self._waiting = False  # the signal may have come before the finally's line
 
     def stop(self, *_: object) -> None:
-        """Ask the loop to stop after the message at hand; interrupt a wait at once."""
+        """Ask the loop to stop after the message at hand; interrupt a wait at once.
+
+        Raises only in the loop's own thread (a signal handler interrupting it) and only
+        the first time: a second signal must not escape from the handler of the first.
+        """
+        first = not self.stopping.is_set()
         self.stopping.set()
-        if self._waiting:
+        if first and self._waiting and threading.get_ident() == self._loop_thread:
             raise _StopWaiting
 
     def install_signal_handlers(self) -> None:
         """Stop cleanly on SIGTERM and SIGINT."""
 
         def handler(signum: int, frame: FrameType | None) -> None:
-            log.info("signal %s received, stopping", signal.Signals(signum).name)
+            # No logging here: writing to stderr from a handler that interrupted another
+            # write raises "reentrant call" at an arbitrary point; run_forever logs it.
+            self._stop_reason = self._stop_reason or signal.Signals(signum).name
             self.stop()
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
 
-class _StopWaiting(Exception):
-    """Raised from the signal handler to leave a blocking IDLE at once."""
+class _StopWaiting(BaseException):
+    """Raised from the signal handler to leave a blocking IDLE at once.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` (or
+    ``suppress(Exception)``) on the way up can swallow it and leave the loop waiting.
+    """
 
 
 def offset_clock(start: datetime | None) -> Clock:
