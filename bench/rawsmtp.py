@@ -1,0 +1,45 @@
+"""The raw baseline of sending: aiosmtplib over one connection, nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import aiosmtplib
+from sqlalchemy import select
+
+from mailflow.dbschema import OutboxRow
+from mailflow.repository import make_engine
+
+Mail = tuple[str, list[str], bytes]  # envelope sender, recipients, bytes
+
+
+async def _send(host: str, port: int, mails: Sequence[Mail]) -> None:
+    smtp = aiosmtplib.SMTP(hostname=host, port=port, timeout=60, local_hostname="bench.local")
+    await smtp.connect()
+    try:
+        for sender, recipients, raw in mails:
+            await smtp.sendmail(sender, recipients, raw)
+    finally:
+        await smtp.quit()
+
+
+def send(host: str, port: int, mails: Sequence[Mail]) -> float:
+    """Send every mail over one connection; return the seconds it took."""
+    started = time.perf_counter()
+    asyncio.run(_send(host, port, mails))
+    return time.perf_counter() - started
+
+
+def outbox_mails(url: str, sender: str) -> list[Mail]:
+    """Return the mails of a store's outbox (any status), oldest first."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(OutboxRow.recipients, OutboxRow.raw).order_by(OutboxRow.id)
+            ).all()
+    finally:
+        engine.dispose()
+    return [(sender, list(recipients), bytes(raw)) for recipients, raw in rows]
