@@ -40,6 +40,9 @@ def sample_context(org_name: str, title: str = "Día del Software Libre") -> dic
             "due": datetime.combine(date(2026, 12, 7), time(16, 30)),
             "publish_from": date(2026, 12, 10),
             "publish_until": date(2026, 12, 20),
+            "cronograma": [
+                {"stage": 6, "name": "Elaboran material de publicación", "date": date(2026, 12, 4)},
+            ],
         },
         "actions": [
             {"keyword": "APRUEBO", "meaning": "aprueba y deriva a la UGS"},

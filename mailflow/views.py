@@ -64,7 +64,21 @@ def request_context(row: RequestRow, procedure: Procedure, zone: ZoneInfo) -> di
         "publish_from": row.publish_from,
         "publish_until": row.publish_until,
         "fields": dict(row.fields),
+        "cronograma": _cronograma(row, procedure),
     }
+
+
+def _cronograma(row: RequestRow, procedure: Procedure) -> list[dict[str, Any]]:
+    """Return the planned dates of later stages, so everyone involved sees the plan."""
+    planned = []
+    for item in row.cronograma or ():
+        stage = procedure.stages.get(int(item["stage"]))
+        if stage is not None and stage.number >= row.stage:
+            name = stage.name.rstrip(".")
+            short = name if len(name) <= 60 else name[:57].rstrip() + "…"
+            day = date.fromisoformat(item["date"])
+            planned.append({"stage": stage.number, "name": short, "date": day})
+    return planned
 
 
 def _iso(value: datetime | date | None, zone: ZoneInfo) -> str | None:

@@ -48,6 +48,9 @@ def test_informacion_especifica_runs_through_all_nine_stages(scenario: Scenario)
     ]
     for number, (person, word, answer, style) in enumerate(steps, start=2):
         mail = site.wait_for(person, about(code, word))
+        if number == 5:  # the proposal's cronograma is shown back to the requester
+            text = mail.get_body(("plain",)).get_content()
+            assert "Cronograma:" in text and "viernes 4 de diciembre de 2026" in text
         assert scenario.show(code)["stage"]["number"] == number
         site.reply(person, mail, answer, style=style)
         scenario.run()
