@@ -203,6 +203,41 @@ def parse_intake(
     )
 
 
+# What the ready-to-fill form offers besides the required fields, and the Tipo wording.
+_FORM_EXTRAS = ("unidad",)
+_PROCEDURE_NAMES: Mapping[str, str] = {
+    "promocion": "Publicación de promoción",
+    "imagenes_diseno": "Publicación de imágenes con diseño",
+    "informacion_especifica": "Publicación de información específica",
+    "directa": "Publicación directa",
+    "eliminacion": "Eliminación de publicación",
+}
+
+
+def request_form(intake: Intake) -> str:
+    """Return a ready-to-fill request: the procedure's fields, each right value kept.
+
+    Fixes the help mail for an incomplete request, which promised a form and printed
+    ``True``. Without a known ``Tipo`` the form is the longest one (información específica).
+    """
+    wrong = {p.field for p in intake.problems}
+    procedure = intake.procedure or "informacion_especifica"
+    keys = dict.fromkeys(("tipo", "titulo", *REQUIRED[procedure], *_FORM_EXTRAS))
+    dates = {"publicar_desde": intake.publicar_desde, "publicar_hasta": intake.publicar_hasta}
+    lines = []
+    for key in keys:
+        value = "" if key in wrong else intake.raw.get(key, "")
+        when = dates.get(key)
+        if when is not None and key not in wrong:
+            value = f"{when:%d/%m/%Y}"
+        if key == "tipo" and intake.procedure and not value:
+            value = _PROCEDURE_NAMES[intake.procedure]
+        lines.append(f"{FIELD_NAMES[key]}: {value}".rstrip())
+    if intake.procedure is None:
+        lines[0] += "    (" + _PROCEDURE_HELP.removeprefix("indique ").rstrip(".") + ")"
+    return "\n".join(lines)
+
+
 def parse_procedure(value: str, aliases: Mapping[str, Sequence[str]] | None = None) -> str | None:
     """Map a human ``Tipo`` wording (``Publicación de información específica``, ``3``) to an id."""
     folded = " ".join(fold(value).replace("_", " ").split())[:200]

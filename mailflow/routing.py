@@ -59,6 +59,11 @@ def token_proof(
     return None
 
 
+def issued_to(secret: bytes, tokens: Iterable[ReplyToken], sender: str, code: str) -> bool:
+    """Tell whether some token about ``code`` was issued to ``sender``, at any stage."""
+    return any(t.code == code and verify(secret, t, sender) for t in tokens)
+
+
 def _domain(value: str) -> str:
     return value.rpartition("@")[2].strip("<>\"' ").lower()
 
