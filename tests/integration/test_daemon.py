@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import email.policy
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from testbed.mail import build_message
@@ -81,33 +79,21 @@ def test_informacion_especifica_runs_through_all_nine_stages(scenario: Scenario)
     assert all("APRUEBO" not in m.get_body(("plain",)).get_content() for m in copies)
 
 
-def cli(scenario: Scenario, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real `mailflow` command against the scenario's config."""
-    script = Path(sys.executable).parent / "mailflow"
-    return subprocess.run(
-        [str(script), "--config", str(scenario.site.config_path), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_commands_show_a_request_as_the_contract_says(scenario: Scenario) -> None:
     site = scenario.site
     site.send("analista", "Solicitud", INFO_REQUEST)
-    once = cli(scenario, "--now", "2026-12-01T09:30", "run", "--once")
+    once = scenario.cli("--now", "2026-12-01T09:30", "run", "--once")
     assert once.returncode == 0, once.stderr
     assert "handled 1 message(s) (processed=1)" in once.stdout
     code = code_of(site.wait_for("analista", lambda m: "Solicitud recibida" in str(m["Subject"])))
 
-    listed = cli(scenario, "requests", "list", "--json")
+    listed = scenario.cli("requests", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     [summary] = json.loads(listed.stdout)
     assert summary["code"] == code and summary["status"] == "en_curso"
     assert {"code", "title", "procedure", "status", "stage"} <= set(summary)
 
-    shown = cli(scenario, "--now", "2026-12-01T10:00", "requests", "show", code, "--json")
+    shown = scenario.cli("--now", "2026-12-01T10:00", "requests", "show", code, "--json")
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data["procedure"] == "informacion_especifica"
@@ -121,7 +107,7 @@ def test_commands_show_a_request_as_the_contract_says(scenario: Scenario) -> Non
     assert data["history"][0]["actor"] == site.addr("analista")
     assert data["refused"] == [] and data["publication"]["urls"] == []
 
-    missing = cli(scenario, "requests", "show", "RRSS-2026-9999")
+    missing = scenario.cli("requests", "show", "RRSS-2026-9999")
     assert missing.returncode == 1 and "no request RRSS-2026-9999" in missing.stderr
 
 
@@ -131,10 +117,10 @@ def test_replay_processes_a_saved_message_once(scenario: Scenario, tmp_path: Pat
         scenario.site.addr("analista"), [scenario.site.shared], "S", INFO_REQUEST
     )
     eml.write_bytes(message.as_bytes(policy=email.policy.SMTP))
-    first = cli(scenario, "--now", "2026-12-01T09:30", "replay", str(eml))
+    first = scenario.cli("--now", "2026-12-01T09:30", "replay", str(eml))
     assert first.returncode == 0, first.stderr
     assert "processed RRSS-2026-0001 opened informacion_especifica" in first.stdout
-    again = cli(scenario, "--now", "2026-12-01T09:31", "replay", str(eml))
+    again = scenario.cli("--now", "2026-12-01T09:31", "replay", str(eml))
     assert again.returncode == 0 and "seen" in again.stdout
-    listed = json.loads(cli(scenario, "requests", "list", "--json").stdout)
+    listed = json.loads(scenario.cli("requests", "list", "--json").stdout)
     assert [r["code"] for r in listed] == ["RRSS-2026-0001"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import struct
 import subprocess
-import sys
 import zipfile
 import zlib
 from datetime import datetime
@@ -44,18 +43,6 @@ def png(width: int, height: int, shade: int) -> bytes:
 DESIGN = ("arte-final.png", png(400, 300, 0), "image/png")
 SCREENSHOT = ("captura-facebook.png", png(320, 240, 128), "image/png")
 POST = "https://www.facebook.com/ejemplo/posts/123"
-
-
-def cli(scenario: Scenario, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real `mailflow` command against the scenario's config."""
-    script = Path(sys.executable).parent / "mailflow"
-    return subprocess.run(
-        [str(script), "--config", str(scenario.site.config_path), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def run_request(scenario: Scenario) -> str:
@@ -109,7 +96,7 @@ def test_evidence_of_a_request_verifies_and_shows_every_stage(
     assert site.addr("disenio") in persons_in
 
     out = tmp_path / "evidencia.zip"
-    done = cli(scenario, "--now", "2026-12-05T10:00", "evidence", code, "--out", str(out))
+    done = scenario.cli("--now", "2026-12-05T10:00", "evidence", code, "--out", str(out))
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "x"
     with zipfile.ZipFile(out) as zf:
@@ -155,7 +142,7 @@ def test_archive_verify_notices_an_altered_and_a_missing_file(
     site = scenario.site
     site.send("analista", "Solicitud", INFO_REQUEST, attachments=(DESIGN,))
     scenario.run()
-    clean = cli(scenario, "archive", "verify")
+    clean = scenario.cli("archive", "verify")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "0 alterados, 0 faltantes" in clean.stdout
 
@@ -164,17 +151,17 @@ def test_archive_verify_notices_an_altered_and_a_missing_file(
     eml = next(p for p in files if p.suffix == ".eml")
     eml.chmod(0o644)  # archived files are read-only; whoever tampers has to mean it
     eml.write_bytes(eml.read_bytes().replace(b"Feria", b"Fiera"))
-    altered = cli(scenario, "archive", "verify")
+    altered = scenario.cli("archive", "verify")
     assert altered.returncode == 1
     assert f"ALTERADO {eml}" in altered.stdout
 
     png = next(p for p in files if p.suffix == ".png")
     png.unlink()
-    missing = cli(scenario, "archive", "verify")
+    missing = scenario.cli("archive", "verify")
     assert missing.returncode == 1
     assert f"FALTA    {png.name[:64]}" in missing.stdout
 
-    refused = cli(scenario, "evidence", "RRSS-2026-0001", "--out", str(tmp_path / "e.zip"))
+    refused = scenario.cli("evidence", "RRSS-2026-0001", "--out", str(tmp_path / "e.zip"))
     assert refused.returncode == 1
     assert "alterado" in refused.stderr and "falta" in refused.stderr
     assert not (tmp_path / "e.zip").exists()

@@ -19,7 +19,6 @@ import shutil
 import smtplib
 import struct
 import subprocess
-import sys
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -164,18 +163,6 @@ def by_hand(sent: list[Sent], person: str) -> dict[str, object]:
     }
 
 
-def cli(scenario: Scenario, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real `mailflow` command against the scenario's config."""
-    script = Path(sys.executable).parent / "mailflow"
-    return subprocess.run(
-        [str(script), "--config", str(scenario.site.config_path), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 def chromium() -> str:
     """Return the Chromium binary (Debian package `chromium`, scripts/ensure-test-packages.sh)."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -242,13 +229,13 @@ def weighted_of(section: str) -> float:
 def test_poai_report_matches_counts_made_by_hand(scenario: Scenario, tmp_path: Path) -> None:
     sent = plan(PRODUCTS)
     register(scenario, sent)
-    listed = cli(scenario, "requests", "list", "--json")
+    listed = scenario.cli("requests", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.count('"publicado"') == len(sent)
 
     out = tmp_path / "poai"
-    done = cli(
-        scenario, "--now", "2027-01-05T09:00", "report", "poai", "--year", "2026", "--out", str(out)
+    done = scenario.cli(
+        "--now", "2027-01-05T09:00", "report", "poai", "--year", "2026", "--out", str(out)
     )
     assert done.returncode == 0, done.stderr
     site = scenario.site

@@ -9,6 +9,8 @@ person: send a request, read their inbox, and answer a mail the way a real clien
 from __future__ import annotations
 
 import email.policy
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -201,6 +203,17 @@ class Scenario:
         data = self.runtime.requests.show(code, self.now)
         assert data is not None
         return data
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run the real `mailflow` command against this site's config."""
+        script = Path(sys.executable).parent / "mailflow"
+        return subprocess.run(
+            [str(script), "--config", str(self.site.config_path), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def close(self) -> None:
         self.runtime.store.close()
