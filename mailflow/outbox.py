@@ -137,8 +137,10 @@ class Outbox:
         """Queue one notice to the Jefatura UGS about a mail that cannot be delivered."""
         row.last_error = _describe(result)
         log.error("outbox #%s %s undeliverable: %s", row.id, row.message_id, row.last_error)
-        if row.kind == "delivery_failed":
-            return  # never report the failure of a failure report: that way lies a loop
+        if row.kind in ("delivery_failed", "help"):
+            # Never report the failure of a report (a loop), nor of help to strangers:
+            # spoofed senders at made-up addresses would flood the Jefatura UGS.
+            return
         recipients = ", ".join({**result.permanent, **result.temporary}) or "?"
         context = {
             "problems": [f"{recipients}: {row.last_error}"],

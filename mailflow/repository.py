@@ -78,9 +78,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         # First, so that switching to WAL waits for a lock instead of failing.
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode = WAL")
-        # NORMAL is durable across application crashes in WAL mode; only a power loss can
-        # lose the last commits, which mail redelivery (not yet flagged) then repeats.
-        cursor.execute("PRAGMA synchronous = NORMAL")
+        # FULL: a commit survives a power cut. NORMAL could lose the last commits after the
+        # message was already moved to processed_folder (never fetched again) and after
+        # the sender was told the request's code.
+        cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()

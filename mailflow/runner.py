@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import FrameType
 
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm.exc import StaleDataError
+
 from mailflow.archive import ArchiveError
 from mailflow.dbschema import InboundOutcome, InboundRow
 from mailflow.imap import ImapError, ImapSource, ImapUnavailableError, Reconnector
@@ -25,6 +28,7 @@ from mailflow.outbox import FlushReport, Outbox
 from mailflow.repository import Store, get_mailbox_state, ledger_seen, set_mailbox_state
 from mailflow.scheduler import Scheduler
 from mailflow.service import Incoming, Service
+from mailflow.smtp import SmtpError
 
 log = logging.getLogger("mailflow.runner")
 
@@ -104,7 +108,9 @@ class Runner:
     def _handle(self, item: Incoming) -> str:
         try:
             return self.service.handle(item, self.clock()).outcome
-        except (ArchiveError, ImapError):
+        except (ArchiveError, ImapError, OperationalError, StaleDataError):
+            # Passing trouble (database busy or restarting, a concurrent update): the
+            # position is not advanced, so the message is handled on a later pass.
             raise
         except Exception as exc:
             log.exception("uid=%s could not be processed; quarantined", item.uid)
@@ -159,6 +165,11 @@ class Runner:
                     break
                 log.warning("IMAP connection lost: %s", exc)
                 self.source.close()
+            except (OperationalError, StaleDataError, SmtpError) as exc:
+                # Ride out what comes back by itself; messages stay on the server and
+                # the outbox keeps its rows, so nothing is lost while we wait.
+                log.error("pass interrupted, retrying in 30 s: %s", exc)
+                self._interruptible(lambda: time.sleep(30.0))
         if self._stop_reason:
             log.info("%s received, stopping", self._stop_reason)
         self.source.close()
@@ -169,7 +180,10 @@ class Runner:
 
         The outbox does not need IMAP: deferred rows are still retried while it is down.
         """
-        self.outbox.flush(self.clock())
+        try:
+            self.outbox.flush(self.clock())
+        except (OperationalError, SmtpError) as exc:
+            log.error("outbox not flushed: %s", exc)
         self._interruptible(lambda: time.sleep(seconds))
         return self.stopping.is_set()
 

@@ -87,25 +87,29 @@ class Service:
             if ledger_seen(session, item.mailbox, item.uidvalidity, item.uid):
                 return Handled("seen", skipped=True)
         self.archive.put(item.raw)  # before the commit that refers to it
-        try:
-            with self.store.transaction() as session:
-                ledger = InboundRow(
-                    mailbox=item.mailbox,
-                    uidvalidity=item.uidvalidity,
-                    uid=item.uid,
-                    sha256=digest,
-                    received_at=now,
-                    processed_at=now,
-                    outcome=InboundOutcome.PROCESSED,
-                )
-                session.add(ledger)
-                session.flush()  # claims the message: another daemon now waits or fails here
-                result = self._process(session, ledger, item.raw, now)
-                ledger.outcome = result.outcome
-                ledger.detail = result.detail[:2000] or None
-                session.add(inbound_entry(ledger, item.raw, now))  # archive index
-        except IntegrityError:
-            return Handled("seen", skipped=True, detail="claimed by another process")
+        with self.store.transaction() as session:
+            ledger = InboundRow(
+                mailbox=item.mailbox,
+                uidvalidity=item.uidvalidity,
+                uid=item.uid,
+                sha256=digest,
+                received_at=now,
+                processed_at=now,
+                outcome=InboundOutcome.PROCESSED,
+            )
+            # Claim the message: another daemon now waits or fails here. Only this
+            # IntegrityError means "taken"; any other one must reach the runner, which
+            # quarantines the message instead of losing it.
+            try:
+                with session.begin_nested():
+                    session.add(ledger)
+                    session.flush()
+            except IntegrityError:
+                return Handled("seen", skipped=True, detail="claimed by another process")
+            result = self._process(session, ledger, item.raw, now)
+            ledger.outcome = result.outcome
+            ledger.detail = result.detail[:2000] or None
+            session.add(inbound_entry(ledger, item.raw, now))  # archive index
         log.info(
             "uid=%s message=%s outcome=%s request=%s %s",
             item.uid,
@@ -154,7 +158,11 @@ class Service:
         )
         if found.code is None:
             return self._intake(applier, mail, now)
-        request = session.scalar(select(RequestRow).where(RequestRow.code == found.code))
+        # Locked: two daemons handling two votes of one request at once must take turns
+        # (PostgreSQL; SQLite serializes writers anyway).
+        request = session.scalar(
+            select(RequestRow).where(RequestRow.code == found.code).with_for_update()
+        )
         if request is None:
             return applier.help("unknown_code", [f"No existe la solicitud {found.code}."])
         ledger.request_id = request.id
@@ -220,6 +228,9 @@ class Service:
         parsed = parse_intake(body, today, html=not form and not mail.text and bool(mail.html))
         if parsed.problems or parsed.procedure is None:
             return applier.intake_problems(parsed)
+        refusal = self._unproven_opening(parsed.procedure, mail)
+        if refusal is not None:
+            return applier.help("unproven-start", [refusal])
         unit = self._unit(parsed, mail.from_address)
         event = RequestOpened(
             procedure=parsed.procedure,
@@ -255,6 +266,27 @@ class Service:
         applier.ledger.request_id = request.id
         applier.apply(request, effects, Reply("SOLICITUD", event.text, event.urls))
         return Handled(InboundOutcome.PROCESSED, code, f"opened {parsed.procedure}")
+
+    def _unproven_opening(self, procedure_id: str, mail: InboundMail) -> str | None:
+        """Refuse a privileged opening (publish, delete, promote) the server does not vouch for.
+
+        A request any unit member may send needs no proof: the worst a forger gets is a
+        request that the Dirección Ejecutiva will see. Procedures that only given roles
+        start act at once (``directa`` publishes, ``eliminacion`` orders a deletion), so
+        when a trusted server is configured its Authentication-Results must vouch for the
+        From address. The answer goes to that address, i.e. to the real role holder.
+        """
+        trusted = self.settings.security.trusted_authserv_id
+        procedure = self.core.procedures.get(procedure_id)
+        if not trusted or procedure is None or "miembro_unidad" in procedure.started_by:
+            return None
+        if authenticated(mail.authentication_results, trusted, mail.from_address):
+            return None
+        return (
+            f"No se abrió la solicitud: el servidor {trusted} no certifica que el correo "
+            f"venga de {mail.from_address} (DKIM/SPF). Si usted la envió, reenvíela desde "
+            "su cuenta institucional; si no, alguien usó su dirección."
+        )
 
     def _unit(self, parsed: Intake, sender: str) -> str | None:
         """Return the requester's unit: the Unidad field (id or name), else their membership."""

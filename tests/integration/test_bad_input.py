@@ -1087,3 +1087,46 @@ def test_trusted_authentication_results_do_not_give_a_role(
     assert NOTICE in subjects(sent(site, "directora"))[-1]
     assert sent(site, "jefe.ugs") == []
     approve(trusting, code, action_mail)
+
+
+def test_a_forged_direct_publication_opens_nothing_when_a_server_vouches(
+    trusting: Scenario,
+) -> None:
+    """`directa` publishes at once: with a trusted server, its word is required to open it."""
+    site = trusting.site
+    post = "PUBLICADO fotografia https://www.facebook.com/ejemplo/posts/9"
+    forged = build_message(site.addr("community"), [site.shared], "Foto del día", post)
+    send_as(site.relay, site.addr("atacante"), [site.shared], raw=forged.as_bytes())
+    trusting.run()
+    assert trusting.runtime.requests.summaries() == []
+    notice = site.wait_for("community", lambda m: "No pudimos procesar" in str(m["Subject"]))
+    assert "no certifica" in notice.get_body(("plain",)).get_content()
+
+    vouched = build_message(site.addr("community"), [site.shared], "Foto del día", post)
+    vouched["Authentication-Results"] = f"{TRUSTED}; dkim=pass header.d={site.domain}"
+    send_as(site.relay, site.addr("community"), [site.shared], raw=vouched.as_bytes())
+    trusting.run()
+    [opened] = trusting.runtime.requests.summaries()
+    assert (opened["procedure"], opened["status"]) == ("directa", "publicado")
+
+
+def test_a_database_error_while_handling_quarantines_instead_of_losing(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the ledger claim's IntegrityError means 'taken'; any other is kept and visible."""
+    from sqlalchemy.exc import IntegrityError
+
+    from mailflow.effects import Applier
+
+    def broken(*_: object, **__: object) -> None:
+        raise IntegrityError("INSERT", {}, Exception("simulated constraint violation"))
+
+    monkeypatch.setattr(Applier, "apply", broken)
+    site = scenario.site
+    site.send("analista", "Solicitud", INFO_REQUEST)
+    scenario.run()
+    with scenario.runtime.store.transaction() as session:
+        rows = session.scalars(select(InboundRow)).all()
+        assert [(r.outcome, "IntegrityError" in (r.detail or "")) for r in rows] == [
+            ("quarantined", True)
+        ]

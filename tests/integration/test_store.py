@@ -220,7 +220,7 @@ def test_sqlite_engine_creates_its_folder_and_sets_pragmas(tmp_path: Path) -> No
     assert pragmas == {
         "journal_mode": "wal",
         "foreign_keys": 1,
-        "synchronous": 1,  # NORMAL
+        "synchronous": 2,  # FULL
         "busy_timeout": 30000,
     }
 
