@@ -98,6 +98,12 @@ class Decision:
     reason: str = ""
 
 
+# Who acts when a dynamic role resolves to nobody: a requester without a unit head (the
+# Dirección Ejecutiva itself, or a unit missing from [units]) has the Dirección Ejecutiva
+# above them, so a stage of the unit head never waits for no one.
+_DYNAMIC_SUPERIORS = {JEFATURA_SOLICITANTE: "direccion_ejecutiva"}
+
+
 def _key(address: str) -> str:
     return address.strip().casefold()
 
@@ -147,7 +153,7 @@ def assignees(
         holders = _apply_substitutes(_base_holders(directory, current, request), role, on_date)
         if holders:
             return _dedupe(holders)
-        current = role.superior if role is not None else None
+        current = role.superior if role is not None else _DYNAMIC_SUPERIORS.get(current)
     return ()
 
 

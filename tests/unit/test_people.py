@@ -143,3 +143,11 @@ def test_check_directory_reports_every_problem() -> None:
         "roles.b.substitutes[0]: until 2026-01-01 is before from 2026-02-01",
     ]
     assert check_directory(DIRECTORY) == []
+
+
+def test_jefatura_solicitante_falls_to_the_direccion_without_configuration() -> None:
+    """The config cannot name dynamic roles, so a DE request never waits for no one."""
+    roles = {k: v for k, v in DIRECTORY.roles.items() if k != "jefatura_solicitante"}
+    directory = Directory(roles=roles, units=DIRECTORY.units)
+    assert assignees(directory, "jefatura_solicitante", Req("de@x.bo", None), DAY) == ("de@x.bo",)
+    assert assignees(directory, "jefatura_solicitante", REQ, DAY) == ("jefe.uti@x.bo",)
