@@ -45,6 +45,17 @@ class RequestParties(Protocol):
 
 
 @dataclass(frozen=True)
+class NoRequest:
+    """The request parties of a mail about no request (the digest, a failure report)."""
+
+    requester: str = ""
+    unit: str | None = None
+
+
+NO_REQUEST = NoRequest()
+
+
+@dataclass(frozen=True)
 class Substitute:
     """Give ``address`` a role from ``start`` to ``end`` (inclusive), replacing someone or not."""
 

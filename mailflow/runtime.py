@@ -17,7 +17,7 @@ from mailflow.effects import Handled
 from mailflow.imap import ImapSource
 from mailflow.outbound import Composer
 from mailflow.outbox import Outbox
-from mailflow.people import holders_of
+from mailflow.people import NO_REQUEST, holders_of
 from mailflow.render import Renderer
 from mailflow.repository import Store, upgrade
 from mailflow.runner import Clock, Runner
@@ -25,14 +25,6 @@ from mailflow.scheduler import Scheduler
 from mailflow.service import Incoming, Service
 from mailflow.smtp import SmtpSender
 from mailflow.views import request_json, request_summary
-
-
-@dataclass(frozen=True)
-class _Nobody:
-    """The request parties of a notice that is about no request."""
-
-    requester: str = ""
-    unit: str | None = None
 
 
 class Requests:
@@ -117,7 +109,7 @@ def build_runtime(settings: Settings) -> Runtime:
 
     def report_to(now: datetime) -> tuple[str, ...]:
         today = core.calendar.local(now).date()
-        return holders_of(core.directory, ("jefatura_ugs",), _Nobody(), today)
+        return holders_of(core.directory, ("jefatura_ugs",), NO_REQUEST, today)
 
     outbox = Outbox(store, sender.send_many_sync, composer, settings.smtp.from_address, report_to)
     scheduler = Scheduler(settings, core, store, composer)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +47,7 @@ from mailflow.deadlines import (
 )
 from mailflow.model import Status
 from mailflow.outbound import Composer
-from mailflow.people import holders_of
+from mailflow.people import NO_REQUEST, holders_of
 from mailflow.repository import Store, claim_reminder
 from mailflow.requeststate import state_of
 from mailflow.views import actions_of, request_context
@@ -64,14 +64,6 @@ HISTORY_ACTIONS = {
     Kind.ESCALATION: "ESCALAMIENTO",
     Kind.WINDOW_END: "FIN_VENTANA",
 }
-
-
-@dataclass(frozen=True)
-class _NoRequest:
-    """The request parties of a mail about no request (the digest)."""
-
-    requester: str = ""
-    unit: str | None = None
 
 
 def rules_of(settings: Settings) -> Rules:
@@ -310,7 +302,7 @@ class Scheduler:
     def _digest(self, session: Session, now: datetime) -> None:
         """Queue the weekly digest to the ``digest_to`` roles."""
         today = self.core.calendar.local(now).date()
-        to = holders_of(self.core.directory, self.settings.schedule.digest_to, _NoRequest(), today)
+        to = holders_of(self.core.directory, self.settings.schedule.digest_to, NO_REQUEST, today)
         if not to:
             log.warning("the digest has no recipients: schedule.digest_to roles are empty")
             return
