@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
@@ -118,14 +119,36 @@ class Organization(_Section):
 
 
 Security = Literal["tls", "starttls", "none"]
+Auth = Literal["password", "xoauth2"]
+
+
+def _check_ca_file(value: Path | None, info: ValidationInfo) -> Path | None:
+    """Resolve a CA bundle path against the config file's folder and check it can be read."""
+    if value is None:
+        return None
+    base: Path = (info.context or {}).get("base", Path.cwd())
+    path = (base / value).resolve()
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise ValueError(f"{path} cannot be read ({exc.strerror})") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ValueError(f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return path
+
+
+CaFile = Annotated[Path | None, AfterValidator(_check_ca_file)]
 
 
 class Imap(_Section):
     host: str
     port: int = Field(993, ge=1, le=65535)
     security: Security = "tls"
+    # PEM file of the CA(s) to trust instead of the system's (a private or test CA).
+    ca_file: CaFile = None
+    auth: Auth = "password"
     username: str
-    password: SecretStr
+    password: SecretStr | None = None
     folder: str = "INBOX"
     processed_folder: str | None = None
     poll_seconds: int = Field(60, ge=5, le=3600)
@@ -137,11 +160,24 @@ class Imap(_Section):
     def _secret(cls, data: Any, info: ValidationInfo) -> Any:
         return _resolve_secret(data, info, "password")
 
+    @model_validator(mode="after")
+    def _login_complete(self) -> Imap:
+        if self.auth == "password" and self.password is None:
+            raise ValueError(
+                'auth = "password" needs password, password_env or password_file '
+                '(or set auth = "xoauth2" with an [oauth2] section)'
+            )
+        if self.auth == "xoauth2" and self.password is not None:
+            raise ValueError('auth = "xoauth2" logs in with a token: remove the password')
+        return self
+
 
 class Smtp(_Section):
     host: str
     port: int = Field(587, ge=1, le=65535)
     security: Security = "starttls"
+    ca_file: CaFile = None
+    auth: Auth = "password"
     username: str | None = None
     password: SecretStr | None = None
     from_address: Address
@@ -155,9 +191,44 @@ class Smtp(_Section):
 
     @model_validator(mode="after")
     def _login_complete(self) -> Smtp:
-        if (self.username is None) != (self.password is None):
+        if self.auth == "xoauth2":
+            if self.username is None:
+                raise ValueError('auth = "xoauth2" needs username (the mailbox address)')
+            if self.password is not None:
+                raise ValueError('auth = "xoauth2" logs in with a token: remove the password')
+        elif (self.username is None) != (self.password is None):
             raise ValueError("set both username and a password (or neither, for no login)")
         return self
+
+
+def _token_url(value: str) -> str:
+    """Accept https URLs, and http only to this machine (a local proxy or a test server)."""
+    parts = urlsplit(value)
+    local = parts.hostname in ("127.0.0.1", "::1", "localhost")
+    if (parts.scheme == "https" or (parts.scheme == "http" and local)) and parts.hostname:
+        return value
+    raise ValueError(
+        f'"{value}" is not an https:// URL; the refresh token and client secret must not '
+        "travel in clear (e.g. https://login.microsoftonline.com/TENANT/oauth2/v2.0/token)"
+    )
+
+
+class OAuth2(_Section):
+    """The provider's token endpoint and this app's registration, for XOAUTH2 logins."""
+
+    token_url: Annotated[str, AfterValidator(_token_url)]
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr
+    scope: str | None = None
+    ca_file: CaFile = None
+    timeout_seconds: int = Field(30, ge=5, le=300)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
+        data = _resolve_secret(data, info, "client_secret")
+        return _resolve_secret(data, info, "refresh_token")
 
 
 class Store(_Section):
@@ -327,6 +398,7 @@ class Settings(_Section):
     organization: Organization
     imap: Imap
     smtp: Smtp
+    oauth2: OAuth2 | None = None
     store: Store = Store()
     roles: dict[str, RoleEntry]
     units: dict[str, UnitEntry] = {}
@@ -335,6 +407,16 @@ class Settings(_Section):
     paths: Paths = Paths()
     logging: Logging = Logging()
     poai: Poai = Poai()
+
+    @model_validator(mode="after")
+    def _oauth2_present(self) -> Settings:
+        users = [name for name in ("imap", "smtp") if getattr(self, name).auth == "xoauth2"]
+        if users and self.oauth2 is None:
+            raise ValueError(
+                f"{' and '.join(users)} auth = \"xoauth2\" needs an [oauth2] section "
+                "(token_url, client_id, refresh_token; see docs/providers.md)"
+            )
+        return self
 
     @property
     def zone(self) -> ZoneInfo:

@@ -54,6 +54,8 @@ from imapclient.exceptions import CapabilityError, LoginError
 
 from mailflow.config import Imap
 from mailflow.errors import MailflowError
+from mailflow.oauth2 import OAuth2Error, OAuth2UnavailableError, TokenSource
+from mailflow.tls import certificate_advice, verifying_context
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +97,12 @@ class Fetched:
     raw: bytes
 
 
-def default_ssl_context() -> ssl.SSLContext:
-    """Return a context that verifies the server's certificate and host name."""
-    return ssl.create_default_context()
+def default_ssl_context(settings: Imap | None = None) -> ssl.SSLContext:
+    """Return a context that verifies the server's certificate and host name.
+
+    It trusts the system's CAs, or only those in ``imap.ca_file`` when that is set.
+    """
+    return verifying_context(settings.ca_file if settings else None)
 
 
 class ImapSource:
@@ -113,11 +118,15 @@ class ImapSource:
         settings: Imap,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        tokens: TokenSource | None = None,
         sleep: Callable[[float], object] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        if settings.auth == "xoauth2" and tokens is None:
+            raise ValueError('imap auth = "xoauth2" needs a TokenSource')
         self._settings = settings
         self._ssl_context = ssl_context
+        self._tokens = tokens
         self._sleep = sleep
         self._monotonic = monotonic
         self._client: Any = None  # imapclient is untyped
@@ -184,8 +193,7 @@ class ImapSource:
         if s.security == "starttls":
             with self._translate("STARTTLS"):
                 client.starttls(self._context())
-        with self._translate("login"):
-            client.login(s.username, s.password.get_secret_value())
+        self._login(client)
         with self._translate(f"select {s.folder}"):
             # Read-write (not EXAMINE) so that MOVE works; bodies are only ever PEEKed.
             selected = client.select_folder(s.folder)
@@ -201,6 +209,54 @@ class ImapSource:
             self._uidvalidity,
             selected.get(b"EXISTS", 0),
             waiting,
+        )
+
+    def _login(self, client: Any) -> None:
+        """Log in with the password, or with an OAuth2 access token (XOAUTH2)."""
+        s = self._settings
+        if s.auth == "password":
+            assert s.password is not None  # the config guarantees it
+            with self._translate("login"):
+                client.login(s.username, s.password.get_secret_value())
+            return
+        assert self._tokens is not None
+        with self._translate("XOAUTH2 login"):
+            if not client.has_capability("AUTH=XOAUTH2"):
+                raise self._no_xoauth2(client)
+        # A cached token may have been revoked before its expiry: on refusal, forget it and
+        # try once more with a fresh one; a fresh token refused is the operator's problem.
+        for attempt in (1, 2):
+            token = self._token()
+            try:
+                with self._translate_io("XOAUTH2 login"):
+                    client.oauth2_login(s.username, token)
+                return
+            except LoginError as error:
+                self._tokens.invalidate(token)
+                if attempt == 2 or "[UNAVAILABLE]" in str(error):
+                    raise self._login_error(error, oauth=True) from None
+                log.info("IMAP %s: access token refused; asking for a new one", self.where)
+
+    def _token(self) -> str:
+        """Return an access token, as IMAP errors when the provider does not give one."""
+        assert self._tokens is not None
+        try:
+            return self._tokens.token()
+        except OAuth2UnavailableError as error:
+            self._drop()
+            raise ImapUnavailableError(f"IMAP {self.where}: no access token: {error}") from None
+        except OAuth2Error as error:
+            self._drop()
+            raise ImapAuthError(f"IMAP {self.where}: no access token: {error}") from None
+
+    def _no_xoauth2(self, client: Any) -> ImapError:
+        mechanisms = [c for c in client.capabilities() if c.startswith(b"AUTH=")]
+        offered = sorted(c.decode().removeprefix("AUTH=") for c in mechanisms)
+        self._drop()
+        return ImapAuthError(
+            f"IMAP {self.where}: the server does not offer XOAUTH2 (it offers "
+            f"{', '.join(offered) or 'no AUTH mechanism'}); set imap.auth = \"password\", "
+            "or check imap.host and imap.security (some servers offer it only over TLS)"
         )
 
     def close(self) -> None:
@@ -433,8 +489,19 @@ class ImapSource:
     def _context(self) -> ssl.SSLContext:
         """Return the caller's TLS context, or a verifying default one."""
         if self._ssl_context is None:
-            self._ssl_context = default_ssl_context()
+            self._ssl_context = default_ssl_context(self._settings)
         return self._ssl_context
+
+    @contextlib.contextmanager
+    def _translate_io(self, action: str) -> Iterator[None]:
+        """Like :meth:`_translate`, but let a refused login through to the caller."""
+        try:
+            yield
+        except LoginError:
+            raise
+        except Exception:
+            with self._translate(action):
+                raise
 
     @contextlib.contextmanager
     def _translate(self, action: str) -> Iterator[None]:
@@ -456,12 +523,19 @@ class ImapSource:
         except imaplib.IMAP4.error as error:
             raise ImapCommandError(f"IMAP {self.where}: {action} refused: {error}") from None
 
-    def _login_error(self, error: LoginError) -> ImapError:
+    def _login_error(self, error: LoginError, *, oauth: bool = False) -> ImapError:
         """Classify a refused login: temporary ([UNAVAILABLE], RFC 5530) or the operator's."""
         self._drop()
         text = str(error)
         if "[UNAVAILABLE]" in text:
             return ImapUnavailableError(f"IMAP {self.where}: login temporarily refused: {text}")
+        if oauth:
+            return ImapAuthError(
+                f"IMAP {self.where}: XOAUTH2 login refused even with a freshly issued access "
+                f"token ({text}); check that imap.username is the mailbox the token is for, "
+                "that the app registration grants IMAP access ([oauth2] scope) and that IMAP "
+                "is enabled for the mailbox (docs/providers.md)"
+            )
         return ImapAuthError(
             f"IMAP {self.where}: login refused ({text}); check imap.username and the password "
             "(imap.password, password_env or password_file) and that the account may use IMAP"
@@ -473,9 +547,10 @@ class ImapSource:
         if isinstance(error, ssl.SSLEOFError | ssl.SSLZeroReturnError):
             return ImapUnavailableError(f"IMAP {self.where}: {action} failed: {error}")
         if isinstance(error, ssl.SSLCertVerificationError):
+            advice = certificate_advice(error, "imap", self._settings.host)
             return ImapTlsError(
-                f"IMAP {self.where}: the server's certificate was refused ({error.verify_message})"
-                "; check imap.host matches the certificate and that its CA is trusted"
+                f"IMAP {self.where}: the server's TLS certificate was refused "
+                f"({error.verify_message}): {advice}"
             )
         return ImapTlsError(
             f"IMAP {self.where}: TLS failed ({error.reason or error}); check imap.security "

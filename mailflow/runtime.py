@@ -15,6 +15,7 @@ from mailflow.core import Core, build_core
 from mailflow.dbschema import AttachmentRow, HistoryRow, RefusalRow, RequestRow
 from mailflow.effects import Handled
 from mailflow.imap import ImapSource
+from mailflow.oauth2 import TokenSource
 from mailflow.outbound import Composer
 from mailflow.outbox import Outbox
 from mailflow.people import NO_REQUEST, holders_of
@@ -77,10 +78,11 @@ class Runtime:
     outbox: Outbox
     requests: Requests
     scheduler: Scheduler | None = None
+    tokens: TokenSource | None = None  # XOAUTH2 access tokens, shared by IMAP and SMTP
 
     def runner(self, clock: Clock) -> Runner:
         """Return the IMAP loop over this runtime's service and outbox."""
-        source = ImapSource(self.settings.imap)
+        source = ImapSource(self.settings.imap, tokens=self.tokens)
         return Runner(
             self.service,
             self.store,
@@ -105,7 +107,8 @@ def build_runtime(settings: Settings) -> Runtime:
     archive = Archive(settings.store.archive_dir)
     composer = Composer(settings, Renderer(settings.paths.templates_dir), archive)
     service = Service(settings, core, store, composer, archive)
-    sender = SmtpSender(settings.smtp)
+    tokens = TokenSource(settings.oauth2) if settings.oauth2 is not None else None
+    sender = SmtpSender(settings.smtp, tokens=tokens)
 
     def report_to(now: datetime) -> tuple[str, ...]:
         today = core.calendar.local(now).date()
@@ -114,4 +117,4 @@ def build_runtime(settings: Settings) -> Runtime:
     outbox = Outbox(store, sender.send_many_sync, composer, settings.smtp.from_address, report_to)
     scheduler = Scheduler(settings, core, store, composer)
     requests = Requests(store, core, settings)
-    return Runtime(settings, core, store, service, outbox, requests, scheduler)
+    return Runtime(settings, core, store, service, outbox, requests, scheduler, tokens)

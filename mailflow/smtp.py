@@ -29,6 +29,8 @@ import aiosmtplib
 
 from mailflow.config import Smtp
 from mailflow.errors import MailflowError
+from mailflow.oauth2 import OAuth2Error, OAuth2UnavailableError, TokenSource
+from mailflow.tls import certificate_advice, verifying_context
 
 log = logging.getLogger(__name__)
 
@@ -259,17 +261,22 @@ class SmtpSender:
         tls_context: ssl.SSLContext | None = None,
         connections: int = 1,
         local_hostname: str | None = None,
+        tokens: TokenSource | None = None,
     ) -> None:
         if connections < 1:
             raise ValueError("connections must be at least 1")
+        if settings.auth == "xoauth2" and tokens is None:
+            raise ValueError('smtp auth = "xoauth2" needs a TokenSource')
         self._settings = settings
+        self._tokens = tokens
         self._where = f"{settings.host}:{settings.port}"
         self._connections = connections
         self._local_hostname = local_hostname
         self._tls_context: ssl.SSLContext | None = None
         if settings.security != "none":
             # Built once: the default context verifies the chain and the host name.
-            self._tls_context = tls_context or ssl.create_default_context()
+            # [smtp] ca_file, when set, replaces the system's CAs.
+            self._tls_context = tls_context or verifying_context(settings.ca_file)
         else:
             log.warning(
                 'smtp: security = "none": mail%s to %s travels unencrypted',
@@ -376,7 +383,10 @@ class SmtpSender:
             await self._greet(conn)
             if settings.security == "starttls":
                 await self._starttls(conn)
-            if settings.username is not None and settings.password is not None:
+            if settings.auth == "xoauth2":
+                assert settings.username is not None  # the config guarantees it
+                await self._login_xoauth2(conn, settings.username)
+            elif settings.username is not None and settings.password is not None:
                 await self._login(conn, settings.username, settings.password.get_secret_value())
         except BaseException as exc:
             _drop(conn)
@@ -426,16 +436,55 @@ class SmtpSender:
                 f"(it offers {offered}; mailflow uses PLAIN, LOGIN or CRAM-MD5)"
             ) from exc
 
+    async def _login_xoauth2(self, conn: aiosmtplib.SMTP, username: str) -> None:
+        """Log in with an access token; a refused cached token is refreshed once."""
+        assert self._tokens is not None
+        if "xoauth2" not in conn.server_auth_methods:
+            offered = ", ".join(conn.server_auth_methods) or "none"
+            raise SmtpAuthError(
+                f"SMTP server {self._where} does not offer XOAUTH2 (it offers {offered}); "
+                'set [smtp] auth = "password", or check [smtp] host, port and security '
+                "(many servers offer AUTH only after STARTTLS)"
+            )
+        for attempt in (1, 2):
+            token = await self._token()
+            try:
+                await conn.auth_xoauth2(username, token)
+                return
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                self._tokens.invalidate(token)
+                if _is_temporary(exc.code):
+                    raise
+                if attempt == 2:
+                    raise SmtpAuthError(
+                        f'SMTP server {self._where} refused the XOAUTH2 login of "{username}" '
+                        f"even with a freshly issued access token ({exc.code} {exc.message}): "
+                        "check that [smtp] username is the mailbox the token is for, that the "
+                        "app registration grants SMTP sending ([oauth2] scope) and that SMTP "
+                        "AUTH is enabled for the mailbox (docs/providers.md)"
+                    ) from exc
+                log.info("smtp: %s refused the access token; asking for a new one", self._where)
+
+    async def _token(self) -> str:
+        """Return an access token without blocking the event loop on the HTTP request."""
+        assert self._tokens is not None
+        try:
+            return await asyncio.to_thread(self._tokens.token)
+        except OAuth2UnavailableError as exc:
+            raise _UnavailableError(f"no access token: {exc}") from None
+        except OAuth2Error as exc:
+            raise SmtpAuthError(f"SMTP server {self._where}: no access token: {exc}") from None
+
     def _explain(self, exc: BaseException) -> BaseException:
         """Turn a connection failure into SmtpError (operator) or _UnavailableError (retry)."""
         if isinstance(exc, SmtpError) or not isinstance(exc, Exception):
             return exc
         tls = _tls_failure(exc)
         if isinstance(tls, ssl.SSLCertVerificationError):
+            advice = certificate_advice(tls, "smtp", self._settings.host)
             return SmtpTlsError(
                 f"the TLS certificate of SMTP server {self._where} could not be verified "
-                f"({tls.verify_message}): check that [smtp] host is the name on the server's "
-                "certificate and that its issuer is trusted on this machine"
+                f"({tls.verify_message}): {advice}"
             )
         if tls is not None:
             return SmtpTlsError(
