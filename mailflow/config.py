@@ -413,7 +413,7 @@ class Settings(_Section):
         users = [name for name in ("imap", "smtp") if getattr(self, name).auth == "xoauth2"]
         if users and self.oauth2 is None:
             raise ValueError(
-                f"{' and '.join(users)} auth = \"xoauth2\" needs an [oauth2] section "
+                f'{" and ".join(users)} auth = "xoauth2" needs an [oauth2] section '
                 "(token_url, client_id, refresh_token; see docs/providers.md)"
             )
         return self

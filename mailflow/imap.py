@@ -255,7 +255,7 @@ class ImapSource:
         self._drop()
         return ImapAuthError(
             f"IMAP {self.where}: the server does not offer XOAUTH2 (it offers "
-            f"{', '.join(offered) or 'no AUTH mechanism'}); set imap.auth = \"password\", "
+            f'{", ".join(offered) or "no AUTH mechanism"}); set imap.auth = "password", '
             "or check imap.host and imap.security (some servers offer it only over TLS)"
         )
 

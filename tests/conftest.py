@@ -8,20 +8,25 @@ Install the servers with `scripts/ensure-test-packages.sh` (as root).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from testbed.ca import TestCa, make_ca
 from testbed.dovecot import Dovecot
+from testbed.oauth2 import FakeOAuth2
 from testbed.postgres import Postgres
+from testbed.scratch import remove_scratch, scratch_dir
 from testbed.site import Scenario, Site
 from testbed.smtp import SmtpRelay
 
 SERVER_FIXTURES = frozenset(
-    {"dovecot", "smtp_relay", "relay", "postgres", "maildomain", "scenario"}
+    {"dovecot", "smtp_relay", "relay", "postgres", "maildomain", "scenario", "tls_bed"}
 )
 _startup_seconds: dict[str, float] = {}
 _domain_counter = itertools.count(1)
@@ -129,3 +134,35 @@ def scenario(
     scenario = Scenario(Site(dovecot, relay, maildomain, db_url, tmp_path))
     yield scenario
     scenario.close()
+
+
+@dataclass
+class TlsBed:
+    """Servers that speak TLS only with the session's throwaway CA, and take XOAUTH2.
+
+    ``dovecot``: IMAPS on ``imaps_port``, STARTTLS on ``imap_port``, XOAUTH2 checked against
+    ``oauth``. ``relay``: STARTTLS on ``port``, implicit TLS on ``tls_port``, XOAUTH2 too.
+    Separate from the plain ``dovecot``/``smtp_relay``, which the other tests use and which
+    serve as the servers that do not offer STARTTLS.
+    """
+
+    ca: TestCa
+    oauth: FakeOAuth2
+    dovecot: Dovecot
+    relay: SmtpRelay
+
+
+@pytest.fixture(scope="session")
+def tls_bed() -> Iterator[TlsBed]:
+    """Run the TLS/XOAUTH2 test bed for the session (started by the first test asking)."""
+    started = time.monotonic()
+    ca = make_ca(scratch_dir("mailflow-ca-"))
+    with contextlib.ExitStack() as stack:
+        stack.callback(remove_scratch, ca.ca_file.parent)
+        oauth = stack.enter_context(FakeOAuth2())
+        dovecot = Dovecot(tls=ca.server, oauth2_tokeninfo_url=oauth.tokeninfo_url)
+        stack.enter_context(dovecot)
+        relay = SmtpRelay(dovecot.host, dovecot.lmtp_port, tls=ca.server, oauth2=oauth.valid)
+        stack.enter_context(relay)
+        _startup_seconds["tls_bed"] = time.monotonic() - started
+        yield TlsBed(ca, oauth, dovecot, relay)

@@ -84,11 +84,13 @@ class Dovecot:
         domains: tuple[str, ...] = DEFAULT_DOMAINS,
         password: str = DEFAULT_PASSWORD,
         tls: TlsFiles | None = None,
+        oauth2_tokeninfo_url: str | None = None,
         startup_timeout: float = 60.0,
     ) -> None:
         self.host = HOST
         self.password = password
         self.tls = tls
+        self.oauth2_tokeninfo_url = oauth2_tokeninfo_url
         self.startup_timeout = startup_timeout
         self.root = scratch_dir("mailflow-dovecot-")
         self.conf_path = self.root / "dovecot.conf"
@@ -285,7 +287,7 @@ class Dovecot:
                 f"listen = {self.host}",
                 # Tests log in with PLAIN over plain TCP on 127.0.0.1.
                 "disable_plaintext_auth = no",
-                "auth_mechanisms = plain login",
+                f"auth_mechanisms = plain login{' xoauth2 oauthbearer' if self._oauth2 else ''}",
                 "auth_verbose = yes",
                 # Tests that try a wrong password must not slow down the tests after them:
                 # no delay on failure (and no auth penalty, see _service_config).
@@ -303,8 +305,9 @@ class Dovecot:
                 # IDLE learns of new mail through inotify; should that be unavailable, the
                 # fallback poll must still be quick enough for tests.
                 "mailbox_idle_check_interval = 1 secs",
-                "passdb {\n  driver = passwd-file\n"
+                "passdb {\n  driver = passwd-file\n  mechanisms = plain login none\n"
                 f"  args = scheme=PLAIN username_format=%Ld {self.domains_dir}/%Ld\n}}",
+                *self._oauth2_config(),
                 # allow_all_users = no (the default): a userdb lookup, as LMTP does for each
                 # RCPT, first asks the passdb whether the user exists, i.e. its domain file.
                 "userdb {\n  driver = static\n"
@@ -314,6 +317,29 @@ class Dovecot:
                 "",
             ]
         )
+
+    @property
+    def _oauth2(self) -> bool:
+        return self.oauth2_tokeninfo_url is not None
+
+    def _oauth2_config(self) -> list[str]:
+        """Return the XOAUTH2/OAUTHBEARER passdb: tokens are checked at the token info URL.
+
+        The token info answer's ``email`` must equal the login name. The user must still be
+        in a registered domain (the userdb finds its home there).
+        """
+        if not self._oauth2:
+            return []
+        args = self.root / "dovecot-oauth2.conf.ext"
+        args.write_text(
+            f"tokeninfo_url = {self.oauth2_tokeninfo_url}\n"
+            f"introspection_url = {self.oauth2_tokeninfo_url}\n"
+            "introspection_mode = get\n"
+            "username_attribute = email\n"
+        )
+        args.chmod(0o644)
+        mechanisms = "xoauth2 oauthbearer"
+        return [f"passdb {{\n  driver = oauth2\n  mechanisms = {mechanisms}\n  args = {args}\n}}"]
 
     def _ssl_config(self) -> list[str]:
         """Return the TLS settings: off, or the given certificate (IMAPS and STARTTLS)."""

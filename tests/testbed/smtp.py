@@ -8,6 +8,12 @@ Behaviour:
 
 * AUTH PLAIN/LOGIN is offered without TLS and any login succeeds; sending without AUTH works
   too. The login is recorded with each message.
+* With ``tls`` (a certificate, see testbed/ca.py) the port offers STARTTLS, and a second
+  port, ``tls_port``, speaks TLS from the first byte (port 465 style). Each message records
+  whether it came over TLS.
+* With ``oauth2`` (a check of user and access token, e.g. ``FakeOAuth2.valid``) the relay
+  also offers AUTH XOAUTH2, answering a refused token the way Gmail and Microsoft do: a 334
+  challenge carrying a JSON error, then 535 after the client's empty line.
 * Each RCPT is checked against Dovecot at RCPT time (an LMTP probe), so an unknown user is
   refused with Dovecot's own 550 as a real server would; the message is delivered at DATA,
   one LMTP transaction per recipient so each gets its own result.
@@ -21,16 +27,20 @@ Behaviour:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import smtplib
+import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from .dovecot import TlsFiles
 from .ports import HOST
 
 Stage = Literal["mail", "rcpt", "data"]
@@ -60,6 +70,7 @@ class RelayedMessage:
     raw: bytes
     deliveries: tuple[Delivery, ...]
     login: str | None = None
+    tls: bool = False
 
 
 @dataclass(frozen=True)
@@ -189,10 +200,45 @@ class _Handler:
             return f"{first.code} {first.message}"
         auth = session.auth_data
         login = auth.login.decode() if isinstance(auth, LoginPassword) else None
+        transport = server.transport
+        tls = session.ssl is not None or (
+            transport is not None and transport.get_extra_info("ssl_object") is not None
+        )
         self.state.accepted.append(
-            RelayedMessage(mail_from, tuple(envelope.rcpt_tos), raw, tuple(deliveries), login)
+            RelayedMessage(
+                mail_from, tuple(envelope.rcpt_tos), raw, tuple(deliveries), login, tls
+            )
         )
         return "250 OK relayed"
+
+
+class _OAuthHandler(_Handler):
+    """The relay's hooks plus AUTH XOAUTH2, checked by the relay's ``oauth2`` callable."""
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        """Check ``user=U^Aauth=Bearer T^A^A``; refuse the way Gmail does (334 JSON, 535)."""
+        if len(args) == 2:
+            blob: bytes | object = args[1].encode()
+        else:
+            blob = await server.challenge_auth("", encode_to_b64=False)
+        if blob is MISSING or not isinstance(blob, bytes):
+            return AuthResult(success=False, handled=True)
+        try:
+            fields = base64.b64decode(blob, validate=True).decode().split("\x01")
+        except ValueError:
+            return AuthResult(success=False, handled=False, message="501 5.5.2 Bad XOAUTH2")
+        values = dict(f.split("=", 1) for f in fields if "=" in f)
+        user = values.get("user", "")
+        token = values.get("auth", "").removeprefix("Bearer ")
+        check = self.relay.oauth2
+        if check is not None and user and check(user, token):
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
+        error = {"status": "401", "schemes": "bearer", "scope": "https://mail.test/"}
+        challenge = base64.b64encode(json.dumps(error).encode())
+        await server.challenge_auth(challenge, encode_to_b64=False)  # the client sends ""
+        return AuthResult(
+            success=False, handled=False, message="535 5.7.8 Username and Password not accepted"
+        )
 
 
 def _text(reply: bytes | str) -> str:
@@ -211,11 +257,26 @@ def _accept_any_login(
 class SmtpRelay:
     """Own an aiosmtpd server in a background thread with its own event loop."""
 
-    def __init__(self, lmtp_host: str, lmtp_port: int, *, host: str = HOST) -> None:
+    def __init__(
+        self,
+        lmtp_host: str,
+        lmtp_port: int,
+        *,
+        host: str = HOST,
+        tls: TlsFiles | None = None,
+        oauth2: Callable[[str, str], bool] | None = None,
+    ) -> None:
         self.lmtp_host = lmtp_host
         self.lmtp_port = lmtp_port
         self.host = host
         self.port = 0
+        self.tls_port: int | None = None  # implicit TLS (port 465 style), with ``tls`` only
+        self.oauth2 = oauth2
+        self._tls_context: ssl.SSLContext | None = None
+        if tls is not None:
+            self._tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._tls_context.load_cert_chain(tls.cert, tls.key)
+        self._tls_server: asyncio.AbstractServer | None = None
         self.state = _State()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -391,38 +452,59 @@ class SmtpRelay:
             raise RuntimeError("relay not started")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=60)
 
-    def _factory(self) -> SMTP:
+    def _factory(self, *, implicit_tls: bool = False) -> SMTP:
         """Make the protocol for one connection and remember it for pause()."""
+        handler = _OAuthHandler(self) if self.oauth2 is not None else _Handler(self)
         smtp = _TrackedSMTP(
-            _Handler(self),
+            handler,
             self._sessions,
             loop=self._loop,
             hostname="relay.test",
             auth_require_tls=False,
             authenticator=_accept_any_login,
+            # STARTTLS on the plain port only: on the TLS port the session is secure already.
+            tls_context=None if implicit_tls else self._tls_context,
         )
         self._sessions.add(smtp)
         return smtp
+
+    def _tls_factory(self) -> SMTP:
+        return self._factory(implicit_tls=True)
 
     async def _listen(self) -> None:
         """Bind the port; the first time, let the OS pick it."""
         if self._server is not None:
             return
-        self._server = await asyncio.get_running_loop().create_server(
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
             self._factory, host=self.host, port=self.port, reuse_address=True
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        if self._tls_context is not None:
+            self._tls_server = await loop.create_server(
+                self._tls_factory,
+                host=self.host,
+                port=self.tls_port or 0,
+                reuse_address=True,
+                ssl=self._tls_context,
+            )
+            self.tls_port = self._tls_server.sockets[0].getsockname()[1]
 
     async def _close(self) -> None:
         """Stop listening and close every open session."""
         server, self._server = self._server, None
+        tls_server, self._tls_server = self._tls_server, None
         if server is None:
             return
         server.close()
+        if tls_server is not None:
+            tls_server.close()
         for smtp in list(self._sessions):
             if smtp.transport is not None:
                 smtp.transport.close()
         await server.wait_closed()
+        if tls_server is not None:
+            await tls_server.wait_closed()
         # Let the closed transports run connection_lost before the loop is stopped.
         for _ in range(3):
             await asyncio.sleep(0)
