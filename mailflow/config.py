@@ -408,16 +408,6 @@ class Settings(_Section):
     logging: Logging = Logging()
     poai: Poai = Poai()
 
-    @model_validator(mode="after")
-    def _oauth2_present(self) -> Settings:
-        users = [name for name in ("imap", "smtp") if getattr(self, name).auth == "xoauth2"]
-        if users and self.oauth2 is None:
-            raise ValueError(
-                f'{" and ".join(users)} auth = "xoauth2" needs an [oauth2] section '
-                "(token_url, client_id, refresh_token; see docs/providers.md)"
-            )
-        return self
-
     @property
     def zone(self) -> ZoneInfo:
         """Return the institution's time zone."""
@@ -450,6 +440,13 @@ def cross_check(raw: Mapping[str, Any]) -> list[str]:
     for role_id in STATIC_ROLES:
         if role_id not in roles:
             problems.append(f"roles.{role_id}: missing; every procedure role needs a section")
+    for name in ("imap", "smtp"):
+        section = raw.get(name)
+        if isinstance(section, dict) and section.get("auth") == "xoauth2" and "oauth2" not in raw:
+            problems.append(
+                f'{name}.auth: "xoauth2" needs an [oauth2] section (token_url, client_id, '
+                "refresh_token; see docs/providers.md)"
+            )
     schedule = raw.get("schedule") if isinstance(raw.get("schedule"), dict) else {}
     assert isinstance(schedule, dict)
     for i, role_id in enumerate(schedule.get("digest_to", ())):
