@@ -182,6 +182,9 @@ class Smtp(_Section):
     password: SecretStr | None = None
     from_address: Address
     from_name: str = "Redes Sociales"
+    # false where the mail server refuses local+tag@ (no plus-addressing): Reply-To is then
+    # the plain from_address and replies are proven by the token in our Message-ID only.
+    plus_addressing: bool = True
     timeout_seconds: int = Field(60, ge=5, le=600)
 
     @model_validator(mode="before")

@@ -205,9 +205,7 @@ class _Handler:
             transport is not None and transport.get_extra_info("ssl_object") is not None
         )
         self.state.accepted.append(
-            RelayedMessage(
-                mail_from, tuple(envelope.rcpt_tos), raw, tuple(deliveries), login, tls
-            )
+            RelayedMessage(mail_from, tuple(envelope.rcpt_tos), raw, tuple(deliveries), login, tls)
         )
         return "250 OK relayed"
 
