@@ -71,7 +71,10 @@ class Composer:
             nonce = secrets.token_hex(6)
             if code is not None:
                 token = make_token(self._secret, code, stage, recipient)
-                reply_to = reply_address(smtp.from_address, token)
+                # Without plus-addressing rrss+token@ would bounce: the token then rides
+                # in the Message-ID alone, which replies quote in In-Reply-To/References.
+                plus = smtp.plus_addressing
+                reply_to = reply_address(smtp.from_address, token) if plus else smtp.from_address
                 mid = message_id(token, nonce, self.domain)
             else:
                 reply_to = smtp.from_address
