@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 from conftest import TlsBed
+from testbed.dovecot import Dovecot
 from testbed.mail import build_message, deliver
 from testbed.ports import HOST
+from testbed.smtp import SmtpRelay
 
 from mailflow.config import Imap, OAuth2, Smtp, parse_settings
 from mailflow.errors import ConfigError
@@ -63,12 +65,13 @@ def mailbox(tls_bed: TlsBed, request: pytest.FixtureRequest) -> str:
     return f"rrss@{domain}"
 
 
-def imap_settings(tls_bed: TlsBed, mailbox: str) -> Imap:
+def imap_settings(tls_bed: TlsBed, mailbox: str, security: str = "tls") -> Imap:
+    dovecot = tls_bed.dovecot
     return Imap.model_validate(
         {
             "host": HOST,
-            "port": tls_bed.dovecot.imaps_port,
-            "security": "tls",
+            "port": dovecot.imaps_port if security == "tls" else dovecot.imap_port,
+            "security": security,
             "ca_file": tls_bed.ca.ca_file,
             "auth": "xoauth2",
             "username": mailbox,
@@ -167,14 +170,15 @@ def test_an_unreachable_token_endpoint_is_temporary(tls_bed: TlsBed, mailbox: st
 # -- IMAP: Dovecot's oauth2 passdb -----------------------------------------------------------
 
 
+@pytest.mark.parametrize("security", ["tls", "starttls"])
 def test_imap_xoauth2_login_reads_the_mailbox_and_refreshes_a_refused_token(
-    tls_bed: TlsBed, mailbox: str, caplog: pytest.LogCaptureFixture
+    tls_bed: TlsBed, mailbox: str, caplog: pytest.LogCaptureFixture, security: str
 ) -> None:
     oauth = tls_bed.oauth
     deliver(tls_bed.dovecot, [mailbox], b"Subject: uno\r\n\r\nhola\r\n")
     refresh = oauth.refresh_token_for(mailbox)
     tokens = TokenSource(oauth_settings(tls_bed, refresh))
-    source = ImapSource(imap_settings(tls_bed, mailbox), tokens=tokens)
+    source = ImapSource(imap_settings(tls_bed, mailbox, security), tokens=tokens)
     with caplog.at_level(logging.DEBUG):
         source.connect()
         assert len(list(source.fetch_after(0))) == 1
@@ -311,3 +315,36 @@ def test_config_xoauth2_smtp_needs_a_username_and_no_password() -> None:
         _raw(smtp={"host": "s", "from_address": "u@x.org", "auth": "xoauth2", "password": "p"})
     )
     assert 'smtp: auth = "xoauth2" needs username (the mailbox address)' in problems
+
+
+def test_xoauth2_against_servers_without_it_names_the_setting(
+    tls_bed: TlsBed, dovecot: Dovecot, relay: SmtpRelay, maildomain: str
+) -> None:
+    """The session's plain Dovecot and relay offer PLAIN/LOGIN only: say so, ask no token."""
+    address = f"rrss@{maildomain}"
+    tokens = TokenSource(oauth_settings(tls_bed, tls_bed.oauth.refresh_token_for(address)))
+    imap = Imap.model_validate(
+        {
+            "host": HOST,
+            "port": dovecot.imap_port,
+            "security": "none",
+            "auth": "xoauth2",
+            "username": address,
+        }
+    )
+    with pytest.raises(ImapAuthError, match=r"does not offer XOAUTH2 \(it offers LOGIN, PLAIN\)"):
+        ImapSource(imap, tokens=tokens).connect()
+    smtp = Smtp.model_validate(
+        {
+            "host": HOST,
+            "port": relay.port,
+            "security": "none",
+            "auth": "xoauth2",
+            "username": address,
+            "from_address": address,
+        }
+    )
+    sender = SmtpSender(smtp, tokens=tokens, local_hostname=EHLO)
+    with pytest.raises(SmtpAuthError, match=r'does not offer XOAUTH2.*auth = "password"'):
+        sender.send_many_sync([outgoing("cuatro", address)])
+    assert tokens.refreshes == 0
