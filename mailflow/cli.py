@@ -24,6 +24,7 @@ from mailflow.errors import ConfigError, MailflowError
 from mailflow.logs import setup_logging
 
 if TYPE_CHECKING:
+    from mailflow.runner import Runner
     from mailflow.runtime import Runtime
 
 log = logging.getLogger("mailflow")
@@ -122,11 +123,56 @@ def _run(inv: Invocation) -> int:
             f"outbox: sent {box.sent}, deferred {box.deferred}, failed {box.failed}"
         )
         return 0
-    runner = rt.runner(offset_clock(start))
+    from mailflow.health import Heartbeat, status_name
+    from mailflow.notify import Notifier
+
+    notifier = Notifier(inv.env)
+    wait = 60.0
+    imap = rt.settings.imap
+    heartbeat = Heartbeat(rt.store, status_name(imap.username, imap.host, imap.folder), wait)
+    runner = rt.runner(offset_clock(start), notifier=notifier, heartbeat=heartbeat)
+    runner.wait_seconds = wait
+    current = [rt]
+
+    def reload(runner: Runner) -> None:
+        new = _reloaded_runtime(inv)
+        if new is None:
+            return
+        new.install_into(runner)
+        heartbeat.store = new.store
+        current[0].store.close()
+        current[0] = new
+        log.info("configuration reloaded from %s", new.settings.source)
+
+    runner.on_reload = reload
     runner.install_signal_handlers()
     log.info("mailflow %s watching %s", __version__, rt.settings.imap.folder)
-    runner.run_forever()
+    try:
+        runner.run_forever()
+    finally:
+        notifier.close()
     return 0
+
+
+def _reloaded_runtime(inv: Invocation) -> Runtime | None:
+    """Build a runtime from the config file as it is now; None (logged) when it is unusable."""
+    from mailflow.checks import check_everything
+    from mailflow.runtime import build_runtime
+
+    path = config_path(inv.args.config, inv.env)
+    problems = check_everything(path, inv.env)
+    if problems:
+        log.error(
+            "reload refused, still running the previous configuration: %s: %s",
+            path,
+            "; ".join(problems),
+        )
+        return None
+    try:
+        return build_runtime(inv.settings())
+    except Exception as exc:  # the running daemon must survive any broken new config
+        log.error("reload failed, still running the previous configuration: %s", exc)
+        return None
 
 
 def _requests_list(inv: Invocation) -> int:

@@ -64,11 +64,11 @@ class _Section(BaseModel):
 
 
 def _resolve_secret(data: Any, info: ValidationInfo, key: str) -> Any:
-    """Replace ``key`` / ``key_env`` / ``key_file`` in raw section data by one secret value."""
+    """Replace ``key`` / ``key_env`` / ``key_file`` / ``key_credential`` by one secret value."""
     if not isinstance(data, dict):
         return data
     data = dict(data)
-    given = [k for k in (key, f"{key}_env", f"{key}_file") if k in data]
+    given = [k for k in (key, f"{key}_env", f"{key}_file", f"{key}_credential") if k in data]
     if len(given) > 1:
         raise ValueError(f"set only one of {', '.join(given)}")
     context = info.context or {}
@@ -81,6 +81,24 @@ def _resolve_secret(data: Any, info: ValidationInfo, key: str) -> Any:
                 f"{key}_env names ${name}, which is not set: export it, or use {key}_file"
             )
         data[key] = env[name]
+    elif f"{key}_credential" in data:
+        # systemd's LoadCredential=NAME:PATH: the file NAME in $CREDENTIALS_DIRECTORY,
+        # readable only by the service, whatever user it runs as.
+        name = str(data.pop(f"{key}_credential"))
+        folder = env.get("CREDENTIALS_DIRECTORY")
+        if not folder:
+            raise ValueError(
+                f"{key}_credential needs $CREDENTIALS_DIRECTORY (set by systemd's "
+                f"LoadCredential=); outside systemd use {key}_file"
+            )
+        path = Path(folder) / name
+        try:
+            data[key] = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(
+                f"{key}_credential {name}: {path} cannot be read ({exc.strerror}); "
+                f"check LoadCredential={name}:... in the unit"
+            ) from None
     elif f"{key}_file" in data:
         path = base / str(data.pop(f"{key}_file"))
         try:
