@@ -63,6 +63,11 @@ class Heartbeat:
         self.clock = clock
         self._connected: bool | None = None
 
+    @property
+    def connected(self) -> bool | None:
+        """Return the IMAP state last recorded (None before the first)."""
+        return self._connected
+
     def _update(self, **values: Any) -> None:
         now = self.clock()
         try:

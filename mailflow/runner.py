@@ -241,8 +241,9 @@ class Runner:
         if self.heartbeat is None:
             return
         now = time.monotonic()
-        if not force and now - self._beat_at < 5.0:
-            return
+        changed = self.heartbeat.connected != self.source.connected
+        if not changed and now - self._beat_at < 5.0:
+            return  # a database write per message or pass would cost the backlog's speed
         self._beat_at = now
         if self._last_handled is not None:
             self.heartbeat.handled(*self._last_handled)
