@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from mailflow import __version__
@@ -175,6 +175,44 @@ def _reloaded_runtime(inv: Invocation) -> Runtime | None:
         return None
 
 
+def _status(inv: Invocation) -> int:
+    from mailflow.health import Limits, check, describe, status_name, wall_clock
+    from mailflow.repository import Store
+
+    settings = inv.settings()
+    # No build_runtime: status must not migrate the store nor need the daemon's rights.
+    store = Store.from_url(settings.store.url)
+    try:
+        imap = settings.imap
+        report = check(
+            store,
+            status_name(imap.username, imap.host, imap.folder),
+            wall=wall_clock(),
+            now=inv.now(settings.zone),
+            limits=Limits(
+                stale_factor=inv.args.stale_factor,
+                imap_down_seconds=inv.args.max_imap_down,
+                outbox_age_seconds=inv.args.max_outbox_age,
+            ),
+        )
+    finally:
+        store.close()
+    if inv.args.json:
+        json.dump(report.as_json(), sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    else:
+        print("\n".join(describe(report)))
+    return 0 if report.healthy else 1
+
+
+def _db_backup(inv: Invocation) -> int:
+    from mailflow.backup import backup
+
+    settings = inv.settings()
+    print(backup(settings.store.url, Path(inv.args.out)))
+    return 0
+
+
 def _requests_list(inv: Invocation) -> int:
     rt = _runtime(inv)
     rows = rt.requests.summaries(status=inv.args.status)
@@ -290,6 +328,33 @@ def _archive_verify(inv: Invocation) -> int:
     return 0 if result.ok else 1
 
 
+def _add_status(sub: Any) -> None:
+    p = sub.add_parser(
+        "status",
+        help="the daemon's health for monitoring: exit 0 healthy, 1 unhealthy",
+        description="Report the daemon's heartbeat, IMAP state, last message, outbox, "
+        "overdue stages and last digest. Unhealthy (exit 1): no heartbeat for "
+        "STALE_FACTOR x the loop's wait, IMAP down longer than MAX_IMAP_DOWN, or a mail "
+        "waiting to be sent longer than MAX_OUTBOX_AGE. See docs/deployment.md.",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--stale-factor", type=float, default=3.0, metavar="N")
+    p.add_argument("--max-imap-down", type=float, default=300.0, metavar="SECONDS")
+    p.add_argument("--max-outbox-age", type=float, default=3600.0, metavar="SECONDS")
+    p.set_defaults(func=_status)
+
+
+def _add_backup(db: Any) -> None:
+    q = db.add_parser(
+        "backup",
+        help="copy the SQLite store consistently, even while the daemon runs",
+        description="SQLite: an online backup (sqlite3 backup API) into FILE. PostgreSQL: "
+        "use pg_dump; this command says how.",
+    )
+    q.add_argument("--out", required=True, metavar="FILE", help="the backup file to write")
+    q.set_defaults(func=_db_backup)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every command."""
     parser = argparse.ArgumentParser(
@@ -334,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="one full pass (fetch and process all new mail, flush the outbox), then exit",
     )
     p.set_defaults(func=_run)
+
+    _add_status(sub)
 
     p = sub.add_parser("requests", help="list or show requests")
     rq = p.add_subparsers(dest="requests_command", metavar="ACTION", required=True)
@@ -385,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     db = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     q = db.add_parser("upgrade", help="apply pending migrations (also done at every start)")
     q.set_defaults(func=_db_upgrade)
+    _add_backup(db)
     return parser
 
 

@@ -236,19 +236,22 @@ class Runner:
             self._interruptible(lambda: time.sleep(min(left, slice_)))  # noqa: B023
 
     def _alive(self, force: bool = False) -> None:
-        """Ping the watchdog; write the heartbeat row at most every few seconds."""
+        """Ping the watchdog; write the heartbeat row every few seconds and after a pass.
+
+        Not per message: a database write per message would cost the backlog's speed.
+        """
         self.notifier.watchdog(force=force)
         if self.heartbeat is None:
             return
         now = time.monotonic()
-        changed = self.heartbeat.connected != self.source.connected
-        if not changed and now - self._beat_at < 5.0:
-            return  # a database write per message or pass would cost the backlog's speed
-        self._beat_at = now
-        if self._last_handled is not None:
+        due = now - self._beat_at >= 5.0
+        if self._last_handled is not None and (force or due):
             self.heartbeat.handled(*self._last_handled)
             self._last_handled = None
-        self.heartbeat.beat(self.source.connected)
+            self._beat_at = now
+        elif due or self.heartbeat.connected != self.source.connected:
+            self.heartbeat.beat(self.source.connected)
+            self._beat_at = now
 
     def _reload(self) -> None:
         """Apply SIGHUP: re-read the configuration between messages; keep the old on error."""
