@@ -108,8 +108,11 @@ def _runtime(inv: Invocation) -> Runtime:
 
 def _run(inv: Invocation) -> int:
     from mailflow.runner import offset_clock
+    from mailflow.runtime import build_runtime
 
-    rt = _runtime(inv)
+    settings = inv.settings()
+    _apply_logging(inv, settings)  # before build_runtime, whose adapters log already
+    rt = build_runtime(settings)
     zone = rt.settings.zone
     start = inv.now(zone) if inv.now_text else None
     if inv.args.once:
@@ -138,6 +141,7 @@ def _run(inv: Invocation) -> int:
         new = _reloaded_runtime(inv)
         if new is None:
             return
+        _apply_logging(inv, new.settings)
         new.install_into(runner)
         heartbeat.store = new.store
         current[0].store.close()
@@ -152,6 +156,13 @@ def _run(inv: Invocation) -> int:
     finally:
         notifier.close()
     return 0
+
+
+def _apply_logging(inv: Invocation, settings: Settings) -> None:
+    """Apply [logging] level and format to the daemon (-v and --log-json win)."""
+    level = logging.DEBUG if inv.args.verbose else getattr(logging, settings.logging.level)
+    json_lines = inv.args.log_json or settings.logging.format == "json"
+    setup_logging(level, inv.env, json_lines=json_lines)
 
 
 def _reloaded_runtime(inv: Invocation) -> Runtime | None:
@@ -376,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
         "without an offset it is the institution's local time",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    parser.add_argument(
+        "--log-json",
+        action="store_true",
+        help="log one JSON object per line (time, level, logger, message, request, "
+        'message_id, outcome, ...); also [logging] format = "json"',
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -470,7 +487,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     _validate_now(parser, args.now)
-    setup_logging(logging.DEBUG if args.verbose else logging.INFO, os.environ)
+    setup_logging(
+        logging.DEBUG if args.verbose else logging.INFO, os.environ, json_lines=args.log_json
+    )
     inv = Invocation(args=args, env=os.environ, now_text=args.now)
     try:
         status = args.func(inv)

@@ -240,6 +240,28 @@ class Paths(_Section):
 
 class Logging(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "json": one JSON object per line (as --log-json), for log shippers.
+    format: Literal["text", "json"] = "text"
+
+
+class Metrics(_Section):
+    """The optional Prometheus endpoint; only on a loopback address."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:9464"
+
+    @field_validator("listen")
+    @classmethod
+    def _loopback(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f'"{value}" is not HOST:PORT, e.g. "127.0.0.1:9464"')
+        if host not in ("127.0.0.1", "localhost", "::1", "[::1]") and not host.startswith("127."):
+            raise ValueError(
+                f'"{value}": the endpoint has no authentication; listen on 127.0.0.1 and '
+                "let a local Prometheus or a proxy with TLS reach it"
+            )
+        return value
 
 
 # What a person did to a product, by the keyword of their mail: ENTREGO delivered the
@@ -352,6 +374,7 @@ class Settings(_Section):
     schedule: Schedule = Schedule()
     paths: Paths = Paths()
     logging: Logging = Logging()
+    metrics: Metrics = Metrics()
     poai: Poai = Poai()
 
     @property

@@ -129,7 +129,11 @@ class Runner:
             # position is not advanced, so the message is handled on a later pass.
             raise
         except Exception as exc:
-            log.exception("uid=%s could not be processed; quarantined", item.uid)
+            log.exception(
+                "uid=%s could not be processed; quarantined",
+                item.uid,
+                extra={"uid": item.uid, "mailbox": item.mailbox, "outcome": "quarantined"},
+            )
             self._quarantine(item, f"{type(exc).__name__}: {exc}")
             return InboundOutcome.QUARANTINED
 
