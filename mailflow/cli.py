@@ -150,11 +150,24 @@ def _run(inv: Invocation) -> int:
 
     runner.on_reload = reload
     runner.install_signal_handlers()
+    metrics = None
+    if settings.metrics.enabled:
+        from mailflow.metrics import MetricsServer, StoreCollector
+
+        collector = StoreCollector(lambda: runner.store, heartbeat.name, runner.clock)
+        try:
+            metrics = MetricsServer(settings.metrics.listen, collector)
+        except OSError as exc:
+            raise MailflowError(
+                f"metrics.listen {settings.metrics.listen}: cannot listen ({exc.strerror})"
+            ) from None
     log.info("mailflow %s watching %s", __version__, rt.settings.imap.folder)
     try:
         runner.run_forever()
     finally:
         notifier.close()
+        if metrics is not None:
+            metrics.stop()
     return 0
 
 

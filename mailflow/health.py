@@ -299,4 +299,3 @@ def describe(report: Report) -> list[str]:
 def status_name(username: str, host: str, folder: str) -> str:
     """Return the daemon_status key of one watched mailbox."""
     return f"{username}@{host}/{folder}"[:255]
-

@@ -101,4 +101,3 @@ def test_postgresql_backup_with_pg_dump(scenario: Scenario, tmp_path: Path) -> N
     line = backup(scenario.runtime.settings.store.url, out)
     assert "pg_restore" in line
     assert out.read_bytes().startswith(b"PGDMP")
-

@@ -139,9 +139,7 @@ def test_mail_stuck_in_the_outbox_is_unhealthy(scenario: Scenario) -> None:
     wall = Wall()
     Heartbeat(store, "box", wait_seconds=60, clock=wall).started()
     site = scenario.site
-    raw = build_message(
-        site.addr("analista"), [site.shared], "Solicitud", INFO_REQUEST
-    ).as_bytes()
+    raw = build_message(site.addr("analista"), [site.shared], "Solicitud", INFO_REQUEST).as_bytes()
     scenario.runtime.replay(raw, START)  # queued, never flushed: the SMTP server is "down"
 
     limits = Limits(outbox_age_seconds=3600)
@@ -150,3 +148,65 @@ def test_mail_stuck_in_the_outbox_is_unhealthy(scenario: Scenario) -> None:
     report = check(store, "box", wall=wall.now, now=START + timedelta(minutes=61), limits=limits)
     assert report.problems == ["2 mail(s) waiting to be sent, the oldest for 61 min"]
     assert report.outbox["oldest_pending"] == START.astimezone(UTC).isoformat()
+
+
+@only_sqlite
+def test_metrics_endpoint_on_loopback(scenario: Scenario) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+    from testbed.ports import free_port
+
+    site = scenario.site
+    port = free_port()
+    config = site.config_path.read_text(encoding="utf-8")
+    site.config_path.write_text(
+        config + f'\n[metrics]\nenabled = true\nlisten = "127.0.0.1:{port}"\n', encoding="utf-8"
+    )
+    now = START + timedelta(hours=1)
+    log = site.root / "daemon.log"
+    with log.open("ab") as out:
+        daemon = subprocess.Popen(
+            [str(MAILFLOW), "--config", str(site.config_path), "--now", now.isoformat(), "run"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        site.send("analista", "Solicitud de publicación: feria", INFO_REQUEST)
+        site.wait_for("directora", lambda m: "Acción requerida" in str(m["Subject"]))
+        deadline = time.monotonic() + 30
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                text = r.read().decode()
+            samples = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+            }
+            if samples.get(("mailflow_mails_sent_total", ()), 0) >= 2:
+                break
+            assert time.monotonic() < deadline, text
+            time.sleep(0.2)
+        assert samples[("mailflow_messages_total", (("outcome", "processed"),))] == 1
+        assert samples[("mailflow_outbox_pending", ())] == 0
+        assert samples[("mailflow_mails_failed_total", ())] == 0
+        assert samples[("mailflow_overdue_stages", ())] == 0
+        assert samples[("mailflow_imap_connected", ())] == 1
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0, log.read_text()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(10)
+
+
+def test_metrics_may_only_listen_on_loopback() -> None:
+    from pydantic import ValidationError
+
+    from mailflow.config import Metrics
+
+    assert Metrics(enabled=True, listen="127.0.0.1:9464").listen == "127.0.0.1:9464"
+    for bad in ("0.0.0.0:9464", "192.0.2.1:9464", "127.0.0.1", "127.0.0.1:99999"):
+        with pytest.raises(ValidationError):
+            Metrics(enabled=True, listen=bad)

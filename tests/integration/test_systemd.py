@@ -167,9 +167,7 @@ def test_daemon_speaks_sd_notify_reloads_on_sighup_and_stops_on_sigterm(
 
 
 @only_sqlite
-def test_no_ready_while_the_imap_login_fails(
-    scenario: Scenario, fake_systemd: FakeSystemd
-) -> None:
+def test_no_ready_while_the_imap_login_fails(scenario: Scenario, fake_systemd: FakeSystemd) -> None:
     site = scenario.site
     config, env = _as_a_service(scenario, "not-the-password")
     env["NOTIFY_SOCKET"] = fake_systemd.name
