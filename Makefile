@@ -64,18 +64,20 @@ bench: install-test
 PREFIX  ?= /opt/mailflow
 ETC     ?= /etc/mailflow
 UNITDIR ?= /etc/systemd/system
+STATE   ?= /var/lib/mailflow
+BINDIR  ?= /usr/local/bin
 install-service:
 	getent passwd mailflow >/dev/null || adduser --system --group --no-create-home \
 	  --home /var/lib/mailflow --gecos "mailflow daemon" mailflow
-	install -d -m 0755 $(PREFIX) $(UNITDIR) $(ETC)
+	install -d -m 0755 $(PREFIX) $(UNITDIR) $(ETC) $(BINDIR)
 	install -d -m 0750 -o root -g mailflow $(ETC)/credentials
-	install -d -m 0700 -o mailflow -g mailflow /var/lib/mailflow
+	install -d -m 0700 -o mailflow -g mailflow $(STATE)
 	tar --exclude=./.venv --exclude=./store --exclude=./.git --exclude='*.egg-info' \
 	  --exclude=__pycache__ -cf - . | tar -xf - -C $(PREFIX)
 	$(MAKE) -C $(PREFIX) install PYTHON=$(PYTHON)
 	@if [ ! -e $(ETC)/mailflow.toml ]; then \
-	  sed -e 's|^url = "sqlite:///../store/mailflow.db"|url = "sqlite:////var/lib/mailflow/mailflow.db"|' \
-	      -e 's|^archive_dir = "../store/archive"|archive_dir = "/var/lib/mailflow/archive"|' \
+	  sed -e 's|^url = "sqlite:///../store/mailflow.db"|url = "sqlite:///$(STATE)/mailflow.db"|' \
+	      -e 's|^archive_dir = "../store/archive"|archive_dir = "$(STATE)/archive"|' \
 	      -e 's|^password_env = "MAILFLOW_IMAP_PASSWORD"|password_credential = "imap"|' \
 	      -e 's|^password_env = "MAILFLOW_SMTP_PASSWORD"|password_credential = "smtp"|' \
 	      -e 's|^secret_env = "MAILFLOW_SECRET"|secret_credential = "hmac"|' \
@@ -85,9 +87,11 @@ install-service:
 	@for s in imap smtp hmac; do [ -e $(ETC)/credentials/$$s ] || \
 	  { install -m 0640 -o root -g mailflow /dev/null $(ETC)/credentials/$$s; \
 	    echo "created empty $(ETC)/credentials/$$s: fill it"; }; done
-	sed 's|/opt/mailflow|$(PREFIX)|g' systemd/mailflow.service > $(UNITDIR)/mailflow.service
-	sed 's|/opt/mailflow|$(PREFIX)|g' systemd/mailflow-admin > /usr/local/bin/mailflow-admin
-	chmod 0755 /usr/local/bin/mailflow-admin
+	sed -e 's|/opt/mailflow|$(PREFIX)|g' -e 's|/etc/mailflow|$(ETC)|g' \
+	  systemd/mailflow.service > $(UNITDIR)/mailflow.service
+	sed -e 's|/opt/mailflow|$(PREFIX)|g' -e 's|/etc/mailflow|$(ETC)|g' \
+	  systemd/mailflow-admin > $(BINDIR)/mailflow-admin
+	chmod 0755 $(BINDIR)/mailflow-admin
 	@if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@echo "next: edit $(ETC)/mailflow.toml and the secrets, then"
 	@echo "  $(PREFIX)/.venv/bin/mailflow --config $(ETC)/mailflow.toml check-config"
