@@ -66,6 +66,9 @@ ETC     ?= /etc/mailflow
 UNITDIR ?= /etc/systemd/system
 STATE   ?= /var/lib/mailflow
 BINDIR  ?= /usr/local/bin
+# Debian's own Python: the service user must be able to run the venv's interpreter (a
+# pyenv or ~/.local Python under /root is not readable by it).
+SERVICE_PYTHON ?= /usr/bin/python3
 install-service:
 	getent passwd mailflow >/dev/null || adduser --system --group --no-create-home \
 	  --home /var/lib/mailflow --gecos "mailflow daemon" mailflow
@@ -74,7 +77,8 @@ install-service:
 	install -d -m 0700 -o mailflow -g mailflow $(STATE)
 	tar --exclude=./.venv --exclude=./store --exclude=./.git --exclude='*.egg-info' \
 	  --exclude=__pycache__ -cf - . | tar -xf - -C $(PREFIX)
-	$(MAKE) -C $(PREFIX) install PYTHON=$(PYTHON)
+	$(MAKE) -C $(PREFIX) install PYTHON=$(SERVICE_PYTHON)
+	setpriv --reuid=mailflow --regid=mailflow --init-groups $(PREFIX)/.venv/bin/mailflow --version
 	@if [ ! -e $(ETC)/mailflow.toml ]; then \
 	  sed -e 's|^url = "sqlite:///../store/mailflow.db"|url = "sqlite:///$(STATE)/mailflow.db"|' \
 	      -e 's|^archive_dir = "../store/archive"|archive_dir = "$(STATE)/archive"|' \

@@ -200,15 +200,16 @@ def _reloaded_runtime(inv: Invocation) -> Runtime | None:
 
 
 def _status(inv: Invocation) -> int:
-    from mailflow.health import Limits, check, describe, status_name, wall_clock
+    from mailflow.health import Limits, Report, check, describe, status_name, wall_clock
     from mailflow.repository import Store
 
     settings = inv.settings()
     # No build_runtime: status must not migrate the store nor need the daemon's rights.
+    problem = _store_problem(settings.store.url)
     store = Store.from_url(settings.store.url)
     try:
         imap = settings.imap
-        report = check(
+        report = Report(None, {}, 0, None, [problem]) if problem else check(
             store,
             status_name(imap.username, imap.host, imap.folder),
             wall=wall_clock(),
@@ -227,6 +228,28 @@ def _status(inv: Invocation) -> int:
     else:
         print("\n".join(describe(report)))
     return 0 if report.healthy else 1
+
+
+def _store_problem(url: str) -> str | None:
+    """Return why the store cannot be read by `status` (never creating a SQLite file)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mailflow.repository import current_revision, head_revision
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        return f"the store {parsed.database} does not exist: the daemon has never started"
+    try:
+        revision = current_revision(url)
+    except SQLAlchemyError as exc:
+        return f"the store cannot be read: {exc}".splitlines()[0]
+    if revision != head_revision():
+        return (
+            f"the store is at migration {revision}, this mailflow expects {head_revision()}: "
+            "start the daemon (or run `mailflow db upgrade`)"
+        )
+    return None
 
 
 def _db_backup(inv: Invocation) -> int:

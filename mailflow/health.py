@@ -287,6 +287,8 @@ def describe(report: Report) -> list[str]:
             f"{m['outcome'] or '-'} {m['request'] or ''}".rstrip()
         )
     o = report.outbox
+    if not o:
+        return lines
     lines.append(
         f"outbox: {o['pending']} pending (oldest {o['oldest_pending'] or '-'}), "
         f"{o['failed']} failed"

@@ -33,6 +33,7 @@ class Notifier:
         self.watchdog_seconds = _watchdog_seconds(env)
         self._monotonic = monotonic
         self._last_ping = float("-inf")
+        self._stopping_sent = False
 
     @property
     def enabled(self) -> bool:
@@ -77,8 +78,10 @@ class Notifier:
         self.send("RELOADING=1", "STATUS=reloading the configuration")
 
     def stopping(self) -> None:
-        """Say that the daemon is shutting down."""
-        self.send("STOPPING=1", "STATUS=stopping")
+        """Say that the daemon is shutting down (once: the signal handler and the loop's end)."""
+        if not self._stopping_sent:
+            self._stopping_sent = True
+            self.send("STOPPING=1", "STATUS=stopping")
 
     def close(self) -> None:
         if self._socket is not None:

@@ -177,8 +177,8 @@ class Runner:
             try:
                 if self.reload_requested:
                     self._reload()
-                    if reconnector.source is not self.source:
-                        reconnector = Reconnector(self.source, sleep=self._pause)
+                    # A fresh one: logging in again after a reload is not a flapping link.
+                    reconnector = Reconnector(self.source, sleep=self._pause)
                 if not self.source.connected:
                     self.notifier.status(f"connecting to IMAP {self.source.where}")
                     reconnector.connect()
@@ -262,6 +262,9 @@ class Runner:
         self.reload_requested = False
         self.notifier.reloading()
         log.info("SIGHUP received, reloading the configuration")
+        # The signal may have cut an IDLE short, leaving the connection mid-command: log
+        # out and in again (with the new [imap] settings, if the reload succeeds).
+        self.source.close()
         try:
             if self.on_reload is not None:
                 self.on_reload(self)

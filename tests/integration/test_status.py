@@ -210,3 +210,22 @@ def test_metrics_may_only_listen_on_loopback() -> None:
     for bad in ("0.0.0.0:9464", "192.0.2.1:9464", "127.0.0.1", "127.0.0.1:99999"):
         with pytest.raises(ValidationError):
             Metrics(enabled=True, listen=bad)
+
+
+@only_sqlite
+def test_status_before_the_first_start_neither_crashes_nor_creates_the_store(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    site = scenario.site
+    missing = tmp_path / "never" / "mailflow.db"
+    missing.parent.mkdir()
+    text = site.config_path.read_text(encoding="utf-8")
+    site.config_path.write_text(
+        text.replace(scenario.site.db_url, f"sqlite:///{missing}"), encoding="utf-8"
+    )
+    code, report = _status(scenario, START)
+    assert code == 1
+    assert report["problems"] == [
+        f"the store {missing} does not exist: the daemon has never started"
+    ]
+    assert not missing.exists()

@@ -164,6 +164,9 @@ def test_daemon_speaks_sd_notify_reloads_on_sighup_and_stops_on_sigterm(
     output = log.read_text()
     assert "Traceback" not in output, output
     assert site.dovecot.password not in output
+    # A reload logs in again cleanly: not taken for a flapping connection with a back-off.
+    assert "lasted only" not in output and "retrying" not in output, output
+    assert fake_systemd.fields().count("STOPPING=1") == 1
 
 
 @only_sqlite
