@@ -237,3 +237,70 @@ def test_the_unit_is_a_notify_service_with_watchdog_and_hardening() -> None:
         assert wanted in lines, wanted
     assert any(line.startswith("WatchdogSec=") for line in lines)
     assert any(line.startswith("LoadCredential=imap:") for line in lines)
+
+
+# -- the notify protocol itself (no test bed) ---------------------------------------------
+
+
+def test_without_notify_socket_nothing_is_sent_and_waits_keep_their_length() -> None:
+    from mailflow.notify import Notifier
+
+    notifier = Notifier({})
+    assert not notifier.enabled
+    notifier.ready("x")
+    notifier.watchdog()
+    notifier.stopping()
+    assert notifier.ping_interval(60.0) == 60.0
+
+
+def test_watchdog_pings_are_paced_and_waits_cut_to_a_third(fake_systemd: FakeSystemd) -> None:
+    from mailflow.notify import Notifier
+
+    clock = [100.0]
+    env = {"NOTIFY_SOCKET": fake_systemd.name, "WATCHDOG_USEC": "4000000"}
+    notifier = Notifier(env, monotonic=lambda: clock[0])
+    assert notifier.ping_interval(60.0) == pytest.approx(4 / 3)
+    notifier.watchdog()  # sent
+    clock[0] += 0.5
+    notifier.watchdog()  # too soon: a quarter of the interval has not passed
+    clock[0] += 0.6
+    notifier.watchdog()  # sent
+    notifier.watchdog(force=True)  # sent
+    notifier.stopping()
+    notifier.stopping()  # once only
+    fake_systemd.wait_for("STOPPING=1")
+    notifier.close()
+    assert fake_systemd.fields() == ["WATCHDOG=1"] * 3 + ["STOPPING=1", "STATUS=stopping"]
+
+
+def test_a_watchdog_meant_for_another_process_is_ignored() -> None:
+    from mailflow.notify import Notifier
+
+    other = str(os.getpid() + 1)
+    notifier = Notifier({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": other})
+    assert notifier.watchdog_seconds is None
+    assert notifier.ping_interval(60.0) == 60.0
+
+
+def test_a_credential_outside_systemd_says_what_to_do(scenario_free_config: Path) -> None:
+    from mailflow.config import load_settings
+    from mailflow.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(scenario_free_config, {})
+    assert "password_credential needs $CREDENTIALS_DIRECTORY" in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(scenario_free_config, {"CREDENTIALS_DIRECTORY": "/nonexistent"})
+    assert "/nonexistent/imap cannot be read" in str(caught.value)
+
+
+@pytest.fixture
+def scenario_free_config(tmp_path: Path) -> Path:
+    """The example config with the IMAP password as a systemd credential."""
+    text = (ROOT / "config" / "mailflow.toml").read_text(encoding="utf-8")
+    text = text.replace(
+        'password_env = "MAILFLOW_IMAP_PASSWORD"', 'password_credential = "imap"', 1
+    )
+    path = tmp_path / "mailflow.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
