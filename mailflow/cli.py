@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from mailflow import __version__
@@ -24,6 +24,7 @@ from mailflow.errors import ConfigError, MailflowError
 from mailflow.logs import setup_logging
 
 if TYPE_CHECKING:
+    from mailflow.runner import Runner
     from mailflow.runtime import Runtime
 
 log = logging.getLogger("mailflow")
@@ -107,8 +108,11 @@ def _runtime(inv: Invocation) -> Runtime:
 
 def _run(inv: Invocation) -> int:
     from mailflow.runner import offset_clock
+    from mailflow.runtime import build_runtime
 
-    rt = _runtime(inv)
+    settings = inv.settings()
+    _apply_logging(inv, settings)  # before build_runtime, whose adapters log already
+    rt = build_runtime(settings)
     zone = rt.settings.zone
     start = inv.now(zone) if inv.now_text else None
     if inv.args.once:
@@ -122,10 +126,137 @@ def _run(inv: Invocation) -> int:
             f"outbox: sent {box.sent}, deferred {box.deferred}, failed {box.failed}"
         )
         return 0
-    runner = rt.runner(offset_clock(start))
+    from mailflow.health import Heartbeat, status_name
+    from mailflow.notify import Notifier
+
+    notifier = Notifier(inv.env)
+    wait = 60.0
+    imap = rt.settings.imap
+    heartbeat = Heartbeat(rt.store, status_name(imap.username, imap.host, imap.folder), wait)
+    runner = rt.runner(offset_clock(start), notifier=notifier, heartbeat=heartbeat)
+    runner.wait_seconds = wait
+    current = [rt]
+
+    def reload(runner: Runner) -> None:
+        new = _reloaded_runtime(inv)
+        if new is None:
+            return
+        _apply_logging(inv, new.settings)
+        new.install_into(runner)
+        heartbeat.store = new.store
+        current[0].store.close()
+        current[0] = new
+        log.info("configuration reloaded from %s", new.settings.source)
+
+    runner.on_reload = reload
     runner.install_signal_handlers()
+    metrics = None
+    if settings.metrics.enabled:
+        from mailflow.metrics import MetricsServer, StoreCollector
+
+        collector = StoreCollector(lambda: runner.store, heartbeat.name, runner.clock)
+        try:
+            metrics = MetricsServer(settings.metrics.listen, collector)
+        except OSError as exc:
+            raise MailflowError(
+                f"metrics.listen {settings.metrics.listen}: cannot listen ({exc.strerror})"
+            ) from None
     log.info("mailflow %s watching %s", __version__, rt.settings.imap.folder)
-    runner.run_forever()
+    try:
+        runner.run_forever()
+    finally:
+        notifier.close()
+        if metrics is not None:
+            metrics.stop()
+    return 0
+
+
+def _apply_logging(inv: Invocation, settings: Settings) -> None:
+    """Apply [logging] level and format to the daemon (-v and --log-json win)."""
+    level = logging.DEBUG if inv.args.verbose else getattr(logging, settings.logging.level)
+    json_lines = inv.args.log_json or settings.logging.format == "json"
+    setup_logging(level, inv.env, json_lines=json_lines)
+
+
+def _reloaded_runtime(inv: Invocation) -> Runtime | None:
+    """Build a runtime from the config file as it is now; None (logged) when it is unusable."""
+    from mailflow.checks import check_everything
+    from mailflow.runtime import build_runtime
+
+    path = config_path(inv.args.config, inv.env)
+    problems = check_everything(path, inv.env)
+    if problems:
+        log.error(
+            "reload refused, still running the previous configuration: %s: %s",
+            path,
+            "; ".join(problems),
+        )
+        return None
+    try:
+        return build_runtime(inv.settings())
+    except Exception as exc:  # the running daemon must survive any broken new config
+        log.error("reload failed, still running the previous configuration: %s", exc)
+        return None
+
+
+def _status(inv: Invocation) -> int:
+    from mailflow.health import Limits, Report, check, describe, status_name, wall_clock
+    from mailflow.repository import Store
+
+    settings = inv.settings()
+    # No build_runtime: status must not migrate the store nor need the daemon's rights.
+    problem = _store_problem(settings.store.url)
+    store = Store.from_url(settings.store.url)
+    try:
+        imap = settings.imap
+        report = Report(None, {}, 0, None, [problem]) if problem else check(
+            store,
+            status_name(imap.username, imap.host, imap.folder),
+            wall=wall_clock(),
+            now=inv.now(settings.zone),
+            limits=Limits(
+                stale_factor=inv.args.stale_factor,
+                imap_down_seconds=inv.args.max_imap_down,
+                outbox_age_seconds=inv.args.max_outbox_age,
+            ),
+        )
+    finally:
+        store.close()
+    if inv.args.json:
+        json.dump(report.as_json(), sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    else:
+        print("\n".join(describe(report)))
+    return 0 if report.healthy else 1
+
+
+def _store_problem(url: str) -> str | None:
+    """Return why the store cannot be read by `status` (never creating a SQLite file)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mailflow.repository import current_revision, head_revision
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        return f"the store {parsed.database} does not exist: the daemon has never started"
+    try:
+        revision = current_revision(url)
+    except SQLAlchemyError as exc:
+        return f"the store cannot be read: {exc}".splitlines()[0]
+    if revision != head_revision():
+        return (
+            f"the store is at migration {revision}, this mailflow expects {head_revision()}: "
+            "start the daemon (or run `mailflow db upgrade`)"
+        )
+    return None
+
+
+def _db_backup(inv: Invocation) -> int:
+    from mailflow.backup import backup
+
+    settings = inv.settings()
+    print(backup(settings.store.url, Path(inv.args.out)))
     return 0
 
 
@@ -244,6 +375,33 @@ def _archive_verify(inv: Invocation) -> int:
     return 0 if result.ok else 1
 
 
+def _add_status(sub: Any) -> None:
+    p = sub.add_parser(
+        "status",
+        help="the daemon's health for monitoring: exit 0 healthy, 1 unhealthy",
+        description="Report the daemon's heartbeat, IMAP state, last message, outbox, "
+        "overdue stages and last digest. Unhealthy (exit 1): no heartbeat for "
+        "STALE_FACTOR x the loop's wait, IMAP down longer than MAX_IMAP_DOWN, or a mail "
+        "waiting to be sent longer than MAX_OUTBOX_AGE. See docs/deployment.md.",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--stale-factor", type=float, default=3.0, metavar="N")
+    p.add_argument("--max-imap-down", type=float, default=300.0, metavar="SECONDS")
+    p.add_argument("--max-outbox-age", type=float, default=3600.0, metavar="SECONDS")
+    p.set_defaults(func=_status)
+
+
+def _add_backup(db: Any) -> None:
+    q = db.add_parser(
+        "backup",
+        help="copy the SQLite store consistently, even while the daemon runs",
+        description="SQLite: an online backup (sqlite3 backup API) into FILE. PostgreSQL: "
+        "use pg_dump; this command says how.",
+    )
+    q.add_argument("--out", required=True, metavar="FILE", help="the backup file to write")
+    q.set_defaults(func=_db_backup)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every command."""
     parser = argparse.ArgumentParser(
@@ -265,6 +423,12 @@ def build_parser() -> argparse.ArgumentParser:
         "without an offset it is the institution's local time",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    parser.add_argument(
+        "--log-json",
+        action="store_true",
+        help="log one JSON object per line (time, level, logger, message, request, "
+        'message_id, outcome, ...); also [logging] format = "json"',
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -288,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="one full pass (fetch and process all new mail, flush the outbox), then exit",
     )
     p.set_defaults(func=_run)
+
+    _add_status(sub)
 
     p = sub.add_parser("requests", help="list or show requests")
     rq = p.add_subparsers(dest="requests_command", metavar="ACTION", required=True)
@@ -339,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     db = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     q = db.add_parser("upgrade", help="apply pending migrations (also done at every start)")
     q.set_defaults(func=_db_upgrade)
+    _add_backup(db)
     return parser
 
 
@@ -356,7 +523,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     _validate_now(parser, args.now)
-    setup_logging(logging.DEBUG if args.verbose else logging.INFO, os.environ)
+    setup_logging(
+        logging.DEBUG if args.verbose else logging.INFO, os.environ, json_lines=args.log_json
+    )
     inv = Invocation(args=args, env=os.environ, now_text=args.now)
     try:
         status = args.func(inv)

@@ -65,11 +65,11 @@ class _Section(BaseModel):
 
 
 def _resolve_secret(data: Any, info: ValidationInfo, key: str) -> Any:
-    """Replace ``key`` / ``key_env`` / ``key_file`` in raw section data by one secret value."""
+    """Replace ``key`` / ``key_env`` / ``key_file`` / ``key_credential`` by one secret value."""
     if not isinstance(data, dict):
         return data
     data = dict(data)
-    given = [k for k in (key, f"{key}_env", f"{key}_file") if k in data]
+    given = [k for k in (key, f"{key}_env", f"{key}_file", f"{key}_credential") if k in data]
     if len(given) > 1:
         raise ValueError(f"set only one of {', '.join(given)}")
     context = info.context or {}
@@ -82,6 +82,24 @@ def _resolve_secret(data: Any, info: ValidationInfo, key: str) -> Any:
                 f"{key}_env names ${name}, which is not set: export it, or use {key}_file"
             )
         data[key] = env[name]
+    elif f"{key}_credential" in data:
+        # systemd's LoadCredential=NAME:PATH: the file NAME in $CREDENTIALS_DIRECTORY,
+        # readable only by the service, whatever user it runs as.
+        name = str(data.pop(f"{key}_credential"))
+        folder = env.get("CREDENTIALS_DIRECTORY")
+        if not folder:
+            raise ValueError(
+                f"{key}_credential needs $CREDENTIALS_DIRECTORY (set by systemd's "
+                f"LoadCredential=); outside systemd use {key}_file"
+            )
+        path = Path(folder) / name
+        try:
+            data[key] = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(
+                f"{key}_credential {name}: {path} cannot be read ({exc.strerror}); "
+                f"check LoadCredential={name}:... in the unit"
+            ) from None
     elif f"{key}_file" in data:
         path = base / str(data.pop(f"{key}_file"))
         try:
@@ -296,6 +314,28 @@ class Paths(_Section):
 
 class Logging(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "json": one JSON object per line (as --log-json), for log shippers.
+    format: Literal["text", "json"] = "text"
+
+
+class Metrics(_Section):
+    """The optional Prometheus endpoint; only on a loopback address."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:9464"
+
+    @field_validator("listen")
+    @classmethod
+    def _loopback(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f'"{value}" is not HOST:PORT, e.g. "127.0.0.1:9464"')
+        if host not in ("127.0.0.1", "localhost", "::1", "[::1]") and not host.startswith("127."):
+            raise ValueError(
+                f'"{value}": the endpoint has no authentication; listen on 127.0.0.1 and '
+                "let a local Prometheus or a proxy with TLS reach it"
+            )
+        return value
 
 
 # What a person did to a product, by the keyword of their mail: ENTREGO delivered the
@@ -409,6 +449,7 @@ class Settings(_Section):
     schedule: Schedule = Schedule()
     paths: Paths = Paths()
     logging: Logging = Logging()
+    metrics: Metrics = Metrics()
     poai: Poai = Poai()
 
     @property

@@ -373,3 +373,30 @@ class ProductRow(Base):
     design_inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound.id"))
     publisher: Mapped[str] = mapped_column(String(ADDRESS), index=True)
     published_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class DaemonStatusRow(Base):
+    """Record what a running daemon is doing, for `mailflow status` in another process.
+
+    One row per mailbox watched (``user@host/folder``), written by the daemon's loop with
+    the wall clock (never ``--now``): several daemons on one PostgreSQL store share it.
+    """
+
+    __tablename__ = "daemon_status"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # The longest wait of the loop: a heartbeat older than a few of these means stuck.
+    wait_seconds: Mapped[int] = mapped_column(Integer)
+    imap_connected: Mapped[bool] = mapped_column(default=False, server_default=false())
+    imap_since: Mapped[dt.datetime] = mapped_column(UTCDateTime)  # connected or not since
+    last_wake_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_message_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_message_id: Mapped[str | None] = mapped_column(String(MESSAGE_ID))
+    last_outcome: Mapped[str | None] = mapped_column(String(32))
+    last_request: Mapped[str | None] = mapped_column(String(32))
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -127,7 +127,17 @@ class Outbox:
                         self._report_failure(session, row, result, now)
                     row.next_attempt_at = when
                     deferred += 1
-                log.warning("outbox #%s %s: %s", row.id, row.message_id, row.last_error)
+                log.warning(
+                    "outbox #%s %s: %s",
+                    row.id,
+                    row.message_id,
+                    row.last_error,
+                    extra={
+                        "outbox_id": row.id,
+                        "message_id": row.message_id,
+                        "outcome": "deferred",
+                    },
+                )
             session.flush()
         return FlushReport(sent, deferred, failed)
 
@@ -136,7 +146,13 @@ class Outbox:
     ) -> None:
         """Queue one notice to the Jefatura UGS about a mail that cannot be delivered."""
         row.last_error = _describe(result)
-        log.error("outbox #%s %s undeliverable: %s", row.id, row.message_id, row.last_error)
+        log.error(
+            "outbox #%s %s undeliverable: %s",
+            row.id,
+            row.message_id,
+            row.last_error,
+            extra={"outbox_id": row.id, "message_id": row.message_id, "outcome": "failed"},
+        )
         if row.kind in ("delivery_failed", "help"):
             # Never report the failure of a report (a loop), nor of help to strangers:
             # spoofed senders at made-up addresses would flood the Jefatura UGS.

@@ -23,7 +23,9 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from mailflow.archive import ArchiveError
 from mailflow.dbschema import InboundOutcome, InboundRow
+from mailflow.health import Heartbeat
 from mailflow.imap import ImapError, ImapSource, ImapUnavailableError, Reconnector
+from mailflow.notify import Notifier
 from mailflow.outbox import FlushReport, Outbox
 from mailflow.repository import Store, get_mailbox_state, ledger_seen, set_mailbox_state
 from mailflow.scheduler import Scheduler
@@ -58,6 +60,8 @@ class Runner:
         processed_folder: str | None = None,
         wait_seconds: float = 60.0,
         scheduler: Scheduler | None = None,
+        notifier: Notifier | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.service = service
         self.store = store
@@ -71,6 +75,16 @@ class Runner:
         # Reminders, escalations, digests and window ends due at the pass's clock.
         self.scheduler = scheduler
         self.stopping = threading.Event()
+        # systemd's notify socket and watchdog (a no-op outside systemd), and the heartbeat
+        # row `mailflow status` reads; both are fed only from this loop's thread, so a
+        # wedged loop stops pinging and systemd restarts it.
+        self.notifier = notifier or Notifier({})
+        self.heartbeat = heartbeat
+        # SIGHUP: run_forever calls on_reload(self) between messages, never inside one.
+        self.reload_requested = False
+        self.on_reload: Callable[[Runner], None] | None = None
+        self._last_handled: tuple[str, int, int, str] | None = None
+        self._beat_at = float("-inf")
         self._waiting = False
         self._loop_thread: int | None = None
         self._stop_reason = ""
@@ -93,6 +107,8 @@ class Runner:
             item = Incoming(fetched.mailbox, fetched.uidvalidity, fetched.uid, fetched.raw)
             outcome = self._handle(item)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            self._last_handled = (fetched.mailbox, fetched.uidvalidity, fetched.uid, outcome)
+            self._alive()
             with self.store.transaction() as session:
                 set_mailbox_state(session, mailbox, fetched.uidvalidity, fetched.uid)
             done.append(fetched.uid)
@@ -113,7 +129,11 @@ class Runner:
             # position is not advanced, so the message is handled on a later pass.
             raise
         except Exception as exc:
-            log.exception("uid=%s could not be processed; quarantined", item.uid)
+            log.exception(
+                "uid=%s could not be processed; quarantined",
+                item.uid,
+                extra={"uid": item.uid, "mailbox": item.mailbox, "outcome": "quarantined"},
+            )
             self._quarantine(item, f"{type(exc).__name__}: {exc}")
             return InboundOutcome.QUARANTINED
 
@@ -151,15 +171,26 @@ class Runner:
         # thread holds the Event's (non-reentrant) lock inside wait() would deadlock.
         reconnector = Reconnector(self.source, sleep=self._pause)
         ready = False
+        if self.heartbeat is not None:
+            self.heartbeat.started()
         while not self.stopping.is_set():
             try:
+                if self.reload_requested:
+                    self._reload()
+                    # A fresh one: logging in again after a reload is not a flapping link.
+                    reconnector = Reconnector(self.source, sleep=self._pause)
                 if not self.source.connected:
+                    self.notifier.status(f"connecting to IMAP {self.source.where}")
                     reconnector.connect()
-                self.catch_up()
+                self._alive(force=True)
+                report = self.catch_up()
+                self._alive(force=True)
                 if not ready:
                     on_ready()
                     ready = True
-                self._interruptible(lambda: self.source.wait(timeout=self.wait_seconds))
+                    self.notifier.ready(f"watching {self.source.where}")
+                self.notifier.status(_status_line(report))
+                self._wait()
             except ImapUnavailableError as exc:
                 if self.stopping.is_set():
                     break
@@ -169,11 +200,76 @@ class Runner:
                 # Ride out what comes back by itself; messages stay on the server and
                 # the outbox keeps its rows, so nothing is lost while we wait.
                 log.error("pass interrupted, retrying in 30 s: %s", exc)
-                self._interruptible(lambda: time.sleep(30.0))
+                self.notifier.status(f"pass interrupted, retrying in 30 s: {exc}"[:200])
+                self._sleep(30.0)
         if self._stop_reason:
             log.info("%s received, stopping", self._stop_reason)
+        self.notifier.stopping()
         self.source.close()
+        if self.heartbeat is not None:
+            self.heartbeat.stopped()
         log.info("stopped")
+
+    def _wait(self) -> None:
+        """Wait for mail up to ``wait_seconds``, in slices short enough to ping the watchdog."""
+        deadline = time.monotonic() + self.wait_seconds
+        slice_ = self.notifier.ping_interval(self.wait_seconds)
+        while not (self.stopping.is_set() or self.reload_requested):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            woke: list[bool] = []
+            self._interruptible(
+                lambda: woke.append(self.source.wait(timeout=min(left, slice_)))  # noqa: B023
+            )
+            if woke and woke[0]:
+                if self.heartbeat is not None:
+                    self.heartbeat.woke()
+                return
+            self._alive()
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep (a back-off) in slices, pinging the watchdog; stop() or SIGHUP cut it short."""
+        deadline = time.monotonic() + seconds
+        slice_ = self.notifier.ping_interval(seconds)
+        while not (self.stopping.is_set() or self.reload_requested):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._alive()
+            self._interruptible(lambda: time.sleep(min(left, slice_)))  # noqa: B023
+
+    def _alive(self, force: bool = False) -> None:
+        """Ping the watchdog; write the heartbeat row every few seconds and after a pass.
+
+        Not per message: a database write per message would cost the backlog's speed.
+        """
+        self.notifier.watchdog(force=force)
+        if self.heartbeat is None:
+            return
+        now = time.monotonic()
+        due = now - self._beat_at >= 5.0
+        if self._last_handled is not None and (force or due):
+            self.heartbeat.handled(*self._last_handled)
+            self._last_handled = None
+            self._beat_at = now
+        elif due or self.heartbeat.connected != self.source.connected:
+            self.heartbeat.beat(self.source.connected)
+            self._beat_at = now
+
+    def _reload(self) -> None:
+        """Apply SIGHUP: re-read the configuration between messages; keep the old on error."""
+        self.reload_requested = False
+        self.notifier.reloading()
+        log.info("SIGHUP received, reloading the configuration")
+        # The signal may have cut an IDLE short, leaving the connection mid-command: log
+        # out and in again (with the new [imap] settings, if the reload succeeds).
+        self.source.close()
+        try:
+            if self.on_reload is not None:
+                self.on_reload(self)
+        finally:
+            self.notifier.ready(f"watching {self.source.where}")
 
     def _pause(self, seconds: float) -> bool:
         """Sleep between reconnect attempts; return True when asked to stop.
@@ -184,8 +280,9 @@ class Runner:
             self.outbox.flush(self.clock())
         except (OperationalError, SmtpError) as exc:
             log.error("outbox not flushed: %s", exc)
-        self._interruptible(lambda: time.sleep(seconds))
-        return self.stopping.is_set()
+        self._sleep(seconds)
+        # A reload stops the attempts with the old settings; the loop retries with the new.
+        return self.stopping.is_set() or self.reload_requested
 
     def _interruptible(self, block: Callable[[], object]) -> None:
         """Run a blocking wait (IDLE, a sleep) that stop() may cut short by raising.
@@ -222,10 +319,18 @@ class Runner:
             # No logging here: writing to stderr from a handler that interrupted another
             # write raises "reentrant call" at an arbitrary point; run_forever logs it.
             self._stop_reason = self._stop_reason or signal.Signals(signum).name
+            self.notifier.stopping()  # a datagram, safe here; systemd knows at once
             self.stop()
+
+        def reload(signum: int, frame: FrameType | None) -> None:
+            first = not self.reload_requested  # as in stop(): raise once, not from a raise
+            self.reload_requested = True
+            if first and self._waiting and threading.get_ident() == self._loop_thread:
+                raise _StopWaiting
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGHUP, reload)
 
 
 class _StopWaiting(BaseException):
@@ -234,6 +339,15 @@ class _StopWaiting(BaseException):
     A BaseException, like KeyboardInterrupt, so that no ``except Exception`` (or
     ``suppress(Exception)``) on the way up can swallow it and leave the loop waiting.
     """
+
+
+def _status_line(report: PassReport) -> str:
+    """Return the one-line STATUS= of `systemctl status` after a pass."""
+    box = report.outbox
+    return (
+        f"idle; last pass: {report.handled} message(s), "
+        f"sent {box.sent}, deferred {box.deferred}, failed {box.failed}"
+    )
 
 
 def offset_clock(start: datetime | None) -> Clock:

@@ -80,8 +80,11 @@ class Runtime:
     scheduler: Scheduler | None = None
     tokens: TokenSource | None = None  # XOAUTH2 access tokens, shared by IMAP and SMTP
 
-    def runner(self, clock: Clock) -> Runner:
-        """Return the IMAP loop over this runtime's service and outbox."""
+    def runner(self, clock: Clock, **options: Any) -> Runner:
+        """Return the IMAP loop over this runtime's service and outbox.
+
+        ``options`` go to :class:`Runner` as they are (``notifier``, ``heartbeat``, ...).
+        """
         source = ImapSource(self.settings.imap, tokens=self.tokens)
         return Runner(
             self.service,
@@ -91,7 +94,16 @@ class Runtime:
             clock,
             processed_folder=self.settings.imap.processed_folder,
             scheduler=self.scheduler,
+            **options,
         )
+
+    def install_into(self, runner: Runner) -> None:
+        """Make a running loop use this runtime (a SIGHUP reload); it logs in again."""
+        runner.source.close()
+        runner.source = ImapSource(self.settings.imap, tokens=self.tokens)
+        runner.service, runner.store, runner.outbox = self.service, self.store, self.outbox
+        runner.scheduler = self.scheduler
+        runner.processed_folder = self.settings.imap.processed_folder
 
     def replay(self, raw: bytes, now: datetime) -> Handled:
         """Process one message from a file; the same bytes are processed only once."""

@@ -105,9 +105,11 @@ class Scheduler:
                 with self.store.transaction() as session:
                     if self._do(session, work, now):
                         done[work.kind.value] += 1
-                        log.info("%s done", work.key)
+                        log.info("%s done", work.key, extra={"work": work.key})
             except Exception:
-                log.exception("%s failed; retrying on the next pass", work.key)
+                log.exception(
+                    "%s failed; retrying on the next pass", work.key, extra={"work": work.key}
+                )
         return dict(done)
 
     def plan(self, now: datetime) -> list[Work]:

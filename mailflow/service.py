@@ -117,6 +117,13 @@ class Service:
             result.outcome,
             result.code or "-",
             result.detail,
+            extra={
+                "uid": item.uid,
+                "mailbox": item.mailbox,
+                "message_id": ledger.message_id,
+                "outcome": str(result.outcome),
+                "request": result.code,
+            },
         )
         return result
 

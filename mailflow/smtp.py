@@ -559,5 +559,8 @@ class SmtpSender:
             )
         else:
             log.info(
-                "smtp: outbox %s: accepted for %d recipient(s)", item.key, len(result.accepted)
+                "smtp: outbox %s: accepted for %d recipient(s)",
+                item.key,
+                len(result.accepted),
+                extra={"outbox_id": item.key, "outcome": "sent"},
             )

@@ -1,0 +1,231 @@
+"""`mailflow status`: what the daemon records, and when monitoring is told it is unhealthy."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from testbed.mail import build_message
+from testbed.site import INFO_REQUEST, START, Scenario
+
+from mailflow.health import Heartbeat, Limits, check, status_name
+
+MAILFLOW = Path(sys.executable).parent / "mailflow"
+only_sqlite = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+def _status(scenario: Scenario, now: datetime) -> tuple[int, dict]:
+    result = scenario.cli("--now", now.isoformat(), "status", "--json", timeout=60)
+    assert result.stderr == "" or "unencrypted" in result.stderr, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def _name(scenario: Scenario) -> str:
+    imap = scenario.runtime.settings.imap
+    return status_name(imap.username, imap.host, imap.folder)
+
+
+@only_sqlite
+def test_status_follows_the_daemon_from_start_to_stop(scenario: Scenario) -> None:
+    site = scenario.site
+    now = START + timedelta(hours=1)
+    code, report = _status(scenario, now)
+    assert code == 1
+    assert report["problems"] == [f"no daemon has ever run on {_name(scenario)}"]
+
+    log = site.root / "daemon.log"
+    with log.open("ab") as out:
+        daemon = subprocess.Popen(
+            [str(MAILFLOW), "--config", str(site.config_path), "--now", now.isoformat(), "run"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "selected INBOX" not in log.read_text():
+            assert time.monotonic() < deadline and daemon.poll() is None, log.read_text()
+            time.sleep(0.1)
+        time.sleep(1.0)  # let it settle into IDLE, so that the request wakes it up
+        sent = site.send("analista", "Solicitud de publicación: feria", INFO_REQUEST)
+        site.wait_for("analista", lambda m: "Solicitud recibida" in str(m["Subject"]))
+        deadline = time.monotonic() + 30
+        while True:  # the heartbeat row is written a few seconds apart at most
+            code, report = _status(scenario, now)
+            if code == 0 and report["daemon"]["last_message"]["outcome"] == "processed":
+                break
+            assert time.monotonic() < deadline, (report, log.read_text())
+            time.sleep(0.5)
+        daemon_info = report["daemon"]
+        assert daemon_info["pid"] == daemon.pid
+        assert daemon_info["imap_connected"] is True
+        assert daemon_info["last_wake_at"] is not None  # the request woke it from IDLE
+        assert daemon_info["last_message"]["message_id"] == sent["Message-ID"]
+        assert daemon_info["last_message"]["request"].startswith("RRSS-")
+        assert report["outbox"]["pending"] == 0
+        assert report["overdue_stages"] == 0
+
+        # Plain text for people, same verdict.
+        text = scenario.cli("--now", now.isoformat(), "status", timeout=60)
+        assert text.returncode == 0 and text.stdout.startswith("healthy"), text.stdout
+
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(10)
+    code, report = _status(scenario, now)
+    assert code == 1
+    assert report["problems"][0].startswith("the daemon stopped at")
+    # Eight days later the stage-2 deadline has passed: reported, but not a daemon fault.
+    code, report = _status(scenario, now + timedelta(days=8))
+    assert report["overdue_stages"] == 1
+    assert not any("overdue" in p for p in report["problems"])
+
+
+class Wall:
+    """A wall clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@only_sqlite
+def test_a_stale_heartbeat_or_imap_down_is_unhealthy(scenario: Scenario) -> None:
+    store = scenario.runtime.store
+    wall = Wall()
+    beat = Heartbeat(store, "box", wait_seconds=60, clock=wall)
+    beat.started()
+    beat.beat(connected=True)
+
+    def problems() -> list[str]:
+        return check(store, "box", wall=wall.now, now=START).problems
+
+    assert problems() == []
+    wall.now += timedelta(seconds=179)  # within 3 x the 60 s wait
+    assert problems() == []
+    wall.now += timedelta(seconds=2)
+    assert problems() == [
+        f"no heartbeat for 181 s (more than 180 s): the daemon (pid {os.getpid()} "
+        f"on {socket.gethostname()}) is stuck or gone"
+    ]
+
+    beat.beat(connected=False)  # alive, but IMAP is down
+    wall.now += timedelta(seconds=299)
+    beat.beat(connected=False)
+    assert problems() == []
+    wall.now += timedelta(seconds=2)
+    beat.beat(connected=False)
+    assert problems() == ["IMAP disconnected for 301 s"]
+    beat.beat(connected=True)
+    assert problems() == []
+
+
+@only_sqlite
+def test_mail_stuck_in_the_outbox_is_unhealthy(scenario: Scenario) -> None:
+    store = scenario.runtime.store
+    wall = Wall()
+    Heartbeat(store, "box", wait_seconds=60, clock=wall).started()
+    site = scenario.site
+    raw = build_message(site.addr("analista"), [site.shared], "Solicitud", INFO_REQUEST).as_bytes()
+    scenario.runtime.replay(raw, START)  # queued, never flushed: the SMTP server is "down"
+
+    limits = Limits(outbox_age_seconds=3600)
+    report = check(store, "box", wall=wall.now, now=START + timedelta(minutes=59), limits=limits)
+    assert report.healthy and report.outbox["pending"] == 2
+    report = check(store, "box", wall=wall.now, now=START + timedelta(minutes=61), limits=limits)
+    assert report.problems == ["2 mail(s) waiting to be sent, the oldest for 61 min"]
+    assert report.outbox["oldest_pending"] == START.astimezone(UTC).isoformat()
+
+
+@only_sqlite
+def test_metrics_endpoint_on_loopback(scenario: Scenario) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+    from testbed.ports import free_port
+
+    site = scenario.site
+    port = free_port()
+    config = site.config_path.read_text(encoding="utf-8")
+    site.config_path.write_text(
+        config + f'\n[metrics]\nenabled = true\nlisten = "127.0.0.1:{port}"\n', encoding="utf-8"
+    )
+    now = START + timedelta(hours=1)
+    log = site.root / "daemon.log"
+    with log.open("ab") as out:
+        daemon = subprocess.Popen(
+            [str(MAILFLOW), "--config", str(site.config_path), "--now", now.isoformat(), "run"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        site.send("analista", "Solicitud de publicación: feria", INFO_REQUEST)
+        site.wait_for("directora", lambda m: "Acción requerida" in str(m["Subject"]))
+        deadline = time.monotonic() + 30
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                text = r.read().decode()
+            samples = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+            }
+            if samples.get(("mailflow_mails_sent_total", ()), 0) >= 2:
+                break
+            assert time.monotonic() < deadline, text
+            time.sleep(0.2)
+        assert samples[("mailflow_messages_total", (("outcome", "processed"),))] == 1
+        assert samples[("mailflow_outbox_pending", ())] == 0
+        assert samples[("mailflow_mails_failed_total", ())] == 0
+        assert samples[("mailflow_overdue_stages", ())] == 0
+        assert samples[("mailflow_imap_connected", ())] == 1
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0, log.read_text()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(10)
+
+
+def test_metrics_may_only_listen_on_loopback() -> None:
+    from pydantic import ValidationError
+
+    from mailflow.config import Metrics
+
+    assert Metrics(enabled=True, listen="127.0.0.1:9464").listen == "127.0.0.1:9464"
+    for bad in ("0.0.0.0:9464", "192.0.2.1:9464", "127.0.0.1", "127.0.0.1:99999"):
+        with pytest.raises(ValidationError):
+            Metrics(enabled=True, listen=bad)
+
+
+@only_sqlite
+def test_status_before_the_first_start_neither_crashes_nor_creates_the_store(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    site = scenario.site
+    missing = tmp_path / "never" / "mailflow.db"
+    missing.parent.mkdir()
+    text = site.config_path.read_text(encoding="utf-8")
+    site.config_path.write_text(
+        text.replace(scenario.site.db_url, f"sqlite:///{missing}"), encoding="utf-8"
+    )
+    code, report = _status(scenario, START)
+    assert code == 1
+    assert report["problems"] == [
+        f"the store {missing} does not exist: the daemon has never started"
+    ]
+    assert not missing.exists()
