@@ -29,7 +29,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from functools import partial
 from typing import TypeVar
 
-from mailflow.autoreply import AutoKind, Verdict, classify_auto
+from mailflow.autoreply import AUTOREPLY_HEADERS, AutoKind, Verdict, classify_auto
 from mailflow.errors import MailflowError
 from mailflow.htmltext import html_to_text
 
@@ -209,7 +209,8 @@ def _classify(msg: Message, from_address: str, subject: str, return_path: str | 
         return_path=return_path,
         auto_submitted=_header(msg, "auto-submitted"),
         precedence=_header(msg, "precedence"),
-        autoreply_headers=tuple(n for n in ("x-autoreply", "x-autorespond") if n in msg),
+        autoreply_headers=tuple(n for n in AUTOREPLY_HEADERS if n in msg),
+        list_id=_header(msg, "list-id"),
     )
 
 
