@@ -33,13 +33,14 @@ class Entry:
     outcome: str
     detail: str
     request_id: int | None
+    sha256: str
 
 
 def ledger(scenario: Scenario) -> list[Entry]:
     """Return the ledger of inbound messages, in the order they were taken."""
     with scenario.runtime.store.transaction() as session:
         rows = session.scalars(select(InboundRow).order_by(InboundRow.id))
-        return [Entry(r.id, r.uid, r.outcome, r.detail or "", r.request_id) for r in rows]
+        return [Entry(r.id, r.uid, r.outcome, r.detail or "", r.request_id, r.sha256) for r in rows]
 
 
 def refusals(scenario: Scenario) -> list[tuple[str, str]]:
