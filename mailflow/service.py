@@ -292,13 +292,15 @@ class Service:
         return Handled(InboundOutcome.PROCESSED, code, f"opened {parsed.procedure}")
 
     def _unproven_opening(self, procedure_id: str, mail: InboundMail) -> str | None:
-        """Refuse a privileged opening (publish, delete, promote) the server does not vouch for.
+        """Say why a privileged opening (publish, delete, promote) is not proven, or None.
 
         A request any unit member may send needs no proof: the worst a forger gets is a
         request that the Dirección Ejecutiva will see. Procedures that only given roles
         start act at once (``directa`` publishes, ``eliminacion`` orders a deletion), so
-        when a trusted server is configured its Authentication-Results must vouch for the
-        From address. The answer goes to that address, i.e. to the real role holder.
+        the trusted server's Authentication-Results must vouch for the From address, or
+        the opening is held until that address answers CONFIRMO (``confirm_openings``;
+        off, the From address alone counts when no trusted server is configured). Either
+        answer goes to that address, i.e. to the real role holder.
         """
         security = self.settings.security
         trusted = security.trusted_authserv_id
