@@ -4,7 +4,8 @@ The signals are those of RFC 3834 (``Auto-Submitted`` other than ``no``, ``Prece
 bulk/list/junk``, a null ``Return-Path``), RFC 3464/8098 reports (``multipart/report``:
 delivery-status is a bounce, anything else such as a read receipt is auto-generated),
 ``mailer-daemon``/``postmaster`` senders, the ``X-Autoreply`` family and out-of-office
-subjects in Spanish and English. ``X-Auto-Response-Suppress`` is deliberately ignored:
+subjects in Spanish and English, bounce subjects of servers that send no report, and
+``List-Id`` (RFC 2919) list mail. ``X-Auto-Response-Suppress`` is deliberately ignored:
 Outlook puts it on mail people write.
 """
 
@@ -32,6 +33,18 @@ AUTO_SUBJECTS = (
     "auto reply", "autoreply", "auto-reply", "out of office", "out of the office",
     "respuesta de ausencia", "ausente de la oficina",
 )
+# Non-standard bounces (no multipart/report, a sender that is not mailer-daemon) still
+# say so in the subject: Exchange's "Undeliverable:", Gmail's "Delivery Status
+# Notification", Spanish-localized servers. One used to be read as a reply to its request.
+BOUNCE_SUBJECTS = (
+    "undeliverable", "undelivered mail", "delivery status notification", "delivery failure",
+    "mail delivery failed", "mail delivery failure", "returned mail", "failure notice",
+    "delivery has failed", "message not delivered", "no se puede entregar",
+    "no se pudo entregar", "mensaje no entregado", "correo no entregado", "error de entrega",
+    "notificacion de estado de entrega", "devolucion de correo",
+)
+# The X-Autoreply family as autoresponders write it (sieve vacation, cPanel, Zimbra...).
+AUTOREPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-autoreply-from", "x-mail-autoreply")
 # fmt: on
 
 
@@ -45,6 +58,7 @@ def classify_auto(
     auto_submitted: str = "",
     precedence: str = "",
     autoreply_headers: tuple[str, ...] = (),
+    list_id: str = "",
 ) -> Verdict:
     """Classify a mail from its header values and say why (a short Spanish reason)."""
     found = (
@@ -52,6 +66,9 @@ def classify_auto(
         or _header_kind(auto_submitted, precedence, autoreply_headers)
         or _subject_kind(subject)
     )
+    if not found and list_id.strip():
+        # RFC 3834 §2: never answer mail from a list (RFC 2919), even without Precedence.
+        found = AutoKind.BULK, f"List-Id {list_id.strip()[:60]}"
     if found:
         return found
     if return_path is not None and return_path.strip() in ("<>", ""):
@@ -95,4 +112,6 @@ def _subject_kind(subject: str) -> Verdict | None:
     folded = "".join(c for c in decomposed if not unicodedata.combining(c)).strip()
     if folded.startswith(AUTO_SUBJECTS):
         return AutoKind.AUTO_REPLY, f"asunto «{subject[:60]}»"
+    if folded.startswith(BOUNCE_SUBJECTS):
+        return AutoKind.BOUNCE, f"asunto «{subject[:60]}»"
     return None

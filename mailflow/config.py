@@ -287,6 +287,10 @@ class UnitEntry(_Section):
 class SecuritySettings(_Section):
     secret: SecretStr = Field(min_length=16)
     trusted_authserv_id: str | None = None
+    # A privileged opening (``directa``, ``eliminacion``) the trusted server does not vouch
+    # for is held until its sender answers CONFIRMO to a tokened mail (docs/security.md).
+    confirm_openings: bool = True
+    confirm_days: int = Field(3, ge=1, le=30)  # business days the confirmation stays valid
 
     @model_validator(mode="before")
     @classmethod

@@ -290,6 +290,31 @@ class Applier:
             self._outbox("help", [sender], [], context, None, stage=0)
         return Handled(InboundOutcome.FORMAT_ERROR, detail="; ".join(problems))
 
+    def ask_confirmation(self, code: str, context: dict[str, Any]) -> bool:
+        """Mail the sender a tokened request to answer CONFIRMO, within the daily cap.
+
+        The token is signed for the From address: only its real owner reads the mail,
+        so only they can answer with it. A forger sending many openings in someone's
+        name makes us write to that person at most :data:`MAX_ANSWERS_PER_DAY` times.
+        """
+        sender = self.mail.from_address
+        if not self._once("confirm", sender, code):
+            return False
+        rows = self.service.composer.rows(
+            "confirm_opening",
+            [sender],
+            [],
+            context={**_BLANK, **context},
+            code=code,
+            stage=0,
+            references=[self.mail.message_id],
+            now=self.now,
+            request_id=None,
+            show_code=False,
+        )
+        self.session.add_all(rows)
+        return True
+
     def help_for_request(self, request: RequestRow, why: str) -> Handled:
         """Tell the sender no action was read, with the keywords the stage accepts."""
         procedure = self.service.core.workflow.procedure(request.procedure)

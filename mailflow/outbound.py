@@ -57,11 +57,13 @@ class Composer:
         now: datetime,
         request_id: int | None,
         deliver_to: Sequence[str] | None = None,
+        show_code: bool = True,
     ) -> list[OutboxRow]:
         """Return one pending outbox row per distinct recipient of ``to`` and ``cc``.
 
         ``deliver_to`` limits who gets this rendering (the headers still show everybody),
         so people in copy can get a for-your-information text of the same mail.
+        ``show_code`` False keeps ``code`` out of the subject (it still signs the token).
         """
         rendered = self._renderer.render(template, {**self.base_context(), **context})
         smtp = self._settings.smtp
@@ -87,7 +89,7 @@ class Composer:
                 cc=list(cc),
                 message_id=mid,
                 references=[r for r in references if r][-10:],
-                code=code,
+                code=code if show_code else None,
                 date=now,
             )
             raw = compose(rendered, envelope).as_bytes(policy=policy.SMTP)

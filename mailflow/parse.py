@@ -29,7 +29,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from functools import partial
 from typing import TypeVar
 
-from mailflow.autoreply import AutoKind, Verdict, classify_auto
+from mailflow.autoreply import AUTOREPLY_HEADERS, AutoKind, Verdict, classify_auto
 from mailflow.errors import MailflowError
 from mailflow.htmltext import html_to_text
 
@@ -52,7 +52,8 @@ D = TypeVar("D")
 _UNSAFE_CODECS = frozenset({"punycode", "idna", "unicode_escape", "raw_unicode_escape"})
 _NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
 _MSG_ID = re.compile(r"<[^<>\s]{1,998}>")
-_UNSAFE_NAME_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
+# Bidirectional controls too: "factura\u202egpj.exe" shows as "factura exe.jpg".
+_UNSAFE_NAME_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*\u200e\u200f\u202a-\u202e\u2066-\u2069]')
 _WINDOWS_RESERVED = re.compile(r"(?i)^(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?$")
 # fmt: off
 _DEFAULT_EXT = {"image/png": ".png", "image/jpeg": ".jpg", "application/pdf": ".pdf",
@@ -209,7 +210,8 @@ def _classify(msg: Message, from_address: str, subject: str, return_path: str | 
         return_path=return_path,
         auto_submitted=_header(msg, "auto-submitted"),
         precedence=_header(msg, "precedence"),
-        autoreply_headers=tuple(n for n in ("x-autoreply", "x-autorespond") if n in msg),
+        autoreply_headers=tuple(n for n in AUTOREPLY_HEADERS if n in msg),
+        list_id=_header(msg, "list-id"),
     )
 
 

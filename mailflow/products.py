@@ -58,7 +58,9 @@ _TYPE_WORDS: Mapping[str, ProductType] = {
 _PRODUCT_LABELS = ("producto", "tipo de producto")
 _DESIGN_LABELS = ("diseno", "disenado por", "diseno de", "diseno y elaboracion", "disenador")
 _LABELLED = re.compile(r"^\s*([^:\n]{1,40}):\s*(.*?)\s*$")
-_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Bounded like RFC 5321 (64-character local part, 63-character labels): unbounded, a long
+# word with no @ in a "Diseño:" line made search() quadratic (minutes for 100 kB).
+_ADDRESS = re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
 _URL = re.compile(r"https?://\S+")
 _WORD = re.compile(r"\w+")
 
@@ -124,7 +126,7 @@ def designer(
     published_at: datetime,
 ) -> tuple[str | None, datetime | None, int | None]:
     """Return who designed the product, when, and the inbound mail that shows it."""
-    named = _ADDRESS.search(labelled(mail_text, _DESIGN_LABELS))
+    named = _ADDRESS.search(labelled(mail_text, _DESIGN_LABELS)[:1000])
     if named:
         return named.group().lower(), published_at, None
     stages = _design_stages(procedure)

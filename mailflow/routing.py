@@ -41,6 +41,23 @@ def route(addresses: Iterable[str], message_ids: Iterable[str], subject: str, pr
     return Route(code=None, tokens=(), via="none")
 
 
+def confirmation_code(prefix: str, inbound_id: int) -> str:
+    """Return the pseudo-code whose tokens confirm the held opening of inbound ``inbound_id``.
+
+    Year ``0000`` never numbers a real request, so the code cannot name one; the tokens
+    it signs travel like any other (reply address, Message-ID) and reach the same router.
+    """
+    return f"{prefix.upper()}-0000-{inbound_id:08d}"
+
+
+def held_inbound_id(code: str, prefix: str) -> int | None:
+    """Return the inbound id a :func:`confirmation_code` names, or None for a request code."""
+    head = f"{prefix.upper()}-0000-"
+    if not code.startswith(head) or not code[len(head) :].isdigit():
+        return None
+    return int(code[len(head) :])
+
+
 def token_proof(
     secret: bytes, tokens: Iterable[ReplyToken], sender: str, code: str, stage: int
 ) -> str | None:

@@ -23,6 +23,7 @@ TEMPLATES = (
     "escalation",
     "window_end",
     "digest",
+    "confirm_opening",
 )
 
 
@@ -79,6 +80,17 @@ def sample_context(org_name: str, title: str = "Día del Software Libre") -> dic
             }
         ],
         "digest": sample_digest(title),
+        # confirm_opening (mailflow.service): a privileged opening held until CONFIRMO
+        "confirm": {
+            "title": title,
+            "procedure_name": "Publicación directa (fotografía, informativa cotidiana)",
+            "summary": [
+                {"label": "Tipo", "value": "fotografía"},
+                {"label": "Título", "value": title},
+                {"label": "Enlace", "value": "https://facebook.com/ejemplo/posts/1"},
+            ],
+            "expires": datetime.combine(date(2026, 12, 4), time(16, 30)),
+        },
     }
 
 

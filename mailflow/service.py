@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,11 +33,19 @@ from mailflow.outbound import Composer
 from mailflow.parse import InboundMail, MailParseError, parse_message
 from mailflow.people import unit_of
 from mailflow.products import directa_form
-from mailflow.replytext import Unclear, read_reply
+from mailflow.replytext import Unclear, extract_new_text, fold, read_reply
 from mailflow.repository import Store, ledger_seen, next_request_code
 from mailflow.requeststate import state_of, store_state
-from mailflow.routing import authenticated, issued_to, route, token_proof
-from mailflow.tokens import ReplyToken
+from mailflow.routing import (
+    Route,
+    authenticated,
+    confirmation_code,
+    held_inbound_id,
+    issued_to,
+    route,
+    token_proof,
+)
+from mailflow.tokens import ReplyToken, verify
 from mailflow.workflow import (
     IllegalActionError,
     MissingReasonError,
@@ -46,6 +55,11 @@ from mailflow.workflow import (
 )
 
 log = logging.getLogger("mailflow.service")
+
+# The ledger detail of an opening held until its sender answers CONFIRMO; the held row's
+# request_id is set when it is confirmed, so it opens once.
+HELD = "held for CONFIRMO"
+_FIRST_WORD = re.compile(r"[^\W\d_]{1,40}")
 
 # Why a reply was not read as an action, for the help mail. The enum values (``negated``…)
 # used to appear in it verbatim, in English.
@@ -165,6 +179,9 @@ class Service:
         )
         if found.code is None:
             return self._intake(applier, mail, now)
+        held = held_inbound_id(found.code, self.settings.organization.code_prefix)
+        if held is not None:
+            return self._confirm(applier, held, found, mail, now)
         # Locked: two daemons handling two votes of one request at once must take turns
         # (PostgreSQL; SQLite serializes writers anyway).
         request = session.scalar(
@@ -227,7 +244,10 @@ class Service:
         applier.apply(request, effects, Reply(reading.action.value, reading.text, reading.urls))
         return Handled(InboundOutcome.PROCESSED, request.code, f"{reading.action.value} accepted")
 
-    def _intake(self, applier: Applier, mail: InboundMail, now: datetime) -> Handled:
+    def _intake(
+        self, applier: Applier, mail: InboundMail, now: datetime, *, confirmed: bool = False
+    ) -> Handled:
+        """Open a request from a new mail; ``confirmed`` when its sender answered CONFIRMO."""
         today = self.core.calendar.local(now).date()
         # A bare "PUBLICADO <tipo> <enlace>" from the administrator registers a direct post.
         form = directa_form(mail.text, mail.subject)
@@ -235,9 +255,6 @@ class Service:
         parsed = parse_intake(body, today, html=not form and not mail.text and bool(mail.html))
         if parsed.problems or parsed.procedure is None:
             return applier.intake_problems(parsed)
-        refusal = self._unproven_opening(parsed.procedure, mail)
-        if refusal is not None:
-            return applier.help("unproven-start", [refusal])
         unit = self._unit(parsed, mail.from_address)
         event = RequestOpened(
             procedure=parsed.procedure,
@@ -252,6 +269,13 @@ class Service:
             return applier.not_allowed_to_start(parsed, exc.reason)
         except WorkflowError as exc:
             return applier.help("intake", [str(exc)])
+        # After the role check: an opening its sender may not make anyway is refused as
+        # such, without asking anybody to confirm it.
+        refusal = None if confirmed else self._unproven_opening(parsed.procedure, mail)
+        if refusal is not None:
+            if self.settings.security.confirm_openings:
+                return self._hold(applier, parsed, mail, now)
+            return applier.help("unproven-start", [refusal])
         year = self.core.calendar.local(now).year
         code = next_request_code(applier.session, self.settings.organization.code_prefix, year)
         request = RequestRow(
@@ -275,25 +299,117 @@ class Service:
         return Handled(InboundOutcome.PROCESSED, code, f"opened {parsed.procedure}")
 
     def _unproven_opening(self, procedure_id: str, mail: InboundMail) -> str | None:
-        """Refuse a privileged opening (publish, delete, promote) the server does not vouch for.
+        """Say why a privileged opening (publish, delete, promote) is not proven, or None.
 
         A request any unit member may send needs no proof: the worst a forger gets is a
         request that the Dirección Ejecutiva will see. Procedures that only given roles
         start act at once (``directa`` publishes, ``eliminacion`` orders a deletion), so
-        when a trusted server is configured its Authentication-Results must vouch for the
-        From address. The answer goes to that address, i.e. to the real role holder.
+        the trusted server's Authentication-Results must vouch for the From address, or
+        the opening is held until that address answers CONFIRMO (``confirm_openings``;
+        off, the From address alone counts when no trusted server is configured). Either
+        answer goes to that address, i.e. to the real role holder.
         """
-        trusted = self.settings.security.trusted_authserv_id
+        security = self.settings.security
+        trusted = security.trusted_authserv_id
         procedure = self.core.procedures.get(procedure_id)
-        if not trusted or procedure is None or "miembro_unidad" in procedure.started_by:
+        if procedure is None or "miembro_unidad" in procedure.started_by:
             return None
-        if authenticated(mail.authentication_results, trusted, mail.from_address):
+        if trusted and authenticated(mail.authentication_results, trusted, mail.from_address):
             return None
+        if not trusted:
+            if not security.confirm_openings:
+                return None  # the From address alone, as before confirmation existed
+            return f"ningún servidor de confianza certifica a {mail.from_address}"
         return (
             f"No se abrió la solicitud: el servidor {trusted} no certifica que el correo "
             f"venga de {mail.from_address} (DKIM/SPF). Si usted la envió, reenvíela desde "
             "su cuenta institucional; si no, alguien usó su dirección."
         )
+
+    def _hold(self, applier: Applier, parsed: Intake, mail: InboundMail, now: datetime) -> Handled:
+        """Keep an unproven privileged opening until its sender answers CONFIRMO.
+
+        The held state is the ledger row itself (its detail, no request yet): the archived
+        message is opened as it was when the tokened CONFIRMO arrives.
+        """
+        code = confirmation_code(self.settings.organization.code_prefix, applier.ledger.id)
+        expires = self.core.calendar.due_after(now, self.settings.security.confirm_days)
+        procedure = self.core.procedures.get(parsed.procedure or "")
+        summary = [
+            {"label": label, "value": value[:300]}
+            for label, value in (
+                ("Título", parsed.titulo),
+                ("Enlace", parsed.enlace),
+                ("Resumen", parsed.resumen or parsed.objetivo),
+                ("Unidad", parsed.unidad),
+            )
+            if value
+        ]
+        context = {
+            "sender": mail.from_address,
+            "original_subject": mail.subject,
+            "confirm": {
+                "title": parsed.titulo or mail.subject or (procedure.name if procedure else ""),
+                "procedure_name": procedure.name if procedure else parsed.procedure,
+                "summary": summary,
+                "expires": expires,
+            },
+        }
+        asked = applier.ask_confirmation(code, context)
+        return Handled(
+            InboundOutcome.PROCESSED,
+            detail=f"{HELD} until {expires.isoformat()} ({parsed.procedure}"
+            f"{'' if asked else ', daily cap reached: not asked'})",
+        )
+
+    def _confirm(
+        self,
+        applier: Applier,
+        held_id: int,
+        found: Route,
+        mail: InboundMail,
+        now: datetime,
+    ) -> Handled:
+        """Open a held request when its own sender answers CONFIRMO with the token we sent."""
+        secret = self.settings.security.secret.get_secret_value().encode()
+        sender = mail.from_address
+        if not any(t.code == found.code and verify(secret, t, sender) for t in found.tokens):
+            # Whoever wrote this never received the confirmation mail: nothing to tell them.
+            log.warning("confirmation of #%s by %s without its token", held_id, mail.from_address)
+            return Handled(InboundOutcome.UNAUTHORIZED, detail=f"CONFIRMO of #{held_id} unproven")
+        session = applier.session
+        held = session.scalar(select(InboundRow).where(InboundRow.id == held_id).with_for_update())
+        if held is None or not (held.detail or "").startswith(HELD):
+            return Handled(InboundOutcome.UNAUTHORIZED, detail=f"#{held_id} is not held")
+        if held.request_id is not None:
+            applier.ledger.request_id = held.request_id
+            return Handled(InboundOutcome.DUPLICATE, detail=f"#{held_id} already confirmed")
+        if not _confirms(mail):
+            return applier.help(
+                "confirm",
+                ["Para abrir la solicitud, responda con CONFIRMO como primera palabra."],
+            )
+        days = self.settings.security.confirm_days
+        expires = self.core.calendar.due_after(held.received_at, days)
+        if now > expires:
+            return applier.help(
+                "confirm-expired",
+                [
+                    f"La confirmación venció el {expires.astimezone(self.settings.zone):%d/%m/%Y}"
+                    "; envíe la solicitud de nuevo."
+                ],
+            )
+        path = self.archive.locate(held.sha256)
+        if path is None:
+            return Handled(InboundOutcome.QUARANTINED, detail=f"archive of #{held_id} missing")
+        original = parse_message(path.read_bytes())
+        if original.from_address != mail.from_address:  # the MAC already binds it
+            return Handled(InboundOutcome.UNAUTHORIZED, detail=f"CONFIRMO of #{held_id} unproven")
+        result = self._intake(
+            Applier(self, session, held, original, now), original, now, confirmed=True
+        )
+        applier.ledger.request_id = held.request_id
+        return Handled(result.outcome, result.code, f"CONFIRMO of #{held_id}: {result.detail}")
 
     def _unit(self, parsed: Intake, sender: str) -> str | None:
         """Return the requester's unit: the Unidad field (id or name), else their membership."""
@@ -302,6 +418,12 @@ class Service:
             if wanted and wanted in (unit_id.casefold(), unit.name.casefold()):
                 return unit_id
         return unit_of(self.core.directory, sender)
+
+
+def _confirms(mail: InboundMail) -> bool:
+    """Tell whether the new text of a reply starts with the word CONFIRMO."""
+    first = _FIRST_WORD.search(extract_new_text(mail.text)[:2000])
+    return first is not None and fold(first.group()) == "confirmo"
 
 
 def _explain(exc: WorkflowError, action: Action) -> str:

@@ -112,6 +112,8 @@ archive_dir = "archive"
 
 [security]
 secret = "{SECRET}"
+# Other tests open direct posts in one pass; tests/reliability/test_spoofing.py sets it.
+confirm_openings = false
 
 {roles}
 [roles.comite_rrss]
