@@ -8,7 +8,6 @@ the loop goes on (Mailman's runner); only a broken archive stops intake.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import signal
 import threading
@@ -29,6 +28,7 @@ from mailflow.repository import Store, get_mailbox_state, ledger_seen, set_mailb
 from mailflow.scheduler import Scheduler
 from mailflow.service import Incoming, Service
 from mailflow.smtp import SmtpError
+from mailflow.spool import digest_of
 
 log = logging.getLogger("mailflow.runner")
 
@@ -128,7 +128,7 @@ class Runner:
                     mailbox=item.mailbox,
                     uidvalidity=item.uidvalidity,
                     uid=item.uid,
-                    sha256=hashlib.sha256(item.raw).hexdigest(),
+                    sha256=digest_of(item.raw),
                     received_at=now,
                     processed_at=now,
                     outcome=InboundOutcome.QUARANTINED,
