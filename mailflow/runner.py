@@ -89,7 +89,9 @@ class Runner:
             log.warning("IMAP %s: UIDVALIDITY changed, rescanning the folder", mailbox)
         outcomes: dict[str, int] = {}
         done: list[int] = []
-        for fetched in self.source.fetch_after(last_uid):
+        # A large message is spooled next to the archive it will be copied into.
+        spool = self.service.archive.scratch
+        for fetched in self.source.fetch_after(last_uid, spool_dir=spool):
             item = Incoming(fetched.mailbox, fetched.uidvalidity, fetched.uid, fetched.raw)
             outcome = self._handle(item)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
