@@ -100,13 +100,16 @@ def test_large_mails_are_fetched_into_a_file_small_ones_as_bytes(
     small = b"From: a@example.org\r\nSubject: uno\r\n\r\nhola\r\n"
     # Not a multiple of the piece size, so the last piece is a short one.
     large = b"From: a@example.org\r\nSubject: dos\r\n\r\n" + b"x" * 76 + b"\r\n"
-    large = large * (LARGE_MESSAGE_BYTES // len(large) + 20_000)
+    large = large * (3 * MB // len(large))
+    assert len(large) > LARGE_MESSAGE_BYTES
     for raw in (small, large, small):
         append(dovecot, address, raw)
     spool = tmp_path / "spool"
     got = []
+    kinds = []
     with ImapSource(_imap(dovecot, address)) as source:
         for fetched in source.fetch_after(0, spool_dir=spool):
+            kinds.append(type(fetched.raw))
             if isinstance(fetched.raw, Spooled):
                 assert fetched.raw.path.parent == spool
                 got.append(fetched.raw.path.read_bytes())
@@ -114,6 +117,7 @@ def test_large_mails_are_fetched_into_a_file_small_ones_as_bytes(
             else:
                 got.append(fetched.raw)
     assert got == [small, large, small]
+    assert kinds == [bytes, Spooled, bytes]
     assert not any(spool.iterdir())  # the file went once its message was handled
 
 
