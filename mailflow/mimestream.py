@@ -27,21 +27,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import Message
-from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from mailflow.parse import (
-    _POLICY,
     DECODE_SLICE_CHARS,
     MAX_CONTENT_TYPES,
     MAX_MESSAGE_BYTES,
     SPOOL_MARKER,
     InboundMail,
     MailParseError,
-    _header,
     is_body_text,
     parse_message,
+    read_headers,
+    transfer_encoding,
 )
 from mailflow.spool import CHUNK, RawMail, Spooled, SpoolWriter
 
@@ -156,7 +155,7 @@ class _Splitter:
             raise UnsplittableError("nested too deep")
         headers, blank = self._headers()
         try:
-            msg = BytesHeaderParser(policy=_POLICY).parsebytes(b"".join(headers))
+            msg = read_headers(b"".join(headers))
             if parent_type == "multipart/digest":
                 msg.set_default_type("message/rfc822")
             ctype = msg.get_content_type()
@@ -263,7 +262,7 @@ def _spool_kind(msg: Message) -> str | None:
     """Say how a leaf's body is decoded when spooled, or None to keep it in the skeleton."""
     if is_body_text(msg):
         return None
-    ours = _header(msg, "content-transfer-encoding").strip().lower()
+    ours = transfer_encoding(msg)
     if ours in ("base64", "quoted-printable"):
         return ours
     try:

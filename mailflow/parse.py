@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import decode_header
 from email.message import Message
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.policy import Compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import partial
@@ -276,6 +276,16 @@ def _collect(part: Message, depth: int, acc: _Bodies) -> None:
     )
 
 
+def read_headers(block: bytes) -> Message:
+    """Parse one header block as :func:`parse_message` would (the bounded policy)."""
+    return BytesHeaderParser(policy=_POLICY).parsebytes(block)
+
+
+def transfer_encoding(part: Message) -> str:
+    """Return a part's Content-Transfer-Encoding as the attachment decoder reads it."""
+    return _header(part, "content-transfer-encoding").strip().lower()
+
+
 def is_body_text(part: Message) -> bool:
     """Tell whether a leaf part is read as the mail's text rather than kept as a file."""
     ctype = _safe(part.get_content_type, "application/octet-stream")
@@ -300,7 +310,7 @@ def _spooled(part: Message, spooled: Mapping[str, Spooled]) -> Spooled | None:
 
 def _decoded_chunks(part: Message) -> Callable[[], Iterator[bytes]]:
     """Return a function that yields the part's decoded content piece by piece."""
-    encoding = _header(part, "content-transfer-encoding").strip().lower()
+    encoding = transfer_encoding(part)
     payload = part.get_payload()
     if isinstance(payload, str) and encoding == "base64":
         return partial(_base64_chunks, payload)
