@@ -142,3 +142,19 @@ def test_a_mail_over_the_bound_is_answered_not_read(
     # Once a day per sender: the second oversize mail got no second answer.
     helps = [m for m in site.inbox("analista") if "No pudimos procesar" in str(m["Subject"])]
     assert len(helps) == 1
+
+
+def test_replay_of_a_large_file_spools_a_copy_and_keeps_the_file(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    data = random.Random(5).randbytes(3 * MB)
+    path = tmp_path / "grande.eml"
+    path.write_bytes(_mail(scenario, "analista", data))
+    result = scenario.cli("replay", str(path))
+    assert result.returncode == 0, result.stderr
+    assert ": processed " in result.stdout
+    assert path.exists()  # the spool is a copy: replay never deletes the operator's file
+    with scenario.runtime.store.transaction() as session:
+        attachment = session.scalars(select(AttachmentRow)).one()
+        assert attachment.sha256 == hashlib.sha256(data).hexdigest()
+    assert not any(scenario.runtime.service.archive.scratch.iterdir())
