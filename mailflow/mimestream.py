@@ -136,7 +136,8 @@ class _Lines:
         self.pos = end
         starts = self.line_start
         self.line_start = ends
-        self.content_types += (self.tail + piece).lower().count(_CONTENT_TYPE)
+        if b":" in piece:  # never in base64 lines: most lines skip the lower-casing
+            self.content_types += (self.tail + piece).lower().count(_CONTENT_TYPE)
         self.tail = b"" if ends else piece[-(len(_CONTENT_TYPE) - 1) :]
         return piece, starts
 
@@ -296,16 +297,27 @@ class _Base64:
 
     def __init__(self, writer: SpoolWriter) -> None:
         self.writer = writer
+        self.held: list[bytes] = []
+        self.size = 0
         self.carry = b""
 
     def feed(self, data: bytes) -> None:
-        text = self.carry + _NOT_BASE64.sub(b"", data)
+        self.held.append(data)  # lines are short: decode them a slice at a time
+        self.size += len(data)
+        if self.size >= DECODE_SLICE_CHARS:
+            self._decode()
+
+    def _decode(self) -> None:
+        text = self.carry + _NOT_BASE64.sub(b"", b"".join(self.held))
+        self.held.clear()
+        self.size = 0
         cut = len(text) - len(text) % 4
         self.carry = text[cut:]
         if cut:
             self.writer.write(binascii.a2b_base64(text[:cut]))
 
     def finish(self) -> None:
+        self._decode()
         if len(self.carry) > 1:  # one lone sextet carries no whole byte
             self.writer.write(binascii.a2b_base64(self.carry + b"=" * (-len(self.carry) % 4)))
 
