@@ -2,8 +2,9 @@
 
 The store is grown to many requests (bench/storegen.py) from a seed mailflow processed
 itself; then a few requests carrying a 20 MB photo each are appended and handled by one
-`run --once`. The baseline is the same command on the same store with nothing new in the
-mailbox: the daemon's footprint before any mail.
+`run --once`, and then one request with a 30 MB photo by another. The baseline is the same
+command on the same store with nothing new in the mailbox: the daemon's footprint before
+any mail.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bench.storegen import grow
 
 SEED = 100
 BIG = 20 * MB
+HUGE = 30 * MB
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Memory:
     mails: int
     idle_mb: float
     big_mb: float
+    huge_mb: float
     seconds: float
 
 
@@ -50,4 +53,8 @@ def measure(bed: Bed, store: StoreKind, requests: int, mails: int) -> Memory:
     handled, _sent = big.pass_counts()
     if handled != mails:
         raise DaemonError(f"{store}: handled {handled} of {mails} mails with 20 MB photos")
-    return Memory(held, mails, idle.peak_rss_mb, big.peak_rss_mb, big.seconds)
+    append_all(bed.dovecot, site.shared, [request_mail(site, SEED + mails, rng, attachment=HUGE)])
+    huge = run(site.config_path, site.root / "huge.log", "run", "--once")
+    if huge.pass_counts()[0] != 1:
+        raise DaemonError(f"{store}: the mail with a 30 MB photo was not handled")
+    return Memory(held, mails, idle.peak_rss_mb, big.peak_rss_mb, huge.peak_rss_mb, big.seconds)

@@ -74,6 +74,24 @@ class Archive:
             return digest
         return self.put_stream((data,), suffix).sha256
 
+    def put_file(self, path: Path, suffix: str = ".eml") -> Stored:
+        """Store a file's bytes by streaming them (hashing while copying); ``path`` stays."""
+
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as handle:
+                while block := handle.read(CHUNK):
+                    yield block
+
+        try:
+            return self.put_stream(chunks(), suffix)
+        except OSError as exc:  # reading the source failed
+            raise ArchiveError(f"cannot read {path}: {exc.strerror}") from exc
+
+    @property
+    def scratch(self) -> Path:
+        """Return the folder for temporary files (never listed, never verified)."""
+        return self.root / _TMP
+
     def put_stream(self, chunks: Iterable[bytes], suffix: str) -> Stored:
         """Store a blob given piece by piece, hashing while writing; never hold it whole."""
         try:

@@ -47,8 +47,14 @@ def sender_of(raw: bytes) -> str | None:
     return addresses[0][:_ADDRESS] if addresses else None
 
 
-def inbound_entry(ledger: InboundRow, raw: bytes, now: datetime) -> ArchiveEntryRow:
-    """Index one inbound message, with the request the ledger row ended up linked to."""
+def inbound_entry(
+    ledger: InboundRow, raw: bytes, now: datetime, size: int | None = None
+) -> ArchiveEntryRow:
+    """Index one inbound message, with the request the ledger row ended up linked to.
+
+    ``raw`` may be only the message's first bytes (its header block) when ``size`` says
+    how long it is: a large message is never loaded to be indexed.
+    """
     return ArchiveEntryRow(
         sha256=ledger.sha256,
         kind=ArchiveKind.EML,
@@ -56,7 +62,7 @@ def inbound_entry(ledger: InboundRow, raw: bytes, now: datetime) -> ArchiveEntry
         request_id=ledger.request_id,
         person=sender_of(raw),
         at=now,
-        size=len(raw),
+        size=len(raw) if size is None else size,
         inbound_id=ledger.id,
     )
 

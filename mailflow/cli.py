@@ -303,10 +303,17 @@ def _short(moment: str) -> str:
 
 
 def _replay(inv: Invocation) -> int:
+    from mailflow.spool import Spooled, read_file
+
     rt = _runtime(inv)
     now = inv.now(rt.settings.zone)
     for path in inv.args.files:
-        handled = rt.replay(Path(path).read_bytes(), now)
+        raw = read_file(Path(path), rt.service.archive.scratch)
+        try:
+            handled = rt.replay(raw, now)
+        finally:
+            if isinstance(raw, Spooled):
+                raw.discard()
         print(f"{path}: {handled.outcome} {handled.code or ''} {handled.detail}".rstrip())
     report = rt.outbox.flush(now)
     print(f"outbox: sent {report.sent}, deferred {report.deferred}, failed {report.failed}")

@@ -46,6 +46,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -55,6 +56,7 @@ from imapclient.exceptions import CapabilityError, LoginError
 from mailflow.config import Imap
 from mailflow.errors import MailflowError
 from mailflow.oauth2 import OAuth2Error, OAuth2UnavailableError, TokenSource
+from mailflow.spool import LARGE_MESSAGE_BYTES, RawMail, SpoolWriter
 from mailflow.tls import certificate_advice, verifying_context
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,10 @@ _STORED_RESPONSES = ("EXISTS", "RECENT", "EXPUNGE", "FETCH")
 # Kernel keepalive probes: a peer that vanished without a FIN (NAT timeout, pulled cable)
 # makes the socket fail in ~2 minutes instead of at the next IDLE re-issue.
 _KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 15, "TCP_KEEPCNT": 4}
+# At most this many bytes of small messages per UID FETCH round trip.
+BATCH_BYTES = 8 * 1024 * 1024
+# A large message is fetched in pieces of this size (BODY.PEEK[]<offset.length>).
+PIECE_BYTES = 1024 * 1024
 
 
 class ImapError(MailflowError):
@@ -89,12 +95,16 @@ class ImapCommandError(ImapError):
 
 @dataclass(frozen=True)
 class Fetched:
-    """One message exactly as the server holds it, and where it was found."""
+    """One message exactly as the server holds it, and where it was found.
+
+    ``raw`` is the bytes of a small message, or the file a large one was spooled into;
+    the file is deleted when the caller asks for the next message.
+    """
 
     mailbox: str
     uidvalidity: int
     uid: int
-    raw: bytes
+    raw: RawMail
 
 
 def default_ssl_context(settings: Imap | None = None) -> ssl.SSLContext:
@@ -294,12 +304,18 @@ class ImapSource:
 
     # -- reading --------------------------------------------------------------------------
 
-    def fetch_after(self, last_uid: int, batch: int = 50) -> Iterator[Fetched]:
+    def fetch_after(
+        self, last_uid: int, batch: int = 50, *, spool_dir: Path | None = None
+    ) -> Iterator[Fetched]:
         """Yield every message with a UID above ``last_uid``, in UID order, unmarked.
 
-        Fetches ``batch`` messages per round trip, so a backlog is never held in memory at
-        once. A message expunged between SEARCH and FETCH is skipped. Check
-        :attr:`uidvalidity` against the stored one before trusting ``last_uid``.
+        Sizes come first (``RFC822.SIZE``): small messages are fetched up to ``batch``
+        and :data:`BATCH_BYTES` per round trip, so a backlog is never held in memory at
+        once; a message of :data:`~mailflow.spool.LARGE_MESSAGE_BYTES` or more is fetched
+        in :data:`PIECE_BYTES` pieces straight into a file under ``spool_dir`` (the
+        system's temporary folder by default), hashed while written. A message expunged
+        between SEARCH and FETCH is skipped. Check :attr:`uidvalidity` against the stored
+        one before trusting ``last_uid``.
         """
         client = self._require()
         with self._translate("NOOP"):
@@ -313,15 +329,61 @@ class ImapSource:
             log.info("IMAP %s: %d new message(s) after UID %d", self.where, len(uids), last_uid)
         uidvalidity = self.uidvalidity
         for start in range(0, len(uids), batch):
-            chunk = uids[start : start + batch]
-            with self._translate("UID FETCH"):
-                data = client.fetch(chunk, ["BODY.PEEK[]"])
-            for uid in chunk:
-                raw = data.get(uid, {}).get(b"BODY[]")
-                if raw is None:
-                    log.info("IMAP %s: UID %d vanished before it was fetched", self.where, uid)
+            sizes = self._sizes(client, uids[start : start + batch])
+            for group in _rounds(sizes, batch):
+                if len(group) == 1 and sizes[group[0]] >= LARGE_MESSAGE_BYTES:
+                    yield from self._fetch_large(client, uidvalidity, group[0], spool_dir)
                     continue
-                yield Fetched(self.mailbox, uidvalidity, uid, bytes(raw))
+                with self._translate("UID FETCH"):
+                    data = client.fetch(group, ["BODY.PEEK[]"])
+                for uid in group:
+                    raw = data.get(uid, {}).get(b"BODY[]")
+                    if raw is None:
+                        self._vanished(uid)
+                        continue
+                    yield Fetched(self.mailbox, uidvalidity, uid, bytes(raw))
+
+    def _sizes(self, client: Any, uids: list[int]) -> dict[int, int]:
+        """Return each message's size in bytes; an expunged one is missing (and logged)."""
+        with self._translate("UID FETCH"):
+            data = client.fetch(uids, ["RFC822.SIZE"])
+        sizes = {}
+        for uid in uids:
+            size = data.get(uid, {}).get(b"RFC822.SIZE")
+            if size is None:
+                self._vanished(uid)
+            else:
+                sizes[uid] = int(size)
+        return sizes
+
+    def _fetch_large(
+        self, client: Any, uidvalidity: int, uid: int, spool_dir: Path | None
+    ) -> Iterator[Fetched]:
+        """Fetch one message piece by piece into a spool file; delete it once handled."""
+        with SpoolWriter(spool_dir, ".eml") as writer:
+            offset = 0
+            while True:
+                item = f"BODY.PEEK[]<{offset}.{PIECE_BYTES}>"
+                with self._translate("UID FETCH"):
+                    data = client.fetch([uid], [item])
+                piece = data.get(uid, {}).get(f"BODY[]<{offset}>".encode())
+                if piece is None:
+                    if offset == 0:
+                        self._vanished(uid)
+                        return
+                    break  # past the end: some servers answer nothing there
+                writer.write(piece)
+                offset += len(piece)
+                if len(piece) < PIECE_BYTES:
+                    break
+            spooled = writer.finish()
+        try:
+            yield Fetched(self.mailbox, uidvalidity, uid, spooled)
+        finally:
+            spooled.discard()
+
+    def _vanished(self, uid: int) -> None:
+        log.info("IMAP %s: UID %d vanished before it was fetched", self.where, uid)
 
     # -- waiting --------------------------------------------------------------------------
 
@@ -566,6 +628,28 @@ class ImapSource:
                 'security = "tls" (usually port 993), or fix the server'
             )
         return ImapCommandError(f"IMAP {self.where}: {action}: {error}")
+
+
+def _rounds(sizes: dict[int, int], batch: int) -> Iterator[list[int]]:
+    """Group UIDs (in order) into fetches of at most ``batch`` messages and BATCH_BYTES.
+
+    A large message is a group of its own, fetched in pieces.
+    """
+    group: list[int] = []
+    total = 0
+    for uid, size in sizes.items():
+        if group and (
+            size >= LARGE_MESSAGE_BYTES or total + size > BATCH_BYTES or len(group) >= batch
+        ):
+            yield group
+            group, total = [], 0
+        if size >= LARGE_MESSAGE_BYTES:
+            yield [uid]
+            continue
+        group.append(uid)
+        total += size
+    if group:
+        yield group
 
 
 def _announces_mail(responses: Sequence[tuple[Any, ...]]) -> bool:

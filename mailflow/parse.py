@@ -18,12 +18,12 @@ import hashlib
 import quopri
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import decode_header
 from email.message import Message
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.policy import Compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import partial
@@ -32,6 +32,7 @@ from typing import TypeVar
 from mailflow.autoreply import AUTOREPLY_HEADERS, AutoKind, Verdict, classify_auto
 from mailflow.errors import MailflowError
 from mailflow.htmltext import html_to_text
+from mailflow.spool import Spooled
 
 MAX_MESSAGE_BYTES = 50 * 1024 * 1024
 MAX_HEADER_CHARS = 64 * 1024
@@ -43,6 +44,8 @@ MAX_PARTS = 200
 MAX_DEPTH = 12
 MAX_FILENAME_CHARS = 120
 DECODE_SLICE_CHARS = 64 * 1024  # encoded characters decoded at a time for the archive
+# Header that :mod:`mailflow.mimestream` puts on a part whose body it moved to a file.
+SPOOL_MARKER = "X-Mailflow-Spool"
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -142,8 +145,12 @@ class InboundMail:
         return tuple(dict.fromkeys(self.in_reply_to + self.references))
 
 
-def parse_message(raw: bytes) -> InboundMail:
-    """Parse raw RFC 5322 bytes; raise only :class:`MailParseError`."""
+def parse_message(raw: bytes, spooled: Mapping[str, Spooled] | None = None) -> InboundMail:
+    """Parse raw RFC 5322 bytes; raise only :class:`MailParseError`.
+
+    ``spooled`` maps the :data:`SPOOL_MARKER` tokens of a skeleton made by
+    :mod:`mailflow.mimestream` to the decoded bodies it moved to files.
+    """
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise MailParseError(f"se esperaban bytes, no {type(raw).__name__}")
     raw = bytes(raw)
@@ -155,18 +162,18 @@ def parse_message(raw: bytes) -> InboundMail:
         raise MailParseError(f"más de {MAX_CONTENT_TYPES} partes MIME")
     try:
         msg = BytesParser(policy=_POLICY).parsebytes(raw)
-        return _build(msg)
+        return _build(msg, spooled or {})
     except (RecursionError, MemoryError) as exc:
         raise MailParseError(f"estructura MIME ilegible: {type(exc).__name__}") from exc
     except Exception as exc:  # the contract: a typed error only
         raise MailParseError(f"mensaje ilegible: {type(exc).__name__}: {exc}"[:300]) from exc
 
 
-def _build(msg: Message) -> InboundMail:
+def _build(msg: Message, spooled: Mapping[str, Spooled]) -> InboundMail:
     """Assemble the dataclass from a parsed message tree."""
     senders = _addresses(msg, "from")
     from_name, from_address = senders[0] if senders else ("", "")
-    bodies = _Bodies()
+    bodies = _Bodies(spooled=spooled)
     _collect(msg, 0, bodies)
     html = "\n".join(bodies.html)[:MAX_TEXT_CHARS]
     text = "\n".join(bodies.plain)[:MAX_TEXT_CHARS] or html_to_text(html)[:MAX_TEXT_CHARS]
@@ -224,6 +231,7 @@ class _Bodies:
     attachments: list[Attachment] = field(default_factory=list)
     defects: list[object] = field(default_factory=list)
     parts: int = 0
+    spooled: Mapping[str, Spooled] = field(default_factory=dict)
 
 
 def _collect(part: Message, depth: int, acc: _Bodies) -> None:
@@ -242,22 +250,27 @@ def _collect(part: Message, depth: int, acc: _Bodies) -> None:
         return
     disposition = _safe(part.get_content_disposition, None)
     filename = _display(str(_safe(part.get_filename, None) or ""))
-    if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
+    if is_body_text(part):
         text = _decode_text(_payload_bytes(part), _safe(part.get_content_charset, None))
         (acc.plain if ctype == "text/plain" else acc.html).append(text)
         return
-    chunks = _decoded_chunks(part)
-    digest = hashlib.sha256()
-    size = 0
-    for chunk in chunks():
-        digest.update(chunk)
-        size += len(chunk)
+    stored = _spooled(part, acc.spooled)
+    if stored is not None:
+        chunks, size, sha256 = stored.chunks, stored.size, stored.sha256
+    else:
+        chunks = _decoded_chunks(part)
+        digest = hashlib.sha256()
+        size = 0
+        for chunk in chunks():
+            digest.update(chunk)
+            size += len(chunk)
+        sha256 = digest.hexdigest()
     acc.attachments.append(
         Attachment(
             filename=sanitize_filename(filename or "", ctype),
             content_type=ctype,
             size=size,
-            sha256=digest.hexdigest(),
+            sha256=sha256,
             inline=disposition == "inline",
             content_id=_header(part, "content-id").strip().strip("<>"),
             chunks=chunks,
@@ -265,9 +278,41 @@ def _collect(part: Message, depth: int, acc: _Bodies) -> None:
     )
 
 
+def read_headers(block: bytes) -> Message:
+    """Parse one header block as :func:`parse_message` would (the bounded policy)."""
+    return BytesHeaderParser(policy=_POLICY).parsebytes(block)
+
+
+def transfer_encoding(part: Message) -> str:
+    """Return a part's Content-Transfer-Encoding as the attachment decoder reads it."""
+    return _header(part, "content-transfer-encoding").strip().lower()
+
+
+def is_body_text(part: Message) -> bool:
+    """Tell whether a leaf part is read as the mail's text rather than kept as a file."""
+    ctype = _safe(part.get_content_type, "application/octet-stream")
+    disposition = _safe(part.get_content_disposition, None)
+    filename = _display(str(_safe(part.get_filename, None) or ""))
+    return ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename
+
+
+def _spooled(part: Message, spooled: Mapping[str, Spooled]) -> Spooled | None:
+    """Return the file holding this part's decoded body, if the splitter moved it there.
+
+    Only tokens the splitter issued count: a sender's own marker header matches nothing.
+    """
+    if not spooled:
+        return None
+    for token in _safe(partial(part.get_all, SPOOL_MARKER, []), []) or []:
+        found = spooled.get(str(token).strip())
+        if found is not None:
+            return found
+    return None
+
+
 def _decoded_chunks(part: Message) -> Callable[[], Iterator[bytes]]:
     """Return a function that yields the part's decoded content piece by piece."""
-    encoding = _header(part, "content-transfer-encoding").strip().lower()
+    encoding = transfer_encoding(part)
     payload = part.get_payload()
     if isinstance(payload, str) and encoding == "base64":
         return partial(_base64_chunks, payload)

@@ -8,7 +8,6 @@ the loop goes on (Mailman's runner); only a broken archive stops intake.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import signal
 import threading
@@ -31,6 +30,7 @@ from mailflow.repository import Store, get_mailbox_state, ledger_seen, set_mailb
 from mailflow.scheduler import Scheduler
 from mailflow.service import Incoming, Service
 from mailflow.smtp import SmtpError
+from mailflow.spool import digest_of
 
 log = logging.getLogger("mailflow.runner")
 
@@ -103,7 +103,9 @@ class Runner:
             log.warning("IMAP %s: UIDVALIDITY changed, rescanning the folder", mailbox)
         outcomes: dict[str, int] = {}
         done: list[int] = []
-        for fetched in self.source.fetch_after(last_uid):
+        # A large message is spooled next to the archive it will be copied into.
+        spool = self.service.archive.scratch
+        for fetched in self.source.fetch_after(last_uid, spool_dir=spool):
             item = Incoming(fetched.mailbox, fetched.uidvalidity, fetched.uid, fetched.raw)
             outcome = self._handle(item)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
@@ -148,7 +150,7 @@ class Runner:
                     mailbox=item.mailbox,
                     uidvalidity=item.uidvalidity,
                     uid=item.uid,
-                    sha256=hashlib.sha256(item.raw).hexdigest(),
+                    sha256=digest_of(item.raw),
                     received_at=now,
                     processed_at=now,
                     outcome=InboundOutcome.QUARANTINED,

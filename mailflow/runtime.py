@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +24,7 @@ from mailflow.runner import Clock, Runner
 from mailflow.scheduler import Scheduler
 from mailflow.service import Incoming, Service
 from mailflow.smtp import SmtpSender
+from mailflow.spool import RawMail, digest_of
 from mailflow.views import request_json, request_summary
 
 
@@ -105,9 +105,9 @@ class Runtime:
         runner.scheduler = self.scheduler
         runner.processed_folder = self.settings.imap.processed_folder
 
-    def replay(self, raw: bytes, now: datetime) -> Handled:
+    def replay(self, raw: RawMail, now: datetime) -> Handled:
         """Process one message from a file; the same bytes are processed only once."""
-        uid = int(hashlib.sha256(raw).hexdigest()[:15], 16)
+        uid = int(digest_of(raw)[:15], 16)
         return self.service.handle(Incoming("replay", 0, uid, raw), now)
 
 

@@ -10,7 +10,6 @@ and the loop goes on.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -28,9 +27,10 @@ from mailflow.cronograma import plan
 from mailflow.dbschema import InboundOutcome, InboundRow, RequestRow
 from mailflow.effects import Applier, Handled, Reply
 from mailflow.intake import Intake, parse_cronograma, parse_intake
+from mailflow.mimestream import read_mail
 from mailflow.model import Action, ActionTaken, RequestOpened
 from mailflow.outbound import Composer
-from mailflow.parse import InboundMail, MailParseError, parse_message
+from mailflow.parse import MAX_MESSAGE_BYTES, InboundMail, MailParseError, parse_message
 from mailflow.people import unit_of
 from mailflow.products import directa_form
 from mailflow.replytext import Unclear, extract_new_text, fold, read_reply
@@ -45,6 +45,7 @@ from mailflow.routing import (
     route,
     token_proof,
 )
+from mailflow.spool import RawMail, Spooled, digest_of, head_of, size_of
 from mailflow.tokens import ReplyToken, verify
 from mailflow.workflow import (
     IllegalActionError,
@@ -55,6 +56,7 @@ from mailflow.workflow import (
 )
 
 log = logging.getLogger("mailflow.service")
+_HEADER_BYTES = 64 * 1024  # enough for any header block the catalog and the bound answer read
 
 # The ledger detail of an opening held until its sender answers CONFIRMO; the held row's
 # request_id is set when it is confirmed, so it opens once.
@@ -74,12 +76,15 @@ _UNCLEAR = {
 
 @dataclass(frozen=True)
 class Incoming:
-    """One message as fetched: where it sits on the server and its exact bytes."""
+    """One message as fetched: where it sits on the server and its exact bytes.
+
+    ``raw`` is the bytes of a small message, or the file a large one was spooled into.
+    """
 
     mailbox: str
     uidvalidity: int
     uid: int
-    raw: bytes
+    raw: RawMail
 
 
 class Service:
@@ -96,11 +101,15 @@ class Service:
 
     def handle(self, item: Incoming, now: datetime) -> Handled:
         """Process one message exactly once; return its outcome."""
-        digest = hashlib.sha256(item.raw).hexdigest()
+        digest = digest_of(item.raw)
         with self.store.transaction() as session:
             if ledger_seen(session, item.mailbox, item.uidvalidity, item.uid):
                 return Handled("seen", skipped=True)
-        self.archive.put(item.raw)  # before the commit that refers to it
+        # Before the commit that refers to it; a spooled message is copied, never loaded.
+        if isinstance(item.raw, Spooled):
+            self.archive.put_file(item.raw.path)
+        else:
+            self.archive.put(item.raw)
         with self.store.transaction() as session:
             ledger = InboundRow(
                 mailbox=item.mailbox,
@@ -123,7 +132,8 @@ class Service:
             result = self._process(session, ledger, item.raw, now)
             ledger.outcome = result.outcome
             ledger.detail = result.detail[:2000] or None
-            session.add(inbound_entry(ledger, item.raw, now))  # archive index
+            head = head_of(item.raw, _HEADER_BYTES)
+            session.add(inbound_entry(ledger, head, now, size_of(item.raw)))  # archive index
         log.info(
             "uid=%s message=%s outcome=%s request=%s %s",
             item.uid,
@@ -141,11 +151,46 @@ class Service:
         )
         return result
 
-    def _process(self, session: Session, ledger: InboundRow, raw: bytes, now: datetime) -> Handled:
+    def _process(
+        self, session: Session, ledger: InboundRow, raw: RawMail, now: datetime
+    ) -> Handled:
+        if size_of(raw) > MAX_MESSAGE_BYTES:
+            return self._too_large(session, ledger, raw, now)
         try:
-            mail = parse_message(raw)
+            # Large parts of a spooled message are decoded into files that last until
+            # the attachments are archived, at the end of this block.
+            with read_mail(raw, self.archive.scratch) as mail:
+                return self._dispatch(session, ledger, mail, now)
         except MailParseError as exc:
             return Handled(InboundOutcome.QUARANTINED, detail=str(exc))
+
+    def _too_large(
+        self, session: Session, ledger: InboundRow, raw: RawMail, now: datetime
+    ) -> Handled:
+        """Keep a message over the size bound unread, and tell a person who sent it why.
+
+        It used to be quarantined in silence: the sender waited for an answer that never
+        came. The header block is enough to know who sent it and whether it is automatic.
+        """
+        detail = f"mensaje de {size_of(raw)} bytes supera el límite de {MAX_MESSAGE_BYTES}"
+        try:
+            mail = parse_message(_header_block(head_of(raw, _HEADER_BYTES)))
+        except MailParseError:
+            return Handled(InboundOutcome.QUARANTINED, detail=detail)
+        if mail.is_automatic or self._is_ours(mail) or not mail.from_address:
+            return Handled(InboundOutcome.QUARANTINED, detail=detail)
+        limit = MAX_MESSAGE_BYTES // (1024 * 1024)
+        problem = (
+            f"Su mensaje pesa {size_of(raw) / (1024 * 1024):.0f} MB y el límite es de {limit} MB, "
+            "así que no fue leído. Envíe los archivos grandes como enlace (por ejemplo, a una "
+            "carpeta compartida) o en varios mensajes más pequeños."
+        )
+        Applier(self, session, ledger, mail, now).help("too-large", [problem])
+        return Handled(InboundOutcome.QUARANTINED, detail=detail)
+
+    def _dispatch(
+        self, session: Session, ledger: InboundRow, mail: InboundMail, now: datetime
+    ) -> Handled:
         if mail.message_id:
             twin = session.scalar(
                 select(InboundRow.id).where(
@@ -402,12 +447,16 @@ class Service:
         path = self.archive.locate(held.sha256)
         if path is None:
             return Handled(InboundOutcome.QUARANTINED, detail=f"archive of #{held_id} missing")
-        original = parse_message(path.read_bytes())
-        if original.from_address != mail.from_address:  # the MAC already binds it
-            return Handled(InboundOutcome.UNAUTHORIZED, detail=f"CONFIRMO of #{held_id} unproven")
-        result = self._intake(
-            Applier(self, session, held, original, now), original, now, confirmed=True
-        )
+        # Read like a fetched mail: a held opening may carry large screenshots.
+        spooled = Spooled(path, path.stat().st_size, held.sha256)
+        with read_mail(spooled, self.archive.scratch) as original:
+            if original.from_address != mail.from_address:  # the MAC already binds it
+                return Handled(
+                    InboundOutcome.UNAUTHORIZED, detail=f"CONFIRMO of #{held_id} unproven"
+                )
+            result = self._intake(
+                Applier(self, session, held, original, now), original, now, confirmed=True
+            )
         applier.ledger.request_id = held.request_id
         return Handled(result.outcome, result.code, f"CONFIRMO of #{held_id}: {result.detail}")
 
@@ -424,6 +473,12 @@ def _confirms(mail: InboundMail) -> bool:
     """Tell whether the new text of a reply starts with the word CONFIRMO."""
     first = _FIRST_WORD.search(extract_new_text(mail.text)[:2000])
     return first is not None and fold(first.group()) == "confirmo"
+def _header_block(head: bytes) -> bytes:
+    """Return the header block of a message's first bytes, without the start of its body."""
+    for blank in (b"\r\n\r\n", b"\n\n"):
+        if blank in head:
+            return head.split(blank, 1)[0] + blank
+    return head
 
 
 def _explain(exc: WorkflowError, action: Action) -> str:

@@ -767,7 +767,10 @@ def test_request_with_a_30_mb_attachment_is_processed(scenario: Scenario) -> Non
 def test_message_over_the_size_bound_is_quarantined_and_the_loop_goes_on(
     scenario: Scenario,
 ) -> None:
-    """parse.MAX_MESSAGE_BYTES (50 MiB): kept in the archive and the ledger, not read."""
+    """parse.MAX_MESSAGE_BYTES (50 MiB): kept in the archive and the ledger, not read.
+
+    The sender is told why (it used to be silence: they waited for an answer).
+    """
     site = scenario.site
     huge = build_message(
         site.addr("analista"),
@@ -788,9 +791,11 @@ def test_message_over_the_size_bound_is_quarantined_and_the_loop_goes_on(
     assert len(archived(scenario, first)) > MAX_MESSAGE_BYTES
     assert second.outcome == "processed"
     [code] = codes(scenario)
-    # Nobody is answered about the oversized mail: the two mails are the good request's.
-    assert len(sent(site)) == 2
-    assert all(code in subject for subject in subjects(sent(site)))
+    too_large, *good = sent(site)
+    assert "No pudimos procesar" in str(too_large["Subject"])
+    assert "el límite es de 50 MB" in plain(too_large)
+    assert len(good) == 2
+    assert all(code in subject for subject in subjects(good))
 
 
 def test_unknown_charset_is_read_and_the_action_counts(

@@ -1,0 +1,194 @@
+"""The streaming splitter: a spooled mail parses exactly as the same bytes held whole.
+
+Every case is parsed twice, whole (``parse_message``) and through :func:`read_mail` with
+a threshold of 0 bytes, so every part that can leave the skeleton does; the two
+``InboundMail`` values must be equal (attachments compare by name, type, size, SHA-256).
+"""
+
+from __future__ import annotations
+
+import base64
+import quopri
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mailflow.mimestream import read_mail, split
+from mailflow.parse import SPOOL_MARKER, InboundMail, MailParseError, parse_message
+from mailflow.spool import Spooled, SpoolWriter
+
+CORPUS = sorted((Path(__file__).resolve().parents[1] / "data" / "mail").glob("*.eml"))
+HEAD = (
+    "From: Ana <ana@example.org>\r\nTo: rrss@example.org\r\nSubject: foto\r\n"
+    "Message-ID: <m1@example.org>\r\nMIME-Version: 1.0\r\n"
+)
+
+
+def _spool(raw: bytes, folder: Path) -> Spooled:
+    with SpoolWriter(folder) as writer:
+        writer.write(raw)
+        return writer.finish()
+
+
+def _both(raw: bytes, folder: Path) -> tuple[InboundMail | str, InboundMail | str]:
+    """Parse whole and streamed; a parse error compares by its message."""
+    try:
+        whole: InboundMail | str = parse_message(raw)
+    except MailParseError as exc:
+        whole = str(exc)
+    spooled = _spool(raw, folder)
+    try:
+        with read_mail(spooled, folder, threshold=0) as mail:
+            streamed: InboundMail | str = mail
+            data = [a.data for a in mail.attachments]
+        if isinstance(whole, InboundMail):
+            assert data == [a.data for a in whole.attachments]
+    except MailParseError as exc:
+        streamed = str(exc)
+    finally:
+        spooled.discard()
+    return whole, streamed
+
+
+def _multipart(*parts: str, boundary: str = "b1", close: bool = True, nl: str = "\r\n") -> bytes:
+    text = HEAD + f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\npreamble\r\n'
+    for part in parts:
+        text += f"--{boundary}\r\n{part}\r\n"
+    if close:
+        text += f"--{boundary}--\r\nepilogue\r\n"
+    return text.replace("\r\n", nl).encode("utf-8", "surrogateescape")
+
+
+def _attachment(data: bytes, encoding: str = "base64", name: str = "foto.jpg") -> str:
+    if encoding == "base64":
+        body = base64.encodebytes(data).decode().replace("\n", "\r\n")
+    elif encoding == "quoted-printable":
+        body = quopri.encodestring(data).decode("latin-1")
+    else:
+        body = data.decode("latin-1")
+    return (
+        f'Content-Type: image/jpeg; name="{name}"\r\nContent-Transfer-Encoding: {encoding}\r\n'
+        f'Content-Disposition: attachment; filename="{name}"\r\n\r\n{body}'
+    )
+
+
+TEXT = 'Content-Type: text/plain; charset="utf-8"\r\n\r\nAPRUEBO\r\n'
+BLOB = random.Random(6).randbytes(300_000)
+CASES = {
+    "base64": _multipart(TEXT, _attachment(BLOB)),
+    "quoted-printable": _multipart(TEXT, _attachment(BLOB, "quoted-printable")),
+    "qp text with soft breaks": _multipart(
+        TEXT, _attachment(("línea larga " * 5000).encode(), "quoted-printable", "a.txt")
+    ),
+    "8bit": _multipart(TEXT, _attachment(b"abc\r\n" * 70_000, "8bit", "a.csv")),
+    "LF only": _multipart(TEXT, _attachment(BLOB), nl="\n"),
+    "CR only": _multipart(TEXT, _attachment(BLOB), nl="\r"),
+    "no closing boundary": _multipart(TEXT, _attachment(BLOB), close=False),
+    "nested": _multipart(
+        'Content-Type: multipart/alternative; boundary="in"\r\n\r\n--in\r\n'
+        + TEXT
+        + "\r\n--in\r\nContent-Type: text/html\r\n\r\n<p>APRUEBO</p>\r\n--in--\r\n",
+        _attachment(BLOB),
+        _attachment(BLOB[:1000], name="b.png"),
+    ),
+    "nested without its close": _multipart(
+        'Content-Type: multipart/related; boundary="in"\r\n\r\n--in\r\n' + _attachment(BLOB),
+        _attachment(BLOB[:5000], name="c.png"),
+    ),
+    "repeated boundaries": _multipart(TEXT, _attachment(BLOB)).replace(
+        b"--b1\r\nContent-Type: image", b"--b1\r\n--b1\r\nContent-Type: image"
+    ),
+    "attached message": _multipart(
+        TEXT, "Content-Type: message/rfc822\r\n\r\n" + HEAD + "\r\n" + "x" * 1000
+    ),
+    "digest": _multipart(
+        'Content-Type: multipart/digest; boundary="d"\r\n\r\n--d\r\n\r\n'
+        + HEAD
+        + "\r\nhola\r\n--d--\r\n"
+    ),
+    "single-part pdf": (
+        HEAD + "Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    ).encode()
+    + base64.encodebytes(BLOB),
+    "no header separator": _multipart(TEXT, "Content-Type: image/png\r\nnot a header\r\n"),
+    "stray base64 characters": _multipart(
+        TEXT, _attachment(BLOB).replace("\r\nA", "\r\n*A!").replace("==", "=")
+    ),
+    "8-bit bytes in base64": _multipart(TEXT, _attachment(BLOB) + "\udcff\udcfe"),
+    "8-bit bytes in base64, utf-16 label": _multipart(
+        TEXT,
+        _attachment(BLOB).replace("image/jpeg;", "image/jpeg; charset=utf-16;") + "\udcff",
+    ),
+    "forged marker": _multipart(TEXT, f"{SPOOL_MARKER}: 00\r\n" + _attachment(BLOB)),
+    "quoted body text": _multipart(
+        'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        + base64.encodebytes(("APRUEBO " * 50_000).encode()).decode()
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_streamed_parse_equals_whole_parse(name: str, tmp_path: Path) -> None:
+    whole, streamed = _both(CASES[name], tmp_path)
+    assert streamed == whole
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_corpus_parses_the_same_streamed(path: Path, tmp_path: Path) -> None:
+    whole, streamed = _both(path.read_bytes(), tmp_path)
+    assert streamed == whole
+
+
+def test_large_parts_leave_the_skeleton(tmp_path: Path) -> None:
+    raw = CASES["base64"]
+    spooled = _spool(raw, tmp_path)
+    with spooled.open() as handle:
+        parts = split(handle, tmp_path)
+    assert len(raw) > 400_000
+    assert len(parts.skeleton) < 2_000
+    [stored] = parts.parts.values()
+    assert stored.path.read_bytes() == BLOB
+    assert not any(tmp_path.glob("*.part")) or stored.path.exists()
+
+
+def test_part_files_are_removed_after_reading(tmp_path: Path) -> None:
+    spooled = _spool(CASES["base64"], tmp_path)
+    with read_mail(spooled, tmp_path, threshold=0) as mail:
+        assert mail.attachments[0].size == len(BLOB)
+    assert sorted(tmp_path.iterdir()) == [spooled.path]
+
+
+def test_oversized_spooled_mail_is_refused_like_bytes(tmp_path: Path) -> None:
+    spooled = Spooled(tmp_path / "none", 51 * 1024 * 1024, "0" * 64)
+    with pytest.raises(MailParseError, match="supera el límite"), read_mail(spooled, tmp_path):
+        pass
+
+
+PIECES = [
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"--b1",
+    b"--b1--",
+    b"--in",
+    b"Content-Type: multipart/mixed; boundary=in\r\n",
+    b"Content-Type: application/pdf\r\n",
+    b"Content-Transfer-Encoding: base64\r\n",
+    b"Content-Transfer-Encoding: quoted-printable\r\n",
+    b"QUJD",
+    b"=4",
+    b"=\r\n",
+    b" ",
+    b"x: y",
+]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(PIECES), max_size=60))
+def test_any_arrangement_parses_the_same(tmp_path: Path, pieces: list[bytes]) -> None:
+    raw = _multipart(TEXT) + b"".join(pieces)
+    whole, streamed = _both(raw, tmp_path)
+    assert streamed == whole
