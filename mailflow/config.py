@@ -147,6 +147,9 @@ class Smtp(_Section):
     from_address: Address
     from_name: str = "Redes Sociales"
     timeout_seconds: int = Field(60, ge=5, le=600)
+    # Connections one outbox flush sends over at once. Large providers cap concurrent
+    # connections per account (Microsoft 365: 3), so the default stays within that.
+    connections: int = Field(3, ge=1, le=16)
 
     @model_validator(mode="before")
     @classmethod

@@ -105,7 +105,7 @@ def build_runtime(settings: Settings) -> Runtime:
     archive = Archive(settings.store.archive_dir)
     composer = Composer(settings, Renderer(settings.paths.templates_dir), archive)
     service = Service(settings, core, store, composer, archive)
-    sender = SmtpSender(settings.smtp)
+    sender = SmtpSender(settings.smtp, connections=settings.smtp.connections)
 
     def report_to(now: datetime) -> tuple[str, ...]:
         today = core.calendar.local(now).date()
