@@ -86,8 +86,10 @@ class Service:
         with self.store.transaction() as session:
             if ledger_seen(session, item.mailbox, item.uidvalidity, item.uid):
                 return Handled("seen", skipped=True)
-        self.archive.put(item.raw)  # before the commit that refers to it
-        with self.store.transaction() as session:
+        # The batch ends before the transaction: every file it archives (this mail, the
+        # mails it sends) is durable before the commit that refers to it.
+        with self.store.transaction() as session, self.archive.batch():
+            self.archive.put(item.raw)
             ledger = InboundRow(
                 mailbox=item.mailbox,
                 uidvalidity=item.uidvalidity,
