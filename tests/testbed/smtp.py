@@ -60,6 +60,8 @@ class RelayedMessage:
     raw: bytes
     deliveries: tuple[Delivery, ...]
     login: str | None = None
+    # time.perf_counter() when LMTP had stored it (the benchmarks time arrivals by it).
+    delivered_at: float = field(default_factory=time.perf_counter)
 
 
 @dataclass(frozen=True)
