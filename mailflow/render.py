@@ -171,15 +171,42 @@ _MSGID = re.compile(r"<[A-Za-z0-9._%+=$-]+@[A-Za-z0-9.-]+>")
 _DATE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}")
 _SHAPES = {"to": _ADDRESSES, "cc": _ADDRESSES, "reply-to": _ADDRESSES, "message-id": _MSGID}
 _SHAPES["date"] = _DATE
+# One address or Message-ID: the registry writes it on one line whatever its length.
+_ONE_TOKEN = {"reply-to": re.compile(r"[A-Za-z0-9._%+=-]+@[A-Za-z0-9.-]+"), "message-id": _MSGID}
+# In-Reply-To and References are unstructured to the registry: a Message-ID too long for a
+# line (a long domain is enough) comes out RFC 2047 encoded, which breaks threading. These
+# are written as what they are, a list of msg-ids folded between ids, never encoded.
+_THREADING = {"in-reply-to", "references"}
+_THREAD_ID = re.compile(r"<[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]+>")
+
+
+def _msg_ids(name: str, value: str) -> bytes | None:
+    """Return a threading header folded between its msg-ids, or None if it holds others."""
+    ids = value.split(" ")
+    if not all(_THREAD_ID.fullmatch(i) for i in ids):
+        return None
+    lines, line = [], f"{name}:"
+    for msg_id in ids:
+        if len(line) + 1 + len(msg_id) > _MAX_LINE:
+            lines.append(line)
+            line = ""
+        line += f" {msg_id}"
+    lines.append(line)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
 def _header(name: str, value: object) -> bytes:
     """Return one header line (folded, RFC 2047 encoded when needed) as the generator would."""
     if isinstance(value, str):
-        shape = _SHAPES.get(name.lower(), _PLAIN)
+        key = name.lower()
+        shape = _SHAPES.get(key, _PLAIN)
         fits = len(name) + 2 + len(value) <= _MAX_LINE and "=?" not in value  # no RFC 2047
         if fits and shape.fullmatch(value):
             return f"{name}: {value}\r\n".encode("ascii")
+        if key in _ONE_TOKEN and _ONE_TOKEN[key].fullmatch(value):
+            return f"{name}: {value}\r\n".encode("ascii")
+        if key in _THREADING and (threading := _msg_ids(name, value)) is not None:
+            return threading
         if len(value.splitlines()) > 1:  # what EmailMessage.__setitem__ refuses too
             raise ValueError("Header values may not contain linefeed or carriage return characters")
     return _SMTP.fold_binary(name, _SMTP.header_factory(name, value))

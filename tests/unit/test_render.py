@@ -182,3 +182,31 @@ def test_compose_bytes_refuses_line_breaks_in_headers() -> None:
             compose(rendered, bad)
         with pytest.raises(ValueError):
             compose_bytes(MimeBody(rendered), bad)
+
+
+LONG_ID = (
+    "<rrss-rrss-2026-0001-s1-ufya2k7fn7v5mosa.a1b2c3d4e5f6"
+    "@unidad-de-comunicacion.agencia-ejemplo.gob.bo>"
+)
+
+
+@pytest.mark.parametrize("header", ["In-Reply-To", "References"])
+def test_threading_headers_are_never_encoded(header: str) -> None:
+    # The header registry RFC 2047-encodes a Message-ID longer than a line (a long domain
+    # is enough), and mail clients then cannot thread the answer.
+    ids = ["<CAF123@mail.gmail.com>", LONG_ID, "<rrss-x.1@ejemplo.gob.bo>"]
+    raw = _header(header, " ".join(ids))
+    assert b"=?" not in raw
+    parsed = email.message_from_bytes(raw + b"\r\n", policy=email.policy.default)
+    assert str(parsed[header]).split() == ids
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+
+
+@pytest.mark.parametrize("header", ["Reply-To", "Message-ID"])
+def test_one_long_token_matches_the_registry(header: str) -> None:
+    value = (
+        LONG_ID if header == "Message-ID" else LONG_ID.strip("<>").replace("rrss-rrss", "rrss+rrss")
+    )
+    msg = EmailMessage()
+    msg[header] = value
+    assert _header(header, value) == email.policy.SMTP.fold_binary(header, msg[header])
