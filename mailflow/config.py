@@ -147,9 +147,10 @@ class Smtp(_Section):
     from_address: Address
     from_name: str = "Redes Sociales"
     timeout_seconds: int = Field(60, ge=5, le=600)
-    # Connections one outbox flush sends over at once. Large providers cap concurrent
-    # connections per account (Microsoft 365: 3), so the default stays within that.
-    connections: int = Field(3, ge=1, le=16)
+    # Connections one outbox flush sends over at once. 1 keeps the outbox's order on the
+    # wire; 2-3 deliver faster where the server delivers slowly (large providers cap
+    # concurrent connections per account: Microsoft 365 at 3).
+    connections: int = Field(1, ge=1, le=16)
 
     @model_validator(mode="before")
     @classmethod
