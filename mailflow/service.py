@@ -86,10 +86,12 @@ class Service:
         with self.store.transaction() as session:
             if ledger_seen(session, item.mailbox, item.uidvalidity, item.uid):
                 return Handled("seen", skipped=True)
-        # The batch ends before the transaction: every file it archives (this mail, the
-        # mails it sends) is durable before the commit that refers to it.
+        # Durable on its own, before the transaction: a message that breaks the service is
+        # quarantined by the runner, whose record refers to this file.
+        self.archive.put(item.raw)
+        # The batch ends before the transaction: every mail it queues is archived durably
+        # before the commit that refers to it.
         with self.store.transaction() as session, self.archive.batch():
-            self.archive.put(item.raw)
             ledger = InboundRow(
                 mailbox=item.mailbox,
                 uidvalidity=item.uidvalidity,
