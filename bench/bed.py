@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 StoreKind = Literal["sqlite", "postgresql"]
 Peer = Literal["relay", "sink"]
 STORES: tuple[StoreKind, ...] = ("sqlite", "postgresql")
+SMTP_CONNECTIONS = 3  # [smtp] connections of every benchmark site
 
 
 class Sink:
@@ -86,12 +87,14 @@ class Bed:
         else:
             url = self.postgres.create_database(slug)
         site = Site(self.dovecot, self.relay, domain, url, root)
-        if peer == "sink":
-            text = site.config_text()
-            relay_at = f'[smtp]\nhost = "{self.relay.host}"\nport = {self.relay.port}\n'
-            sink_at = f'[smtp]\nhost = "{self.sink.host}"\nport = {self.sink.port}\n'
-            assert relay_at in text, "testbed.site changed its [smtp] section"
-            site.config_path.write_text(text.replace(relay_at, sink_at), encoding="utf-8")
+        text = site.config_text()
+        relay_at = f'[smtp]\nhost = "{self.relay.host}"\nport = {self.relay.port}\n'
+        assert relay_at in text, "testbed.site changed its [smtp] section"
+        server = self.sink if peer == "sink" else self.relay
+        host, port = server.host, server.port
+        # Issue 8: concurrency where the server allows it (both of ours do).
+        smtp_at = f'[smtp]\nhost = "{host}"\nport = {port}\nconnections = {SMTP_CONNECTIONS}\n'
+        site.config_path.write_text(text.replace(relay_at, smtp_at), encoding="utf-8")
         return site
 
 

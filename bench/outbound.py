@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import update
 
 from bench.backlog import requests_between
-from bench.bed import Bed, Peer, StoreKind
+from bench.bed import SMTP_CONNECTIONS, Bed, Peer, StoreKind
 from bench.daemon import DaemonError, run
 from bench.mailbox import append_all
 from bench.rawsmtp import outbox_mails, send
@@ -69,7 +69,10 @@ def measure(bed: Bed, store: StoreKind, requests: int) -> dict[Peer, Rate]:
     run(site.config_path, site.root / "seed.log", "run", "--once")
     mails = outbox_mails(site.db_url, site.shared)
     configs: dict[Peer, Path] = {"sink": site.config_path, "relay": site.root / "relay.toml"}
-    configs["relay"].write_text(site.config_text(), encoding="utf-8")
+    relay_text = site.config_text().replace(
+        "[smtp]\n", f"[smtp]\nconnections = {SMTP_CONNECTIONS}\n", 1
+    )
+    configs["relay"].write_text(relay_text, encoding="utf-8")
     rates: dict[Peer, Rate] = {}
     servers: dict[Peer, tuple[str, int]] = {
         "sink": (bed.sink.host, bed.sink.port),

@@ -204,6 +204,10 @@ class Smtp(_Section):
     # the plain from_address and replies are proven by the token in our Message-ID only.
     plus_addressing: bool = True
     timeout_seconds: int = Field(60, ge=5, le=600)
+    # Connections one outbox flush sends over at once. 1 keeps the outbox's order on the
+    # wire; 2-3 deliver faster where the server delivers slowly (large providers cap
+    # concurrent connections per account: Microsoft 365 at 3).
+    connections: int = Field(1, ge=1, le=16)
 
     @model_validator(mode="before")
     @classmethod

@@ -2,7 +2,9 @@
 
 Each recipient gets a copy of their own, because the reply address and the Message-ID
 carry a token signed for that person: whoever answers proves who they are. The visible
-To/Cc headers still list everybody, so people see who else was told. Every rendered
+To/Cc headers still list everybody, so people see who else was told. The template is
+rendered and its MIME body encoded once per mail; only the headers differ between
+copies. Every rendered
 mail is archived (content-addressed ``.eml``) and indexed as it is composed, inside the
 caller's transaction, before the commit that queues it.
 """
@@ -12,14 +14,13 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from email import policy
 from typing import Any
 
 from mailflow.archive import Archive
 from mailflow.catalog import outbound_entry
 from mailflow.config import Settings
 from mailflow.dbschema import OutboxRow, OutboxStatus
-from mailflow.render import Envelope, Renderer, compose
+from mailflow.render import Envelope, MimeBody, Renderer, compose_bytes
 from mailflow.tokens import make_token, message_id, reply_address
 
 
@@ -66,6 +67,7 @@ class Composer:
         ``show_code`` False keeps ``code`` out of the subject (it still signs the token).
         """
         rendered = self._renderer.render(template, {**self.base_context(), **context})
+        body = MimeBody(rendered)  # encoded once; each copy differs only in its headers
         smtp = self._settings.smtp
         rows = []
         everyone = deliver_to if deliver_to is not None else (*to, *cc)
@@ -92,7 +94,7 @@ class Composer:
                 code=code if show_code else None,
                 date=now,
             )
-            raw = compose(rendered, envelope).as_bytes(policy=policy.SMTP)
+            raw = compose_bytes(body, envelope)
             row = OutboxRow(
                 message_id=mid,
                 request_id=request_id,

@@ -100,8 +100,12 @@ class Outbox:
     def _record(self, results: list[SendResult], now: datetime) -> FlushReport:
         sent = deferred = failed = 0
         with self.store.transaction() as session:
+            # One query for the batch, not one per result.
+            keys = [result.key for result in results]
+            found = session.scalars(select(OutboxRow).where(OutboxRow.id.in_(keys))).all()
+            by_key: dict[int | str, OutboxRow] = {row.id: row for row in found}
             for result in results:
-                row = session.get(OutboxRow, result.key)
+                row = by_key.get(result.key)
                 if row is None:
                     continue
                 row.attempts += 1

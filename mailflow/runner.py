@@ -8,6 +8,7 @@ the loop goes on (Mailman's runner); only a broken archive stops intake.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -33,6 +34,9 @@ from mailflow.smtp import SmtpError
 from mailflow.spool import digest_of
 
 log = logging.getLogger("mailflow.runner")
+
+# Messages handled between two records of the mailbox position (see Runner.catch_up).
+POSITION_EVERY = 50
 
 Clock = Callable[[], datetime]
 
@@ -105,23 +109,41 @@ class Runner:
         done: list[int] = []
         # A large message is spooled next to the archive it will be copied into.
         spool = self.service.archive.scratch
-        for fetched in self.source.fetch_after(last_uid, spool_dir=spool):
-            item = Incoming(fetched.mailbox, fetched.uidvalidity, fetched.uid, fetched.raw)
-            outcome = self._handle(item)
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-            self._last_handled = (fetched.mailbox, fetched.uidvalidity, fetched.uid, outcome)
-            self._alive()
-            with self.store.transaction() as session:
-                set_mailbox_state(session, mailbox, fetched.uidvalidity, fetched.uid)
-            done.append(fetched.uid)
-            if self.stopping.is_set():
-                break
+        recorded = 0
+        try:
+            for fetched in self.source.fetch_after(last_uid, spool_dir=spool):
+                item = Incoming(fetched.mailbox, fetched.uidvalidity, fetched.uid, fetched.raw)
+                outcome = self._handle(item)
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                self._last_handled = (fetched.mailbox, fetched.uidvalidity, fetched.uid, outcome)
+                self._alive()
+                done.append(fetched.uid)
+                uidvalidity = fetched.uidvalidity
+                # The position only saves fetching again: the ledger already makes a message
+                # handled once. Recording it every POSITION_EVERY messages (and at the end)
+                # spares a durable commit per message of a backlog.
+                if len(done) - recorded >= POSITION_EVERY:
+                    self._record_position(mailbox, uidvalidity, done[-1])
+                    recorded = len(done)
+                if self.stopping.is_set():
+                    break
+        except BaseException:
+            if len(done) > recorded:  # keep what was done; the error is what matters
+                with contextlib.suppress(Exception):
+                    self._record_position(mailbox, uidvalidity, done[-1])
+            raise
+        if len(done) > recorded:
+            self._record_position(mailbox, uidvalidity, done[-1])
         if self.processed_folder and done:
             self.source.move(done, self.processed_folder)  # only after every commit
         if self.scheduler is not None:
             self.scheduler.run_due(self.clock())
         report = self.outbox.flush(self.clock())
         return PassReport(len(done), outcomes, report)
+
+    def _record_position(self, mailbox: str, uidvalidity: int, uid: int) -> None:
+        with self.store.transaction() as session:
+            set_mailbox_state(session, mailbox, uidvalidity, uid)
 
     def _handle(self, item: Incoming) -> str:
         try:

@@ -120,7 +120,7 @@ def build_runtime(settings: Settings) -> Runtime:
     composer = Composer(settings, Renderer(settings.paths.templates_dir), archive)
     service = Service(settings, core, store, composer, archive)
     tokens = TokenSource(settings.oauth2) if settings.oauth2 is not None else None
-    sender = SmtpSender(settings.smtp, tokens=tokens)
+    sender = SmtpSender(settings.smtp, tokens=tokens, connections=settings.smtp.connections)
 
     def report_to(now: datetime) -> tuple[str, ...]:
         today = core.calendar.local(now).date()

@@ -110,7 +110,9 @@ class Service:
             self.archive.put_file(item.raw.path)
         else:
             self.archive.put(item.raw)
-        with self.store.transaction() as session:
+        # The batch ends before the transaction: every mail it queues is archived durably
+        # before the commit that refers to it.
+        with self.store.transaction() as session, self.archive.batch():
             ledger = InboundRow(
                 mailbox=item.mailbox,
                 uidvalidity=item.uidvalidity,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import socket
 import ssl
 from collections import deque
@@ -40,8 +39,6 @@ RETRY_CAP = timedelta(hours=1)
 # so after two days the Jefatura UGS must hear that a mail did not leave.
 GIVE_UP_AFTER = timedelta(hours=48)
 
-_LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
-_CRLF = b"\r\n"
 
 
 def next_attempt_delay(attempts: int) -> timedelta:
@@ -174,12 +171,19 @@ def _all_temporary(item: Outgoing, error: str) -> SendResult:
     return tally.result()
 
 
+def wire_size(raw: bytes) -> int:
+    """Return the RFC 1870 size of raw: as sent, with CRLF line ends, before dot-stuffing.
+
+    Counted, not rewritten: each bare LF or bare CR becomes CRLF on the wire, one byte more.
+    """
+    return len(raw) + raw.count(b"\n") + raw.count(b"\r") - 2 * raw.count(b"\r\n")
+
+
 def _envelope(conn: aiosmtplib.SMTP, item: Outgoing) -> tuple[list[str], str]:
     """Return the MAIL FROM options and the address encoding this message needs."""
     options = []
     if conn.supports_extension("size"):
-        # RFC 1870 counts the message as sent: CRLF line ends, no dot-stuffing.
-        options.append(f"SIZE={len(_LINE_END.sub(_CRLF, item.raw))}")
+        options.append(f"SIZE={wire_size(item.raw)}")
     if not item.raw.isascii() and conn.supports_extension("8bitmime"):
         options.append("BODY=8BITMIME")
     if all(a.isascii() for a in (item.sender, *item.recipients)):

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import email
 import email.policy
+import random
+import re
+from dataclasses import replace
 from datetime import date, datetime
+from email.message import EmailMessage
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailflow.render import Envelope, Renderer, TemplateError, compose, fecha
+from mailflow.render import (
+    Envelope,
+    MimeBody,
+    Renderer,
+    TemplateError,
+    _header,
+    compose,
+    compose_bytes,
+    fecha,
+)
 from mailflow.sample import TEMPLATES, sample_context
 
 TZ = ZoneInfo("America/La_Paz")
@@ -104,3 +117,96 @@ def test_spanish_dates() -> None:
     assert fecha(date(2026, 12, 25)) == "viernes 25 de diciembre de 2026"
     assert fecha(datetime(2026, 8, 6, 16, 30)) == "jueves 6 de agosto de 2026, 16:30"
     assert fecha(None) == "sin plazo"
+
+
+# -- compose_bytes: the same bytes without EmailMessage -------------------------------------
+
+
+def _same_boundary(raw: bytes) -> bytes:
+    return re.sub(rb"={15}\d+==", b"=BOUNDARY=", raw)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compose_bytes_writes_what_compose_writes(name: str) -> None:
+    rendered = Renderer().render(name, context(title=f"Año {EVIL} " + "largo " * 20))
+    for env in (envelope(), replace(envelope(), cc=[], references=[], code=None)):
+        expected = compose(rendered, env).as_bytes(policy=email.policy.SMTP)
+        assert _same_boundary(compose_bytes(MimeBody(rendered), env)) == _same_boundary(expected)
+
+
+HEADER_VALUES = [
+    "plain ascii subject",
+    "=?utf-8?q?Hola?= looks encoded",
+    "two  spaces",
+    " leading space",
+    "Acción requerida",
+    "x" * 90,
+    "word " * 30,
+    '"Quoted Name" <quoted@ejemplo.gob.bo>',
+    "Pérez <perez@ejemplo.gob.bo>, otra@ejemplo.gob.bo",
+    "a@b.bo, c@d.bo",
+    "<not-a-msgid",
+    "Mon, 07 Dec 2026 16:30:00 -0400",
+    "tab\there",
+]
+
+
+@pytest.mark.parametrize(
+    "header", ["Subject", "To", "Reply-To", "Message-ID", "Date", "References"]
+)
+def test_fast_headers_match_the_registry(header: str) -> None:
+    rng = random.Random(header)
+    printable = [chr(c) for c in range(32, 127)] + ["é", "\u2014"]
+    values = HEADER_VALUES + [
+        "".join(rng.choices(printable, k=rng.randint(1, 90))) for _ in range(300)
+    ]
+    for value in values:
+        msg = EmailMessage()
+        try:
+            msg[header] = value
+            expected = email.policy.SMTP.fold_binary(header, msg[header])
+        except Exception as exc:  # the registry refuses it: so must we
+            with pytest.raises(type(exc)):
+                _header(header, value)
+            continue
+        assert _header(header, value) == expected, value
+
+
+def test_compose_bytes_refuses_line_breaks_in_headers() -> None:
+    rendered = Renderer().render("acknowledgement", context())
+    for bad in (
+        replace(envelope(), to=["a@b.bo\r\nBcc: x@y.bo"]),
+        replace(envelope(), reply_to="r@b.bo\nX: y"),
+    ):
+        with pytest.raises(ValueError):
+            compose(rendered, bad)
+        with pytest.raises(ValueError):
+            compose_bytes(MimeBody(rendered), bad)
+
+
+LONG_ID = (
+    "<rrss-rrss-2026-0001-s1-ufya2k7fn7v5mosa.a1b2c3d4e5f6"
+    "@unidad-de-comunicacion.agencia-ejemplo.gob.bo>"
+)
+
+
+@pytest.mark.parametrize("header", ["In-Reply-To", "References"])
+def test_threading_headers_are_never_encoded(header: str) -> None:
+    # The header registry RFC 2047-encodes a Message-ID longer than a line (a long domain
+    # is enough), and mail clients then cannot thread the answer.
+    ids = ["<CAF123@mail.gmail.com>", LONG_ID, "<rrss-x.1@ejemplo.gob.bo>"]
+    raw = _header(header, " ".join(ids))
+    assert b"=?" not in raw
+    parsed = email.message_from_bytes(raw + b"\r\n", policy=email.policy.default)
+    assert str(parsed[header]).split() == ids
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+
+
+@pytest.mark.parametrize("header", ["Reply-To", "Message-ID"])
+def test_one_long_token_matches_the_registry(header: str) -> None:
+    value = (
+        LONG_ID if header == "Message-ID" else LONG_ID.strip("<>").replace("rrss-rrss", "rrss+rrss")
+    )
+    msg = EmailMessage()
+    msg[header] = value
+    assert _header(header, value) == email.policy.SMTP.fold_binary(header, msg[header])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,6 +16,7 @@ from mailflow.smtp import (
     SendResult,
     next_attempt_delay,
     retry_at,
+    wire_size,
 )
 
 FIRST = datetime(2026, 11, 20, 16, 0, tzinfo=UTC)
@@ -75,3 +78,12 @@ def test_result_is_done_when_nothing_is_temporary() -> None:
 def test_outgoing_needs_a_recipient() -> None:
     with pytest.raises(ValueError, match="no recipients"):
         Outgoing(1, "rrss@x.bo", (), b"Subject: x\r\n\r\nx\r\n")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"a\r\nb\r\n", b"a\nb\n", b"a\rb", b"\r\r\n\n\r", b"x\n\r\n\r\ry"]
+    + [bytes(random.Random(i).choices(b"ab\r\n", k=40)) for i in range(200)],
+)
+def test_wire_size_counts_line_ends_as_crlf(raw: bytes) -> None:
+    assert wire_size(raw) == len(re.sub(rb"\r\n|\n|\r(?!\n)", b"\r\n", raw))

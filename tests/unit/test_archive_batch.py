@@ -1,0 +1,78 @@
+"""Archive.batch: the blobs of one transaction made durable together, before it commits."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from pathlib import Path
+
+import pytest
+
+from mailflow import archive as archive_module
+from mailflow.archive import Archive
+
+
+def _leftovers(root: Path) -> list[Path]:
+    return list((root / ".tmp").glob("*")) if (root / ".tmp").exists() else []
+
+
+def test_batch_names_files_only_after_their_data_is_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = Archive(tmp_path)
+    blobs = [b"first mail", b"second mail", b"first mail"]
+    targets = [archive.path_of(hashlib.sha256(b).hexdigest(), ".eml") for b in blobs]
+    seen: list[list[bool]] = []
+
+    def syncfs(fd: int) -> int:  # record which final names exist at each flush
+        seen.append([t.exists() for t in targets])
+        return 0
+
+    monkeypatch.setattr(archive_module, "_SYNCFS", syncfs)
+    with archive.batch():
+        digests = [archive.put(b) for b in blobs]
+        assert not any(t.exists() for t in targets)  # nothing named before the end
+    # First flush: data of the temporary files, before any final name; second: the names.
+    assert seen == [[False, False, False], [True, True, True]]
+    assert digests == [hashlib.sha256(b).hexdigest() for b in blobs]
+    for blob, target in zip(blobs, targets, strict=True):
+        assert target.read_bytes() == blob
+        assert not target.stat().st_mode & stat.S_IWUSR
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_failed_batch_names_nothing_and_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(archive_module, "_SYNCFS", lambda fd: 0)
+    archive = Archive(tmp_path)
+    with pytest.raises(RuntimeError), archive.batch():
+        digest = archive.put(b"rolled back")
+        raise RuntimeError("the transaction fails")
+    assert archive.locate(digest) is None
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_failed_flush_is_an_archive_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(archive_module, "_SYNCFS", lambda fd: -1)
+    archive = Archive(tmp_path)
+    with pytest.raises(archive_module.ArchiveError), archive.batch():
+        digest = archive.put(b"not durable")
+    assert archive.locate(digest) is None
+    assert _leftovers(tmp_path) == []
+
+
+def test_without_syncfs_each_put_is_durable_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(archive_module, "_SYNCFS", None)
+    archive = Archive(tmp_path)
+    with archive.batch():
+        digest = archive.put(b"portable")
+        assert archive.path_of(digest, ".eml").read_bytes() == b"portable"
+
+
+def test_syncfs_is_found_on_linux() -> None:
+    assert archive_module._SYNCFS is not None
