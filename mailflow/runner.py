@@ -58,6 +58,7 @@ class Runner:
         processed_folder: str | None = None,
         wait_seconds: float = 60.0,
         scheduler: Scheduler | None = None,
+        retry_seconds: float = 30.0,
     ) -> None:
         self.service = service
         self.store = store
@@ -70,6 +71,10 @@ class Runner:
         self.wait_seconds = wait_seconds
         # Reminders, escalations, digests and window ends due at the pass's clock.
         self.scheduler = scheduler
+        # The pause before a pass interrupted by passing trouble (database, SMTP, archive)
+        # is tried again.
+        self.retry_seconds = retry_seconds
+        self._archive_down = False
         self.stopping = threading.Event()
         self._waiting = False
         self._loop_thread: int | None = None
@@ -156,6 +161,9 @@ class Runner:
                 if not self.source.connected:
                     reconnector.connect()
                 self.catch_up()
+                if self._archive_down:
+                    self._archive_down = False
+                    log.warning("the archive takes files again: taking new mail again")
                 if not ready:
                     on_ready()
                     ready = True
@@ -168,8 +176,27 @@ class Runner:
             except (OperationalError, StaleDataError, SmtpError) as exc:
                 # Ride out what comes back by itself; messages stay on the server and
                 # the outbox keeps its rows, so nothing is lost while we wait.
-                log.error("pass interrupted, retrying in 30 s: %s", exc)
-                self._interruptible(lambda: time.sleep(30.0))
+                log.error("pass interrupted, retrying in %g s: %s", self.retry_seconds, exc)
+                self._interruptible(lambda: time.sleep(self.retry_seconds))
+            except ArchiveError as exc:
+                # Disk full or not writable: a message is never handled without its archived
+                # copy, so new mail stays on the server, unprocessed (not quarantined), and
+                # is taken once space returns. Mail already committed still goes out.
+                if not self._archive_down:
+                    self._archive_down = True
+                    log.critical(
+                        "%s. New mail is NOT being processed: it stays on the IMAP server "
+                        "until the archive can take it. Free space (or fix permissions) "
+                        "there; mailflow retries every %g s and catches up by itself.",
+                        exc,
+                        self.retry_seconds,
+                    )
+                else:
+                    log.warning(
+                        "archive still failing, retrying in %g s: %s", self.retry_seconds, exc
+                    )
+                self._flush_quietly()
+                self._interruptible(lambda: time.sleep(self.retry_seconds))
         if self._stop_reason:
             log.info("%s received, stopping", self._stop_reason)
         self.source.close()
@@ -180,12 +207,16 @@ class Runner:
 
         The outbox does not need IMAP: deferred rows are still retried while it is down.
         """
+        self._flush_quietly()
+        self._interruptible(lambda: time.sleep(seconds))
+        return self.stopping.is_set()
+
+    def _flush_quietly(self) -> None:
+        """Send what is committed while intake cannot run; log what stops it."""
         try:
             self.outbox.flush(self.clock())
         except (OperationalError, SmtpError) as exc:
             log.error("outbox not flushed: %s", exc)
-        self._interruptible(lambda: time.sleep(seconds))
-        return self.stopping.is_set()
 
     def _interruptible(self, block: Callable[[], object]) -> None:
         """Run a blocking wait (IDLE, a sleep) that stop() may cut short by raising.

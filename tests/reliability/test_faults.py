@@ -1,0 +1,151 @@
+"""Server faults under the real daemon loop: the archive's disk fills up, Dovecot restarts,
+the database is locked or restarted. After each, everything is processed once and delivered.
+
+The loop is `Runner.run_forever` in a thread of the test (short retry pauses) or the real
+`mailflow run` subprocess; the servers are the test bed's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+import pytest
+from sqlalchemy import func, select
+from testbed.faults import NotPermittedError, fill, small_disk
+from testbed.mail import fetch_raw
+from testbed.site import INFO_REQUEST, START, Scenario, Site
+
+from mailflow.dbschema import InboundRow, OutboxRow, OutboxStatus
+from mailflow.imap import ImapSource
+from mailflow.runner import Runner
+
+ACK = "Solicitud recibida"
+only_sqlite = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def runner_of(scenario: Scenario, port: int | None = None) -> Runner:
+    """Return the real loop over the scenario's runtime, with short waits and retries."""
+    rt = scenario.runtime
+    imap = rt.settings.imap
+    if port is not None:
+        imap = imap.model_copy(update={"port": port})
+    return Runner(
+        rt.service,
+        rt.store,
+        ImapSource(imap),
+        rt.outbox,
+        Clock(START),
+        wait_seconds=0.5,
+        retry_seconds=0.3,
+    )
+
+
+@contextlib.contextmanager
+def running(runner: Runner) -> Iterator[threading.Thread]:
+    """Run the loop in a thread; stop it when the block ends."""
+    thread = threading.Thread(target=runner.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        runner.stop()
+        thread.join(30)
+    assert not thread.is_alive(), "run_forever did not stop"
+
+
+def ledger(scenario: Scenario) -> list[tuple[int, str]]:
+    with scenario.runtime.store.transaction() as session:
+        return [tuple(r) for r in session.execute(select(InboundRow.uid, InboundRow.outcome))]  # type: ignore[misc]
+
+
+def unsent(scenario: Scenario) -> int:
+    with scenario.runtime.store.transaction() as session:
+        query = select(func.count(OutboxRow.id)).where(OutboxRow.status != OutboxStatus.SENT)
+        return int(session.scalar(query) or 0)
+
+
+def acks(site: Site) -> dict[str, int]:
+    """Return how many acknowledgements the analista got, per subject."""
+    counts: dict[str, int] = {}
+    for mail in site.inbox("analista"):
+        if ACK in str(mail["Subject"]):
+            key = str(mail["Subject"]).split("] ", 1)[-1]
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def request(title: str) -> str:
+    return INFO_REQUEST.replace("Feria de servicios digitales 2026", title)
+
+
+# -- the archive's disk is full ------------------------------------------------------------
+
+
+@only_sqlite
+def test_a_full_archive_disk_stops_intake_loudly_and_catches_up_when_space_returns(
+    scenario: Scenario, caplog: pytest.LogCaptureFixture
+) -> None:
+    site = scenario.site
+    archive = scenario.runtime.service.archive
+    try:
+        disk = small_disk(archive.root, "1m")
+        disk.__enter__()
+    except NotPermittedError as exc:
+        pytest.skip(str(exc))
+    try:
+        site.send("analista", "Solicitud A", request("Feria A"))
+        scenario.run()
+        assert ledger(scenario) == [(1, "processed")]
+        old = {p: p.read_bytes() for p in archive.files()}
+        assert old
+        filler = fill(archive.root)
+        site.send("analista", "Solicitud B", request("Feria B"))
+        site.send("analista", "Solicitud C", request("Feria C"))
+        caplog.set_level(logging.INFO, logger="mailflow")
+        runner = runner_of(scenario)
+        with running(runner):
+            wait_until(lambda: "CRITICAL" in {r.levelname for r in caplog.records}, "CRITICAL")
+            wait_until(lambda: caplog.text.count("archive still failing") >= 3, "retries")
+            # Intake stopped: the new mail is neither processed nor quarantined, and stays
+            # on the server; what was archived before is untouched; the old mail went out.
+            assert ledger(scenario) == [(1, "processed")]
+            assert len(fetch_raw(site.dovecot, site.shared)) == 3
+            assert {p: p.read_bytes() for p in archive.files() if p != filler} == old
+            assert unsent(scenario) == 0
+            critical = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
+            assert len(critical) == 1, critical  # once, not at every retry
+            assert "NOT being processed" in critical[0]
+            assert "Free space" in critical[0]
+            assert str(archive.root) in critical[0]
+            filler.unlink()  # space returns
+            wait_until(lambda: len(ledger(scenario)) == 3 and unsent(scenario) == 0, "catch-up")
+            wait_until(lambda: sum(acks(site).values()) == 3, "acknowledgements")
+        assert sorted(ledger(scenario)) == [(1, "processed"), (2, "processed"), (3, "processed")]
+        assert set(acks(site).values()) == {1}
+        assert "takes files again" in caplog.text
+        assert archive.verify([]).altered == []
+    finally:
+        disk.__exit__(None, None, None)
