@@ -100,9 +100,7 @@ def _done(scenario: Scenario, expected_inbound: int) -> bool:
     )
 
 
-def _play_round(
-    site: Site, plan: Plan, progress: dict[str, int], round_no: int, new: int
-) -> None:
+def _play_round(site: Site, plan: Plan, progress: dict[str, int], round_no: int, new: int) -> None:
     """Send one round: ``new`` requests and the next answer of every open request."""
     inboxes: dict[str, list[EmailMessage]] = {}
     for code, step in sorted(progress.items()):

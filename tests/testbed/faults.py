@@ -126,4 +126,3 @@ class SlowProxy:
         for sock in socks:
             with contextlib.suppress(OSError):
                 sock.close()
-
