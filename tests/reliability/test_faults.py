@@ -13,10 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from testbed.faults import NotPermittedError, fill, small_disk
+from testbed.daemon import Daemon
+from testbed.faults import NotPermittedError, SlowProxy, fill, small_disk
 from testbed.mail import fetch_raw
 from testbed.site import INFO_REQUEST, START, Scenario, Site
 
@@ -149,3 +151,65 @@ def test_a_full_archive_disk_stops_intake_loudly_and_catches_up_when_space_retur
         assert archive.verify([]).altered == []
     finally:
         disk.__exit__(None, None, None)
+
+
+# -- Dovecot restarts ---------------------------------------------------------------------
+
+
+def _config_via(site: Site, port: int) -> Path:
+    """Write a copy of the site's config whose IMAP port is ``port`` (a proxy's)."""
+    text = site.config_text()
+    old = f"port = {site.dovecot.imap_port}\n"
+    assert text.count(old) == 1
+    path = site.root / f"mailflow-{port}.toml"
+    path.write_text(text.replace(old, f"port = {port}\n"), encoding="utf-8")
+    return path
+
+
+@only_sqlite
+def test_dovecot_restarted_during_idle_loses_nothing(
+    scenario: Scenario, spawn: Callable[[Path, datetime], Daemon]
+) -> None:
+    site = scenario.site
+    site.send("analista", "Solicitud A", request("Feria A"))
+    daemon = spawn(site.config_path, START)
+    daemon.wait_log("outcome=processed")
+    wait_until(lambda: unsent(scenario) == 0, "the first mails sent")
+    time.sleep(0.5)  # back in IDLE
+    site.dovecot.restart()
+    site.send("analista", "Solicitud B", request("Feria B"))
+    daemon.wait_log("outcome=processed", count=2, timeout=60)
+    wait_until(lambda: sum(acks(site).values()) == 2 and unsent(scenario) == 0, "B's mails")
+    assert daemon.terminate() == 0, daemon.log()
+    assert sorted(ledger(scenario)) == [(1, "processed"), (2, "processed")]
+    assert set(acks(site).values()) == {1}
+    assert "Traceback" not in daemon.log()
+
+
+@only_sqlite
+def test_dovecot_restarted_in_the_middle_of_a_large_fetch_loses_nothing(
+    scenario: Scenario, spawn: Callable[[Path, datetime], Daemon]
+) -> None:
+    site = scenario.site
+    proxy = SlowProxy(site.dovecot.host, site.dovecot.imap_port, rate=2_000_000)
+    try:
+        daemon = spawn(_config_via(site, proxy.port), START)
+        daemon.wait_log("IDLE")
+        photo = ("foto.jpg", bytes(range(256)) * 24_000, "image/jpeg")  # 6 MB, 8 MB in base64
+        site.send("analista", "Solicitud con foto", request("Feria F"), attachments=(photo,))
+        proxy.wait_downstream(2_000_000)  # a quarter of the FETCH has gone through
+        assert ledger(scenario) == []
+        # Dovecot goes down; its imap process would still flush megabytes from the kernel's
+        # buffers: reset the connection, as a crashed server's would be.
+        proxy.cut()
+        first = proxy.downstream
+        site.dovecot.restart()
+        daemon.wait_log("outcome=processed", timeout=90)
+        wait_until(lambda: sum(acks(site).values()) == 1 and unsent(scenario) == 0, "mails")
+        assert daemon.terminate() == 0, daemon.log()
+    finally:
+        proxy.close()
+    assert ledger(scenario) == [(1, "processed")]
+    assert set(acks(site).values()) == {1}
+    assert "Traceback" not in daemon.log()
+    assert first < 6_000_000 < proxy.downstream - first  # cut in the middle, then whole

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -118,11 +119,18 @@ class SlowProxy:
                 raise AssertionError(f"only {self.downstream} bytes went through the proxy")
             time.sleep(0.01)
 
-    def close(self) -> None:
-        self._closed = True
-        self.listener.close()
+    def cut(self) -> None:
+        """Reset every open connection (RST, as when a server dies with data unsent)."""
         with self._lock:
             socks, self._socks = self._socks, []
         for sock in socks:
             with contextlib.suppress(OSError):
-                sock.close()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the pump threads blocked on it
+            sock.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+        self.cut()
