@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,11 +22,15 @@ from sqlalchemy import func, select
 from testbed.daemon import Daemon
 from testbed.faults import NotPermittedError, SlowProxy, fill, small_disk
 from testbed.mail import fetch_raw
+from testbed.postgres import Postgres
 from testbed.site import INFO_REQUEST, START, Scenario, Site
 
-from mailflow.dbschema import InboundRow, OutboxRow, OutboxStatus
+from mailflow import repository
+from mailflow.dbschema import InboundRow, OutboxRow, OutboxStatus, RequestRow
 from mailflow.imap import ImapSource
 from mailflow.runner import Runner
+
+from .conftest import full_size
 
 ACK = "Solicitud recibida"
 only_sqlite = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -213,3 +219,75 @@ def test_dovecot_restarted_in_the_middle_of_a_large_fetch_loses_nothing(
     assert set(acks(site).values()) == {1}
     assert "Traceback" not in daemon.log()
     assert first < 6_000_000 < proxy.downstream - first  # cut in the middle, then whole
+
+
+# -- the database locked or restarted -------------------------------------------------------
+
+
+def _backlog(site: Site, count: int) -> None:
+    for n in range(count):
+        site.send("analista", f"Solicitud {n}", request(f"Feria {n}"))
+
+
+def _all_done(scenario: Scenario, count: int) -> bool:
+    return len(ledger(scenario)) == count and unsent(scenario) == 0
+
+
+@only_sqlite
+def test_sqlite_locked_by_another_connection_for_a_while_delays_but_loses_nothing(
+    scenario: Scenario, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = scenario.site
+    path = site.db_url.removeprefix("sqlite:///")
+    # A busy timeout shorter than the lock, so the daemon's writes fail with "locked" and
+    # the loop has to ride it out (30 s in production; the lock below would be minutes).
+    # The test reads through a read-only connection of its own: WAL never blocks readers.
+    monkeypatch.setattr(repository, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    fresh = Scenario(site)
+    try:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # the write lock, as a backup tool or admin might
+        _backlog(site, 4)
+        caplog.set_level(logging.INFO, logger="mailflow")
+        with running(runner_of(fresh)):
+            wait_until(lambda: caplog.text.count("database is locked") >= 3, "lock errors")
+            assert _readonly(path) == ({}, 0)  # nothing processed, nothing quarantined
+            holder.execute("ROLLBACK")
+            holder.close()
+            wait_until(lambda: _readonly(path) == ({"processed": 4}, 0), "catch-up")
+            wait_until(lambda: sum(acks(site).values()) == 4, "acknowledgements")
+    finally:
+        fresh.close()
+    assert set(acks(site).values()) == {1}
+
+
+def _readonly(path: str) -> tuple[dict[str, int], int]:
+    """Return the ledger's outcomes and the unsent outbox rows, read without a write lock."""
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        outcomes = dict(reader.execute("SELECT outcome, count(*) FROM inbound GROUP BY outcome"))
+        query = "SELECT count(*) FROM outbox WHERE status != ?"
+        return outcomes, int(reader.execute(query, (OutboxStatus.SENT,)).fetchone()[0])
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_postgresql_restarted_mid_work_loses_nothing_and_doubles_nothing(
+    scenario: Scenario, postgres: Postgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    site = scenario.site
+    total = 30 if full_size() else 12
+    _backlog(site, total)
+    caplog.set_level(logging.INFO, logger="mailflow")
+    with running(runner_of(scenario)):
+        wait_until(lambda: len(ledger(scenario)) >= 2, "the first messages")
+        postgres.restart()
+        wait_until(lambda: _all_done(scenario, total), "catch-up", timeout=120)
+        wait_until(lambda: sum(acks(site).values()) == total, "acknowledgements")
+    assert Counter(outcome for _, outcome in ledger(scenario)) == {"processed": total}
+    assert set(acks(site).values()) == {1}
+    with scenario.runtime.store.transaction() as session:
+        assert session.scalar(select(func.count(RequestRow.id))) == total
+    errors = [r.getMessage()[:120] for r in caplog.records if r.levelno >= logging.ERROR]
+    print(f"\nridden out across a PostgreSQL restart: {errors}")
