@@ -14,21 +14,24 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 from testbed.daemon import Daemon
 from testbed.faults import NotPermittedError, SlowProxy, fill, small_disk
-from testbed.mail import fetch_raw
+from testbed.mail import fetch_raw, parse
 from testbed.postgres import Postgres
 from testbed.site import INFO_REQUEST, START, Scenario, Site
+from testbed.smtp import SmtpRelay
 
 from mailflow import repository
+from mailflow.config import load_settings
 from mailflow.dbschema import InboundRow, OutboxRow, OutboxStatus, RequestRow
 from mailflow.imap import ImapSource
 from mailflow.runner import Runner
+from mailflow.runtime import Runtime, build_runtime
 
 from .conftest import full_size
 
@@ -46,9 +49,8 @@ class Clock:
         return self.now
 
 
-def runner_of(scenario: Scenario, port: int | None = None) -> Runner:
-    """Return the real loop over the scenario's runtime, with short waits and retries."""
-    rt = scenario.runtime
+def runner_of(rt: Runtime, port: int | None = None) -> Runner:
+    """Return the real loop over a runtime, with short waits and retries."""
     imap = rt.settings.imap
     if port is not None:
         imap = imap.model_copy(update={"port": port})
@@ -133,7 +135,7 @@ def test_a_full_archive_disk_stops_intake_loudly_and_catches_up_when_space_retur
         site.send("analista", "Solicitud B", request("Feria B"))
         site.send("analista", "Solicitud C", request("Feria C"))
         caplog.set_level(logging.INFO, logger="mailflow")
-        runner = runner_of(scenario)
+        runner = runner_of(scenario.runtime)
         with running(runner):
             wait_until(lambda: "CRITICAL" in {r.levelname for r in caplog.records}, "CRITICAL")
             wait_until(lambda: caplog.text.count("archive still failing") >= 3, "retries")
@@ -249,7 +251,7 @@ def test_sqlite_locked_by_another_connection_for_a_while_delays_but_loses_nothin
         holder.execute("BEGIN IMMEDIATE")  # the write lock, as a backup tool or admin might
         _backlog(site, 4)
         caplog.set_level(logging.INFO, logger="mailflow")
-        with running(runner_of(fresh)):
+        with running(runner_of(fresh.runtime)):
             wait_until(lambda: caplog.text.count("database is locked") >= 3, "lock errors")
             assert _readonly(path) == ({}, 0)  # nothing processed, nothing quarantined
             holder.execute("ROLLBACK")
@@ -280,7 +282,7 @@ def test_postgresql_restarted_mid_work_loses_nothing_and_doubles_nothing(
     total = 30 if full_size() else 12
     _backlog(site, total)
     caplog.set_level(logging.INFO, logger="mailflow")
-    with running(runner_of(scenario)):
+    with running(runner_of(scenario.runtime)):
         wait_until(lambda: len(ledger(scenario)) >= 2, "the first messages")
         postgres.restart()
         wait_until(lambda: _all_done(scenario, total), "catch-up", timeout=120)
@@ -291,3 +293,57 @@ def test_postgresql_restarted_mid_work_loses_nothing_and_doubles_nothing(
         assert session.scalar(select(func.count(RequestRow.id))) == total
     errors = [r.getMessage()[:120] for r in caplog.records if r.levelno >= logging.ERROR]
     print(f"\nridden out across a PostgreSQL restart: {errors}")
+
+
+# -- the SMTP server down for a long time ---------------------------------------------------
+
+
+@only_sqlite
+def test_smtp_down_for_hours_421_then_refused_then_back_sends_everything_once(
+    scenario: Scenario, relay: SmtpRelay
+) -> None:
+    """Rows wait through hours of 421 greetings and refused connections, none given up or
+    reported, and go out once each when the server is back."""
+    site = scenario.site
+    front = SlowProxy(relay.host, relay.port)
+    front.greeting = b"421 4.3.2 Service not available, closing transmission channel\r\n"
+    text = site.config_text()
+    old = f"port = {relay.port}\n"
+    assert text.count(old) == 1
+    path = site.root / "via-front.toml"
+    path.write_text(text.replace(old, f"port = {front.port}\n"), encoding="utf-8")
+    fronted = build_runtime(load_settings(path, {}))  # the same site, SMTP via the front
+    try:
+        _backlog(site, 3)
+        runner = runner_of(fronted)
+        clock = runner.clock
+        assert isinstance(clock, Clock)
+        with running(runner):
+            wait_until(lambda: len(ledger(scenario)) == 3, "intake while SMTP is down")
+            for hour in range(12):  # half a day: six hours of 421, six of refused connections
+                if hour == 6:
+                    front.greeting = None
+                    front.refuse()
+                clock.now += timedelta(hours=1)
+                time.sleep(1.2)  # a few passes at this hour
+            with scenario.runtime.store.transaction() as session:
+                rows = list(session.scalars(select(OutboxRow)))
+                assert {r.status for r in rows} == {OutboxStatus.PENDING}
+                assert {r.kind for r in rows} == {"acknowledgement", "action_needed"}
+                assert min(r.attempts for r in rows) >= 3  # retried all along
+                errors = " ".join(r.last_error or "" for r in rows)
+            assert not [m for m in relay.accepted if m.mail_from == site.shared]
+            front.listen()  # back
+            clock.now += timedelta(hours=1)
+            wait_until(lambda: unsent(scenario) == 0, "the outbox flushed", timeout=60)
+    finally:
+        fronted.store.close()
+        front.close()
+    assert "421" in errors or "refused" in errors.lower()
+    sent = Counter(
+        str(parse(m.raw)["Message-ID"]) for m in relay.accepted if m.mail_from == site.shared
+    )
+    assert len(sent) == 6
+    assert set(sent.values()) == {1}
+    assert sum(acks(site).values()) == 3
+    assert site.inbox("jefe.ugs") == []  # nothing was given up, so nothing reported

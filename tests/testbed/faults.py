@@ -4,7 +4,9 @@
   :class:`NotPermittedError` when mounting is refused, so a test can skip saying why), and
   :func:`fill` takes every byte left on it.
 * :class:`SlowProxy` forwards one TCP port to another on 127.0.0.1, server-to-client bytes
-  at a bounded rate, counting them, so a test can act in the middle of a large FETCH.
+  at a bounded rate, counting them, so a test can act in the middle of a large FETCH; it
+  can also reset its connections, refuse new ones, or greet them with an error and hang up
+  (an SMTP server answering 421).
 """
 
 from __future__ import annotations
@@ -72,17 +74,34 @@ class SlowProxy:
         self.downstream = 0  # bytes forwarded server -> client
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
+        self.greeting: bytes | None = None  # when set: answer it and hang up, as a sick server
         self.listener = socket.create_server((HOST, 0))
         self.port = self.listener.getsockname()[1]
         self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
 
-    def _accept(self) -> None:
+    def refuse(self) -> None:
+        """Close the port: connections are refused until :meth:`listen`."""
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        self.listener.close()
+
+    def listen(self) -> None:
+        """Listen again on the same port after :meth:`refuse`."""
+        self.listener = socket.create_server((HOST, self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
         while not self._closed:
             try:
-                client, _ = self.listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return
+            if self.greeting is not None:
+                with contextlib.suppress(OSError):
+                    client.sendall(self.greeting)
+                client.close()
+                continue
             try:
                 server = socket.create_connection(self.target, timeout=10)
             except OSError:
@@ -132,5 +151,5 @@ class SlowProxy:
 
     def close(self) -> None:
         self._closed = True
-        self.listener.close()
+        self.refuse()
         self.cut()
