@@ -16,9 +16,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from testbed.daemon import Daemon
 from testbed.faults import NotPermittedError, SlowProxy, fill, small_disk
 from testbed.mail import fetch_raw, parse
@@ -100,8 +102,16 @@ def acks(site: Site) -> dict[str, int]:
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Wait for ``check``; a database that is restarting just means "not yet"."""
+
+    def ok() -> bool:
+        try:
+            return check()
+        except OperationalError:
+            return False
+
     deadline = time.monotonic() + timeout
-    while not check():
+    while not ok():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
@@ -282,13 +292,25 @@ def test_postgresql_restarted_mid_work_loses_nothing_and_doubles_nothing(
     total = 30 if full_size() else 12
     _backlog(site, total)
     caplog.set_level(logging.INFO, logger="mailflow")
-    with running(runner_of(scenario.runtime)):
-        wait_until(lambda: len(ledger(scenario)) >= 2, "the first messages")
-        postgres.restart()
+    rt = scenario.runtime
+    process = rt.service._process
+    calls = 0
+
+    def restarting(*args: Any, **kwargs: Any) -> Any:
+        """Restart PostgreSQL inside the third message's transaction (its ledger row in)."""
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            postgres.restart()
+        return process(*args, **kwargs)
+
+    rt.service._process = restarting  # type: ignore[method-assign]
+    with running(runner_of(rt)):
         wait_until(lambda: _all_done(scenario, total), "catch-up", timeout=120)
         wait_until(lambda: sum(acks(site).values()) == total, "acknowledgements")
     assert Counter(outcome for _, outcome in ledger(scenario)) == {"processed": total}
     assert set(acks(site).values()) == {1}
+    assert calls == total + 1  # the third message was handled again, after the restart
     with scenario.runtime.store.transaction() as session:
         assert session.scalar(select(func.count(RequestRow.id))) == total
     errors = [r.getMessage()[:120] for r in caplog.records if r.levelno >= logging.ERROR]
