@@ -217,6 +217,11 @@ def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(
             assert idle_lives < 15, f"no progress in 15 lives; {plan.inbound} messages sent"
         _learn_codes(scenario, progress)
         round_no += 1
+        # Every row the store calls sent was accepted by the server (none lost in a crash).
+        with scenario.runtime.store.transaction() as session:
+            queued = set(session.scalars(select(OutboxRow.message_id)))
+        accepted = {str(parse(m.raw)["Message-ID"]) for m in relay.accepted}
+        assert queued <= accepted, f"never delivered: {sorted(queued - accepted)[:5]}"
 
     kills = sum(life.killed for life in lives)
     # Every message in the ledger once, processed, none quarantined or left behind.
