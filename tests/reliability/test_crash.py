@@ -180,7 +180,7 @@ def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(
     site = scenario.site
     seed = int(os.environ.get("MAILFLOW_CHAOS_SEED") or random.randrange(10**6))
     rng = random.Random(seed)
-    kills_wanted, per_round = (50, 12) if full_size() else (6, 4)
+    kills_wanted, per_round = (50, 4) if full_size() else (6, 4)
     print(f"\nseed {seed}: at least {kills_wanted} kills, {per_round} new requests a round")
 
     plan, progress, lives = Plan(), {}, []
@@ -188,6 +188,9 @@ def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(
     round_no = 0
     busy_kills = idle_lives = 0
     while sum(life.killed for life in lives) < kills_wanted or round_no < 3:
+        # A steady inflow at full size: requests finish after eight answers, so a round
+        # stays a few dozen messages (rounds that grow past the outbox batch would only
+        # measure the batch effect noted below).
         new = per_round if round_no < 3 or full_size() else 0
         _play_round(site, plan, progress, round_no, new)
         plan.new_requests.append(new)
