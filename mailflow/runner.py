@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import FrameType
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 
 from mailflow.archive import ArchiveError
@@ -98,8 +98,7 @@ class Runner:
             item = Incoming(fetched.mailbox, fetched.uidvalidity, fetched.uid, fetched.raw)
             outcome = self._handle(item)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
-            with self.store.transaction() as session:
-                set_mailbox_state(session, mailbox, fetched.uidvalidity, fetched.uid)
+            self._save_position(mailbox, fetched.uidvalidity, fetched.uid)
             done.append(fetched.uid)
             if self.stopping.is_set():
                 break
@@ -109,6 +108,19 @@ class Runner:
             self.scheduler.run_due(self.clock())
         report = self.outbox.flush(self.clock())
         return PassReport(len(done), outcomes, report)
+
+    def _save_position(self, mailbox: str, uidvalidity: int, uid: int) -> None:
+        """Record the last UID handled. Two daemons starting on a new store may both insert
+        the folder's first row: the loser's IntegrityError (which used to kill it) means the
+        row now exists, so the update is simply made again."""
+        for attempt in (1, 2):
+            try:
+                with self.store.transaction() as session:
+                    set_mailbox_state(session, mailbox, uidvalidity, uid)
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise
 
     def _handle(self, item: Incoming) -> str:
         try:

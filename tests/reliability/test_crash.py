@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -211,7 +212,8 @@ def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(
                 daemon.wait_log(" watching ")
                 time.sleep(rng.uniform(0.0, 3.0))
             if _done(scenario, plan.inbound):
-                assert daemon.terminate() == 0, daemon.log()
+                # -SIGTERM: it was still starting, before its handler (nothing to lose).
+                assert daemon.terminate() in (0, -signal.SIGTERM), daemon.log()
                 life.last = len(relay.accepted)
                 break
             daemon.kill()
