@@ -7,12 +7,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test install-service test lint unit demo bench lock clean help
+.PHONY: install install-test install-service test lint unit chaos demo bench lock clean help
 
 help:
 	@echo "make install   create .venv/ with mailflow and its pinned dependencies"
 	@echo "make demo      play a request through a procedure against throwaway local mail servers"
 	@echo "make test      lint, type-check and run the whole test suite (real Dovecot, SMTP, PostgreSQL)"
+	@echo "make chaos     the reliability suite at full size (>= 50 kill -9 per store, server faults)"
 	@echo "make bench     run the benchmarks and print a table"
 	@echo "make install-service  (root) install into $(PREFIX) as a systemd service; docs/deployment.md"
 	@echo "make lock      re-pin dependencies into requirements.lock after changing pyproject.toml"
@@ -44,6 +45,13 @@ test: install-test
 
 unit: install-test
 	$(BIN)/pytest tests/unit
+
+# tests/reliability/ at full size: kill -9 the daemon at least 50 times per store, bigger
+# backlogs for the fault and several-daemon tests (`make test` runs them small). Prints the
+# seed and the repeats per kill; replay a run with MAILFLOW_CHAOS_SEED=<seed>.
+chaos: install-test
+	@bash scripts/ensure-test-packages.sh
+	MAILFLOW_CHAOS=1 $(BIN)/pytest tests/reliability -s --timeout=3600
 
 # The demo reuses the test bed (tests/testbed/: Dovecot, the aiosmtpd relay), hence the test
 # extras and Debian packages. `make demo DEMO_ARGS=--keep` keeps its files for a look after.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import FrameType
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 
 from mailflow.archive import ArchiveError
@@ -66,6 +66,7 @@ class Runner:
         scheduler: Scheduler | None = None,
         notifier: Notifier | None = None,
         heartbeat: Heartbeat | None = None,
+        retry_seconds: float = 30.0,
     ) -> None:
         self.service = service
         self.store = store
@@ -78,6 +79,10 @@ class Runner:
         self.wait_seconds = wait_seconds
         # Reminders, escalations, digests and window ends due at the pass's clock.
         self.scheduler = scheduler
+        # The pause before a pass interrupted by passing trouble (database, SMTP, archive)
+        # is tried again.
+        self.retry_seconds = retry_seconds
+        self._archive_down = False
         self.stopping = threading.Event()
         # systemd's notify socket and watchdog (a no-op outside systemd), and the heartbeat
         # row `mailflow status` reads; both are fed only from this loop's thread, so a
@@ -142,8 +147,17 @@ class Runner:
         return PassReport(len(done), outcomes, report)
 
     def _record_position(self, mailbox: str, uidvalidity: int, uid: int) -> None:
-        with self.store.transaction() as session:
-            set_mailbox_state(session, mailbox, uidvalidity, uid)
+        """Record the last UID handled. Two daemons starting on a new store may both insert
+        the folder's first row: the loser's IntegrityError (which used to kill it) means the
+        row now exists, so the update is simply made again."""
+        for attempt in (1, 2):
+            try:
+                with self.store.transaction() as session:
+                    set_mailbox_state(session, mailbox, uidvalidity, uid)
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise
 
     def _handle(self, item: Incoming) -> str:
         try:
@@ -209,10 +223,9 @@ class Runner:
                 self._alive(force=True)
                 report = self.catch_up()
                 self._alive(force=True)
+                self._archive_back()
                 if not ready:
-                    on_ready()
-                    ready = True
-                    self.notifier.ready(f"watching {self.source.where}")
+                    ready = self._become_ready(on_ready)
                 self.notifier.status(_status_line(report))
                 self._wait()
             except ImapUnavailableError as exc:
@@ -223,9 +236,13 @@ class Runner:
             except (OperationalError, StaleDataError, SmtpError) as exc:
                 # Ride out what comes back by itself; messages stay on the server and
                 # the outbox keeps its rows, so nothing is lost while we wait.
-                log.error("pass interrupted, retrying in 30 s: %s", exc)
-                self.notifier.status(f"pass interrupted, retrying in 30 s: {exc}"[:200])
-                self._sleep(30.0)
+                log.error("pass interrupted, retrying in %g s: %s", self.retry_seconds, exc)
+                self.notifier.status(f"pass interrupted, retrying: {exc}"[:200])
+                self._sleep(self.retry_seconds)
+            except ArchiveError as exc:
+                self._archive_failed(exc)
+                if not ready:  # started on a full disk: say so instead of timing out
+                    ready = self._become_ready(on_ready)
         if self._stop_reason:
             log.info("%s received, stopping", self._stop_reason)
         self.notifier.stopping()
@@ -233,6 +250,38 @@ class Runner:
         if self.heartbeat is not None:
             self.heartbeat.stopped()
         log.info("stopped")
+
+    def _become_ready(self, on_ready: Callable[[], None]) -> bool:
+        on_ready()
+        self.notifier.ready(f"watching {self.source.where}")
+        return True
+
+    def _archive_failed(self, exc: ArchiveError) -> None:
+        """Disk full or not writable: leave new mail on the server, say so once, retry.
+
+        A message is never handled without its archived copy, so new mail stays on the
+        server, unprocessed (not quarantined), and is taken once space returns. Mail
+        already committed still goes out.
+        """
+        if not self._archive_down:
+            self._archive_down = True
+            log.critical(
+                "%s. New mail is NOT being processed: it stays on the IMAP server "
+                "until the archive can take it. Free space (or fix permissions) "
+                "there; mailflow retries every %g s and catches up by itself.",
+                exc,
+                self.retry_seconds,
+            )
+        else:
+            log.warning("archive still failing, retrying in %g s: %s", self.retry_seconds, exc)
+        self.notifier.status(f"ARCHIVE FAILING, new mail waits on the server: {exc}"[:200])
+        self._flush_quietly()
+        self._sleep(self.retry_seconds)
+
+    def _archive_back(self) -> None:
+        if self._archive_down:
+            self._archive_down = False
+            log.warning("the archive takes files again: taking new mail again")
 
     def _wait(self) -> None:
         """Wait for mail up to ``wait_seconds``, in slices short enough to ping the watchdog."""
@@ -300,13 +349,17 @@ class Runner:
 
         The outbox does not need IMAP: deferred rows are still retried while it is down.
         """
+        self._flush_quietly()
+        self._sleep(seconds)
+        # A reload stops the attempts with the old settings; the loop retries with the new.
+        return self.stopping.is_set() or self.reload_requested
+
+    def _flush_quietly(self) -> None:
+        """Send what is committed while intake cannot run; log what stops it."""
         try:
             self.outbox.flush(self.clock())
         except (OperationalError, SmtpError) as exc:
             log.error("outbox not flushed: %s", exc)
-        self._sleep(seconds)
-        # A reload stops the attempts with the old settings; the loop retries with the new.
-        return self.stopping.is_set() or self.reload_requested
 
     def _interruptible(self, block: Callable[[], object]) -> None:
         """Run a blocking wait (IDLE, a sleep) that stop() may cut short by raising.

@@ -171,6 +171,15 @@ class Postgres:
             raise PostgresError(f"postgres processes survived pg_ctl stop (killed): {left}")
         self._family = family
 
+    def restart(self) -> None:
+        """`pg_ctl stop -m fast`, then start again on the same port and data directory.
+
+        Every client connection is dropped; clients see refused connections meanwhile.
+        """
+        self._stop_server()
+        self._pg_ctl_start()
+        self._started = True
+
     def postmaster_pid(self) -> int | None:
         """Return the pid in postmaster.pid if that process is alive."""
         try:

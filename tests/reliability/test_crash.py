@@ -1,0 +1,272 @@
+"""kill -9 the real daemon at random moments while it works through a backlog.
+
+Rounds of work land in the shared mailbox: new requests, and each open request's next
+answer (informacion_especifica played forward, one stage per round). After each round the
+daemon is started and SIGKILLed at random moments, again and again, until the round is
+done; the last daemon of a round stops cleanly. Then the same rounds are played on a second
+site by a daemon that never crashes (the control), and the two must agree:
+
+* every message in the ledger exactly once, none quarantined, none left unprocessed;
+* as many requests as were sent (none opened twice), each with the control's history
+  (no transition applied twice, none lost);
+* every outbound row sent and accepted by the relay; a mail accepted twice only with the
+  same Message-ID and bytes, and only when its first acceptance came from a daemon that was
+  then killed (the crash fell between the server's 250 and our commit).
+
+`make test` kills a few times per store; `make chaos` (MAILFLOW_CHAOS=1) at least 50 times.
+MAILFLOW_CHAOS_SEED replays a run; the seed is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+from sqlalchemy import func, select
+from testbed.daemon import Daemon
+from testbed.dovecot import Dovecot
+from testbed.mail import parse
+from testbed.site import INFO_REQUEST, START, Scenario, Site, about
+from testbed.smtp import SmtpRelay
+
+from mailflow.dbschema import HistoryRow, InboundRow, OutboxRow, OutboxStatus, RequestRow
+
+from .conftest import full_size
+
+ACTION = "Acción requerida"
+# (who acts, their answer, client style): stages 2 to 9 of informacion_especifica.
+STEPS = [
+    ("directora", "APRUEBO", "gmail"),
+    ("jefe.ugs", "DERIVO al profesional.", "outlook"),
+    (
+        "promocion",
+        "ENTREGO la propuesta.\nCronograma: material 04/12/2026; publicación 10/12/2026",
+        "thunderbird",
+    ),
+    ("analista", "Aprobado.", "iphone"),
+    ("disenio", "ENTREGO el material final.", "gmail"),
+    ("analista", "APRUEBO", "outlook"),
+    ("jefe.ugs", "DERIVO", "gmail"),
+    ("community", "PUBLICADO https://www.facebook.com/ejemplo/posts/123", "gmail"),
+]
+# A claim on an outbox row lasts 15 min (outbox.CLAIM_FOR): a row claimed by a killed
+# daemon is sent by a later one once that has passed, so each restart starts 16 min later.
+RESTART_STEP = timedelta(minutes=16)
+
+
+@dataclass
+class Plan:
+    """What was sent to the shared mailbox, round by round (the control replays it)."""
+
+    new_requests: list[int] = field(default_factory=list)  # per round
+    inbound: int = 0  # mails sent to the shared mailbox so far
+
+
+@dataclass
+class Life:
+    """One daemon process: where the relay's log stood when it started and ended."""
+
+    first: int
+    last: int = -1
+    killed: bool = False
+
+
+def _request(round_no: int, n: int) -> str:
+    return INFO_REQUEST.replace("Feria de servicios digitales 2026", f"Feria {round_no}-{n}")
+
+
+def _codes(scenario: Scenario) -> list[str]:
+    with scenario.runtime.store.transaction() as session:
+        return list(session.scalars(select(RequestRow.code).order_by(RequestRow.id)))
+
+
+def _count(scenario: Scenario, column: object, *where: object) -> int:
+    with scenario.runtime.store.transaction() as session:
+        return int(session.scalar(select(func.count(column)).where(*where)) or 0)  # type: ignore[arg-type]
+
+
+def _progress(scenario: Scenario, relay: SmtpRelay) -> tuple[int, int, int]:
+    """Return (ledger rows, rows marked sent, mails the relay accepted): work done so far."""
+    return (
+        _count(scenario, InboundRow.id),
+        _count(scenario, OutboxRow.sent_at),
+        len(relay.accepted),
+    )
+
+
+def _done(scenario: Scenario, expected_inbound: int) -> bool:
+    """Tell whether every message is in the ledger and every outbound row was sent."""
+    return (
+        _count(scenario, InboundRow.id) == expected_inbound
+        and _count(scenario, OutboxRow.id, OutboxRow.status != OutboxStatus.SENT) == 0
+    )
+
+
+def _play_round(site: Site, plan: Plan, progress: dict[str, int], round_no: int, new: int) -> None:
+    """Send one round: ``new`` requests and the next answer of every open request."""
+    inboxes: dict[str, list[EmailMessage]] = {}
+    for code, step in sorted(progress.items()):
+        if step >= len(STEPS):
+            continue
+        person, answer, style = STEPS[step]
+        if person not in inboxes:
+            inboxes[person] = site.inbox(person)
+        mails = [m for m in inboxes[person] if about(code, ACTION)(m)]
+        assert mails, f"{person} has no action mail for {code} at step {step}"
+        site.reply(person, mails[-1], answer, style=style)
+        progress[code] = step + 1
+        plan.inbound += 1
+    for n in range(new):
+        site.send("analista", f"Solicitud {round_no}-{n}", _request(round_no, n))
+        plan.inbound += 1
+
+
+def _learn_codes(scenario: Scenario, progress: dict[str, int]) -> None:
+    for code in _codes(scenario):
+        progress.setdefault(code, 0)
+
+
+def _histories(scenario: Scenario) -> dict[str, tuple[str, str, int, tuple]]:
+    """Return each request's title, status, stage and history without times or domains."""
+    result = {}
+    with scenario.runtime.store.transaction() as session:
+        for row in session.scalars(select(RequestRow).order_by(RequestRow.id)):
+            steps = tuple(
+                (h.action, h.actor.split("@")[0], h.stage, h.to_stage)
+                for h in session.scalars(
+                    select(HistoryRow)
+                    .where(HistoryRow.request_id == row.id)
+                    .order_by(HistoryRow.id)
+                )
+            )
+            result[row.code] = (row.title, row.status, row.stage, steps)
+    return result
+
+
+def _control(dovecot: Dovecot, relay: SmtpRelay, root: Path, plan: Plan) -> dict:
+    """Play the same rounds on a fresh site whose daemon never crashes; return its histories."""
+    root.mkdir()
+    domain = f"control-{random.randrange(10**9)}.example.net"
+    dovecot.add_domain(domain)
+    scenario = Scenario(Site(dovecot, relay, domain, f"sqlite:///{root / 'control.db'}", root))
+    try:
+        progress: dict[str, int] = {}
+        when = START + timedelta(hours=1)
+        for round_no, new in enumerate(plan.new_requests):
+            _play_round(scenario.site, Plan(), progress, round_no, new)
+            for _ in range(2):  # a pass handles everything; the second proves it idle
+                scenario.runtime.runner(lambda w=when: w).run_once()
+            when += RESTART_STEP
+            _learn_codes(scenario, progress)
+        return _histories(scenario)
+    finally:
+        scenario.close()
+
+
+def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(
+    scenario: Scenario,
+    spawn: Callable[[Path, datetime], Daemon],
+    dovecot: Dovecot,
+    relay: SmtpRelay,
+    tmp_path: Path,
+) -> None:
+    site = scenario.site
+    seed = int(os.environ.get("MAILFLOW_CHAOS_SEED") or random.randrange(10**6))
+    rng = random.Random(seed)
+    kills_wanted, per_round = (50, 4) if full_size() else (6, 4)
+    print(f"\nseed {seed}: at least {kills_wanted} kills, {per_round} new requests a round")
+
+    plan, progress, lives = Plan(), {}, []
+    when = START + timedelta(hours=1)
+    round_no = 0
+    busy_kills = idle_lives = 0
+    while sum(life.killed for life in lives) < kills_wanted or round_no < 3:
+        # A steady inflow at full size: requests finish after eight answers, so a round
+        # stays a few dozen messages (rounds that grow past the outbox batch would only
+        # measure the batch effect noted below).
+        new = per_round if round_no < 3 or full_size() else 0
+        _play_round(site, plan, progress, round_no, new)
+        plan.new_requests.append(new)
+        while True:
+            life = Life(first=len(relay.accepted))
+            lives.append(life)
+            daemon = spawn(site.config_path, when)
+            when += RESTART_STEP
+            before = _progress(scenario, relay)
+            # Start-up (imports, store, migrations check) takes one or two seconds on a
+            # loaded machine: some kills land in it, most in the work that follows.
+            # The outbox records a batch (up to 200 rows) only once the whole batch was
+            # sent: a daemon always killed sooner than that never gets past it and sends
+            # the batch again and again. Some lives must be long enough.
+            if rng.random() < 0.15:
+                time.sleep(rng.uniform(0.05, 1.5))
+            else:
+                daemon.wait_log(" watching ")
+                time.sleep(rng.uniform(0.0, 3.0))
+            if _done(scenario, plan.inbound):
+                # -SIGTERM: it was still starting, before its handler (nothing to lose).
+                assert daemon.terminate() in (0, -signal.SIGTERM), daemon.log()
+                life.last = len(relay.accepted)
+                break
+            daemon.kill()
+            time.sleep(0.2)  # a DATA the relay was finishing lands in its log
+            life.last, life.killed = len(relay.accepted), True
+            after = _progress(scenario, relay)
+            busy_kills += after != before
+            # Repeated sends are not progress: only newly handled messages or sent rows.
+            idle_lives = 0 if after[:2] != before[:2] else idle_lives + 1
+            assert idle_lives < 15, f"no progress in 15 lives; {plan.inbound} messages sent"
+        _learn_codes(scenario, progress)
+        round_no += 1
+        # Every row the store calls sent was accepted by the server (none lost in a crash).
+        with scenario.runtime.store.transaction() as session:
+            queued = set(session.scalars(select(OutboxRow.message_id)))
+        accepted = {str(parse(m.raw)["Message-ID"]) for m in relay.accepted}
+        assert queued <= accepted, f"never delivered: {sorted(queued - accepted)[:5]}"
+
+    kills = sum(life.killed for life in lives)
+    # Every message in the ledger once, processed, none quarantined or left behind.
+    with scenario.runtime.store.transaction() as session:
+        ledger = session.execute(select(InboundRow.uid, InboundRow.outcome)).all()
+        outbox = session.execute(select(OutboxRow.message_id, OutboxRow.status)).all()
+    assert len(ledger) == plan.inbound
+    assert len({uid for uid, _ in ledger}) == plan.inbound
+    assert Counter(outcome for _, outcome in ledger) == {"processed": plan.inbound}
+    # No request opened twice; the same histories as a daemon that never crashed.
+    assert _count(scenario, RequestRow.id) == sum(plan.new_requests)
+    control = _control(dovecot, relay, tmp_path / "control", plan)
+    assert _histories(scenario) == control
+    # Every outbound row sent and accepted; repeats only of a killed daemon's acceptance.
+    assert {status for _, status in outbox} == {OutboxStatus.SENT}
+    ours = [
+        (i, parse(m.raw)["Message-ID"], m.raw)
+        for i, m in enumerate(relay.accepted)
+        if m.mail_from == site.shared
+    ]
+    by_id: dict[str, list[tuple[int, bytes]]] = {}
+    for index, message_id, raw in ours:
+        by_id.setdefault(str(message_id), []).append((index, raw))
+    assert set(by_id) == {mid for mid, _ in outbox}
+    repeats_per_life: Counter[int] = Counter()
+    for copies in by_id.values():
+        assert len({raw for _, raw in copies}) == 1, "a repeat must be the same bytes"
+        for index, _ in copies[:-1]:  # every copy but the last was followed by a crash
+            life = next(n for n, lf in enumerate(lives) if lf.first <= index < lf.last)
+            assert lives[life].killed, f"mail #{index} repeated after a clean stop"
+            repeats_per_life[life] += 1
+    distribution = Counter(repeats_per_life.get(n, 0) for n, lf in enumerate(lives) if lf.killed)
+    print(
+        f"rounds {round_no}, messages {plan.inbound}, requests {sum(plan.new_requests)}, "
+        f"mails {len(by_id)}, lives {len(lives)}, kills {kills} ({busy_kills} in lives that "
+        f"handled or sent something); repeats per kill: "
+        + ", ".join(f"{k} repeat(s) x{n}" for k, n in sorted(distribution.items()))
+    )
+    assert kills >= kills_wanted
