@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from testbed.daemon import Daemon
 from testbed.dovecot import Dovecot
@@ -171,6 +172,9 @@ def _control(dovecot: Dovecot, relay: SmtpRelay, root: Path, plan: Plan) -> dict
         scenario.close()
 
 
+# Kill and restart cycles cost a daemon start-up each: several minutes on a loaded 2-core
+# machine even at make test's size, beyond the suite's 300 s default.
+@pytest.mark.timeout(3600 if full_size() else 1200)
 def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(
     scenario: Scenario,
     spawn: Callable[[Path, datetime], Daemon],
