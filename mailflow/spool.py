@@ -16,6 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from mailflow.archive import ArchiveError
+
 CHUNK = 256 * 1024
 # A message at least this big is spooled to a file; a smaller one is held as bytes.
 LARGE_MESSAGE_BYTES = 2 * 1024 * 1024
@@ -60,8 +62,11 @@ class SpoolWriter:
 
     def __init__(self, directory: Path | None = None, suffix: str = ".spool") -> None:
         folder = directory or Path(tempfile.gettempdir())
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="mailflow-", suffix=suffix, dir=folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix="mailflow-", suffix=suffix, dir=folder)
+        except OSError as exc:
+            raise _spool_error(folder, exc) from exc
         self.path = Path(name)
         self._handle = os.fdopen(fd, "wb")
         self._digest = hashlib.sha256()
@@ -71,13 +76,19 @@ class SpoolWriter:
     def write(self, data: bytes) -> None:
         """Append ``data``."""
         self._digest.update(data)
-        self._handle.write(data)
+        try:
+            self._handle.write(data)
+        except OSError as exc:  # a full disk is passing trouble, not a broken message
+            raise _spool_error(self.path.parent, exc) from exc
         self._size += len(data)
 
     def finish(self) -> Spooled:
         """Close the file and return what it holds."""
         if self._done is None:
-            self._handle.close()
+            try:
+                self._handle.close()
+            except OSError as exc:
+                raise _spool_error(self.path.parent, exc) from exc
             self._done = Spooled(self.path, self._size, self._digest.hexdigest())
         return self._done
 
@@ -118,3 +129,12 @@ def read_file(path: Path, directory: Path | None = None) -> RawMail:
         while block := handle.read(CHUNK):
             writer.write(block)
         return writer.finish()
+
+
+def _spool_error(folder: Path, exc: OSError) -> ArchiveError:
+    """Say that spooling failed the way the archive does, so the loop waits and retries.
+
+    The spool lives next to the archive: a full disk there must leave the message on the
+    server (as a full archive does), not crash the daemon nor quarantine the message.
+    """
+    return ArchiveError(f"cannot spool a large mail into {folder}: {exc.strerror or exc}")
