@@ -100,14 +100,19 @@ class Archive:
             yield  # nested: the outer batch settles
             return
         pending: dict[Path, Path] = {}
+        # Opened before the first write: syncfs(2) reports only the write-back errors
+        # that happen after its descriptor was opened (Linux 5.8+).
+        root_fd = self._open_root() if _SYNCFS is not None else None
         self._local.pending = pending
         try:
             yield
-            self._settle_all(pending)
+            self._settle_all(pending, root_fd)
         finally:
             self._local.pending = None
             for partial in pending.values():
                 partial.unlink(missing_ok=True)
+            if root_fd is not None:
+                os.close(root_fd)
 
     def path_of(self, sha256: str, suffix: str) -> Path:
         """Return where the blob with this digest and suffix lives."""
@@ -146,29 +151,42 @@ class Archive:
         tmp_dir.mkdir(parents=True, exist_ok=True)
         return tmp_dir / f"{os.getpid()}-{secrets.token_hex(8)}.part"
 
-    def _syncfs(self) -> None:
-        assert _SYNCFS is not None
-        fd = os.open(self.root, os.O_RDONLY)
+    def _open_root(self) -> int:
         try:
-            if _SYNCFS(fd) != 0:
-                errno = ctypes.get_errno()
-                raise OSError(errno, os.strerror(errno))
-        finally:
-            os.close(fd)
+            self.root.mkdir(parents=True, exist_ok=True)
+            return os.open(self.root, os.O_RDONLY)
+        except OSError as exc:
+            raise ArchiveError(f"cannot archive into {self.root}: {exc.strerror}") from exc
 
-    def _settle_all(self, pending: dict[Path, Path]) -> None:
-        """Make a batch's files durable, then their names (see :meth:`batch`)."""
+    @staticmethod
+    def _syncfs(fd: int) -> None:
+        assert _SYNCFS is not None
+        if _SYNCFS(fd) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, os.strerror(errno))
+
+    def _settle_all(self, pending: dict[Path, Path], root_fd: int | None) -> None:
+        """Make a batch's files durable, then their names (see :meth:`batch`).
+
+        If anything fails, the names given in this batch are taken back: a retry of the
+        message must write and sync its files again, not find them and skip the sync.
+        """
         if not pending:
             return
+        assert root_fd is not None
+        renamed: list[Path] = []
         try:
-            self._syncfs()
+            self._syncfs(root_fd)
             for target, partial in list(pending.items()):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 partial.chmod(_READ_ONLY)
                 os.replace(partial, target)
+                renamed.append(target)
                 del pending[target]
-            self._syncfs()
+            self._syncfs(root_fd)
         except OSError as exc:
+            for target in renamed:
+                target.unlink(missing_ok=True)
             raise ArchiveError(f"cannot archive into {self.root}: {exc.strerror}") from exc
 
     def put_file(self, path: Path, suffix: str = ".eml") -> Stored:

@@ -32,11 +32,11 @@ def test_archive_batch_settles_before_the_commit(
     observer = create_engine(store_url(site.db_url))
     original = archive._settle_all
 
-    def settle_all(pending: dict[Path, Path]) -> None:
+    def settle_all(pending: dict[Path, Path], root_fd: int | None) -> None:
         with observer.connect() as other:  # what another connection sees: nothing yet
             committed = other.scalar(select(func.count()).select_from(InboundRow))
         settled.append((len(pending), committed or 0))
-        original(pending)
+        original(pending, root_fd)
 
     monkeypatch.setattr(archive, "_settle_all", settle_all)
     try:

@@ -76,3 +76,46 @@ def test_without_syncfs_each_put_is_durable_at_once(
 
 def test_syncfs_is_found_on_linux() -> None:
     assert archive_module._SYNCFS is not None
+
+
+def test_a_failed_second_flush_takes_the_new_names_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The names were given but not made durable: a retry must not find them and skip the sync.
+    calls: list[int] = []
+
+    def syncfs(fd: int) -> int:
+        calls.append(fd)
+        return 0 if len(calls) == 1 else -1
+
+    monkeypatch.setattr(archive_module, "_SYNCFS", syncfs)
+    archive = Archive(tmp_path)
+    with pytest.raises(archive_module.ArchiveError), archive.batch():
+        digest = archive.put(b"named, then not durable")
+    assert len(calls) == 2
+    assert archive.locate(digest) is None
+    assert _leftovers(tmp_path) == []
+
+
+def test_both_flushes_use_one_descriptor_opened_before_the_first_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # syncfs(2) reports only write-back errors after its descriptor was opened (Linux 5.8+):
+    # a descriptor opened at the end of the batch could miss the failure of an early write.
+    opened: list[int] = []
+    real_open = archive_module.os.open
+
+    def tracking_open(path: object, flags: int, *args: int) -> int:
+        fd = real_open(path, flags, *args)  # type: ignore[arg-type]
+        opened.append(fd)
+        return fd
+
+    used: list[int] = []
+    monkeypatch.setattr(archive_module, "_SYNCFS", lambda fd: used.append(fd) or 0)
+    archive = Archive(tmp_path)
+    monkeypatch.setattr(archive_module.os, "open", tracking_open)
+    with archive.batch():
+        assert len(opened) == 1  # before any put
+        archive.put(b"one")
+        archive.put(b"two")
+    assert used == [opened[0], opened[0]]
