@@ -157,6 +157,11 @@ class ImapSource:
         return f"{s.username}@{s.host}:{s.port}"
 
     @property
+    def tokens(self) -> TokenSource | None:
+        """The XOAUTH2 token source this connection logs in with, if any."""
+        return self._tokens
+
+    @property
     def connected(self) -> bool:
         """Tell whether a connection is open (it may still turn out dead on next use)."""
         return self._client is not None

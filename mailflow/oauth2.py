@@ -101,6 +101,23 @@ class TokenSource:
             assert self._token is not None
             return self._token
 
+    def carry_over(self, previous: TokenSource) -> None:
+        """Keep what ``previous`` learnt if the [oauth2] settings did not change (a reload).
+
+        Providers rotate refresh tokens and the new one lives only in memory: a reload that
+        went back to the file's token could be refused with invalid_grant.
+        """
+        if previous is self or previous._settings != self._settings:
+            return
+        with previous._lock:
+            refresh, token, expires = (
+                previous._refresh_token,
+                previous._token,
+                previous._expires_at,
+            )
+        with self._lock:
+            self._refresh_token, self._token, self._expires_at = refresh, token, expires
+
     def invalidate(self, token: str) -> None:
         """Forget ``token`` (a server refused it), so the next :meth:`token` refreshes."""
         with self._lock:

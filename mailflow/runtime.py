@@ -100,6 +100,9 @@ class Runtime:
     def install_into(self, runner: Runner) -> None:
         """Make a running loop use this runtime (a SIGHUP reload); it logs in again."""
         runner.source.close()
+        previous = runner.source.tokens
+        if self.tokens is not None and previous is not None:
+            self.tokens.carry_over(previous)  # a rotated refresh token survives the reload
         runner.source = ImapSource(self.settings.imap, tokens=self.tokens)
         runner.service, runner.store, runner.outbox = self.service, self.store, self.outbox
         runner.scheduler = self.scheduler
