@@ -240,9 +240,9 @@ class Runner:
                 self.notifier.status(f"pass interrupted, retrying: {exc}"[:200])
                 self._sleep(self.retry_seconds)
             except ArchiveError as exc:
-                self._archive_failed(exc)
                 if not ready:  # started on a full disk: say so instead of timing out
                     ready = self._become_ready(on_ready)
+                self._archive_failed(exc)  # its STATUS line replaces "watching"
         if self._stop_reason:
             log.info("%s received, stopping", self._stop_reason)
         self.notifier.stopping()
