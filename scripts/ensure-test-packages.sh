@@ -11,7 +11,7 @@ set -eu
 # test bed picks the newest /usr/lib/postgresql/*/bin/initdb it finds.
 # `chromium` renders the POAI report headless (tests/integration/test_poai.py) so a test
 # sees the page as a person would.
-PACKAGES="dovecot-imapd dovecot-lmtpd postgresql chromium"
+PACKAGES="dovecot-imapd dovecot-lmtpd postgresql chromium systemd"
 
 missing=""
 for pkg in $PACKAGES; do
