@@ -13,7 +13,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,76 +23,18 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from testbed.daemon import Daemon
 from testbed.mail import imap, parse
-from testbed.site import INFO_REQUEST, START, Scenario, Site, about, code_of
+from testbed.site import INFO_REQUEST, INFO_STEPS, START, Scenario, Site, about, code_of
 from testbed.smtp import SmtpRelay
 
 from mailflow.dbschema import InboundRow, OutboxRow, OutboxStatus, RequestRow
 from mailflow.imap import ImapSource, ImapUnavailableError
 from mailflow.runner import Runner
 
-MAILFLOW = Path(sys.executable).parent / "mailflow"
 ACK = "Solicitud recibida"
 ACTION = "Acción requerida"
 only_sqlite = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-
-# (who acts, their answer, client style) for informacion_especifica, stages 2 to 9.
-STEPS = [
-    ("directora", "APRUEBO", "gmail"),
-    ("jefe.ugs", "DERIVO al profesional.", "outlook"),
-    (
-        "promocion",
-        "ENTREGO la propuesta.\nCronograma: material 04/12/2026; publicación 10/12/2026",
-        "thunderbird",
-    ),
-    ("analista", "Aprobado.", "iphone"),
-    ("disenio", "ENTREGO el material final.", "gmail"),
-    ("analista", "APRUEBO", "outlook"),
-    ("jefe.ugs", "DERIVO", "gmail"),
-    ("community", "PUBLICADO https://www.facebook.com/ejemplo/posts/123", "gmail"),
-]
-
-
-class Daemon:
-    """`mailflow run` as a subprocess, its log in a file."""
-
-    def __init__(self, config: Path, now: datetime, log_path: Path) -> None:
-        self.log_path = log_path
-        with log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                [str(MAILFLOW), "--config", str(config), "--now", now.isoformat(), "run"],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def wait_log(self, text: str, timeout: float = 20.0, count: int = 1) -> None:
-        """Wait until ``text`` appears ``count`` times in the log."""
-        deadline = time.monotonic() + timeout
-        while self.log().count(text) < count:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"no {text!r} x{count} in the daemon log:\n{self.log()}")
-            time.sleep(0.01)
-
-    def terminate(self, timeout: float = 5.0) -> tuple[int, float]:
-        """SIGTERM the daemon; return its exit status and how long it took to exit."""
-        started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            status = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"still running {timeout} s after SIGTERM:\n{self.log()}"
-            ) from None
-        return status, time.monotonic() - started
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
 
 
 @pytest.fixture
@@ -147,7 +88,7 @@ def test_daemon_answers_mail_and_stops_cleanly_on_sigterm(
     site.wait_for("analista", lambda m: ACK in str(m["Subject"]))
     time.sleep(0.5)  # back in IDLE, where the signal has to interrupt a blocking read
 
-    status, seconds = daemon.terminate()
+    status, seconds = daemon.stop()
     _assert_clean_stop(daemon, status, seconds)
     print(f"\nSIGTERM while idle: exit {status} in {seconds:.2f} s")
 
@@ -161,7 +102,7 @@ def test_sigterm_while_busy_finishes_the_message_at_hand_and_a_restart_does_the_
         site.send("analista", f"Solicitud {n}", INFO_REQUEST)
     daemon = daemons()
     daemon.wait_log("outcome=processed")  # the first message is done: it is busy with more
-    status, seconds = daemon.terminate(timeout=15)
+    status, seconds = daemon.stop(timeout=15)
     # It finishes the message at hand and sends what is committed: a little longer.
     _assert_clean_stop(daemon, status, seconds, limit=15.0)
     handled = _count(scenario, InboundRow.id)
@@ -176,7 +117,7 @@ def test_sigterm_while_busy_finishes_the_message_at_hand_and_a_restart_does_the_
     deadline = time.monotonic() + 20
     while sum(_acks(site).values()) < total and time.monotonic() < deadline:
         time.sleep(0.2)
-    _assert_clean_stop(again, *again.terminate())
+    _assert_clean_stop(again, *again.stop())
     acks = _acks(site)
     assert len(acks) == total
     assert set(acks.values()) == {1}  # nobody was answered twice
@@ -219,10 +160,10 @@ class _Inbox:
 
 def _play(site: Site, code: str, steps: int, latencies: list[float]) -> None:
     """Answer ``steps`` stages of request ``code``, timing each reply to the next mail."""
-    for index, (person, answer, style) in enumerate(STEPS[:steps]):
+    for index, (person, answer, style) in enumerate(INFO_STEPS[:steps]):
         mail = site.wait_for(person, about(code, ACTION))
-        if index + 1 < len(STEPS):
-            watcher, word = _Inbox(site, STEPS[index + 1][0]), ACTION
+        if index + 1 < len(INFO_STEPS):
+            watcher, word = _Inbox(site, INFO_STEPS[index + 1][0]), ACTION
         else:
             watcher, word = _Inbox(site, "analista"), "Publicación confirmada"
         try:
@@ -249,7 +190,7 @@ def test_a_reply_reaches_the_next_person_in_about_a_second(
     latencies: list[float] = []
     _play(site, codes[0], 8, latencies)  # the whole procedure
     _play(site, codes[1], 2, latencies)
-    status, seconds = daemon.terminate()
+    status, seconds = daemon.stop()
     _assert_clean_stop(daemon, status, seconds)
 
     ordered = sorted(latencies)
@@ -290,7 +231,7 @@ def test_daemon_reconnects_after_the_server_kicks_it(
     log = daemon.log()
     assert "IMAP connection lost" in log
     assert scenario.show(code)["stage"]["number"] == 3
-    _assert_clean_stop(daemon, *daemon.terminate())
+    _assert_clean_stop(daemon, *daemon.stop())
 
 
 class _Proxy:

@@ -35,7 +35,7 @@ from sqlalchemy import func, select
 from testbed.daemon import Daemon
 from testbed.dovecot import Dovecot
 from testbed.mail import parse
-from testbed.site import INFO_REQUEST, START, Scenario, Site, about
+from testbed.site import INFO_REQUEST, INFO_STEPS, START, Scenario, Site, about
 from testbed.smtp import SmtpRelay
 
 from mailflow.dbschema import HistoryRow, InboundRow, OutboxRow, OutboxStatus, RequestRow
@@ -43,21 +43,6 @@ from mailflow.dbschema import HistoryRow, InboundRow, OutboxRow, OutboxStatus, R
 from .conftest import full_size
 
 ACTION = "Acción requerida"
-# (who acts, their answer, client style): stages 2 to 9 of informacion_especifica.
-STEPS = [
-    ("directora", "APRUEBO", "gmail"),
-    ("jefe.ugs", "DERIVO al profesional.", "outlook"),
-    (
-        "promocion",
-        "ENTREGO la propuesta.\nCronograma: material 04/12/2026; publicación 10/12/2026",
-        "thunderbird",
-    ),
-    ("analista", "Aprobado.", "iphone"),
-    ("disenio", "ENTREGO el material final.", "gmail"),
-    ("analista", "APRUEBO", "outlook"),
-    ("jefe.ugs", "DERIVO", "gmail"),
-    ("community", "PUBLICADO https://www.facebook.com/ejemplo/posts/123", "gmail"),
-]
 # A claim on an outbox row lasts 15 min (outbox.CLAIM_FOR): a row claimed by a killed
 # daemon is sent by a later one once that has passed, so each restart starts 16 min later.
 RESTART_STEP = timedelta(minutes=16)
@@ -115,9 +100,9 @@ def _play_round(site: Site, plan: Plan, progress: dict[str, int], round_no: int,
     """Send one round: ``new`` requests and the next answer of every open request."""
     inboxes: dict[str, list[EmailMessage]] = {}
     for code, step in sorted(progress.items()):
-        if step >= len(STEPS):
+        if step >= len(INFO_STEPS):
             continue
-        person, answer, style = STEPS[step]
+        person, answer, style = INFO_STEPS[step]
         if person not in inboxes:
             inboxes[person] = site.inbox(person)
         mails = [m for m in inboxes[person] if about(code, ACTION)(m)]

@@ -47,14 +47,20 @@ class Daemon:
 
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM the daemon and return its exit status."""
+        return self.stop(timeout)[0]
+
+    def stop(self, timeout: float = 5.0) -> tuple[int, float]:
+        """SIGTERM the daemon; return its exit status and how long it took to exit."""
+        started = time.monotonic()
         if self.alive:
             self.process.send_signal(signal.SIGTERM)
         try:
-            return self.process.wait(timeout)
+            status = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             message = f"still running {timeout} s after SIGTERM:\n{self.log()}"
             raise AssertionError(message) from None
+        return status, time.monotonic() - started
 
     def kill(self) -> None:
         """SIGKILL the daemon (kill -9: no handler, no cleanup) and reap it."""

@@ -53,6 +53,23 @@ Saludos,
 Analista UTI
 """
 
+# (who acts, their answer, client style) for INFO_REQUEST's procedure, informacion_especifica,
+# stages 2 to 9: the answers real people give, quoted as their mail clients quote.
+INFO_STEPS = [
+    ("directora", "APRUEBO", "gmail"),
+    ("jefe.ugs", "DERIVO al profesional.", "outlook"),
+    (
+        "promocion",
+        "ENTREGO la propuesta.\nCronograma: material 04/12/2026; publicación 10/12/2026",
+        "thunderbird",
+    ),
+    ("analista", "Aprobado.", "iphone"),
+    ("disenio", "ENTREGO el material final.", "gmail"),
+    ("analista", "APRUEBO", "outlook"),
+    ("jefe.ugs", "DERIVO", "gmail"),
+    ("community", "PUBLICADO https://www.facebook.com/ejemplo/posts/123", "gmail"),
+]
+
 
 class Site:
     """The fictional institution of a test, with real mailboxes."""
