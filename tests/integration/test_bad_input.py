@@ -16,7 +16,6 @@ import html
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from testbed.mail import append, build_message, deliver, parse, send_as
+from testbed.outside import HELP, NOTICE, Entry, codes, ledger, plain, sent, subjects
 from testbed.site import INFO_REQUEST, Scenario, Site, about, code_of
 
 from mailflow.dbschema import InboundRow, OutboxRow
@@ -31,8 +31,6 @@ from mailflow.effects import MAX_ANSWERS_PER_DAY
 from mailflow.parse import MAX_MESSAGE_BYTES
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "mail"
-HELP = "No pudimos procesar su correo"
-NOTICE = "Aviso: acción no autorizada"
 
 # The corpus speaks for ejemplo.gob.bo, request RRSS-2026-0042, and this reply token.
 CORPUS_DOMAIN = "ejemplo.gob.bo"
@@ -50,24 +48,6 @@ SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 # -- looking from the outside ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One ledger row, read back after the pass."""
-
-    uid: int
-    outcome: str
-    detail: str
-    sha256: str
-    request_id: int | None
-
-
-def ledger(scenario: Scenario) -> list[Entry]:
-    """Return the ledger of inbound messages, in UID order."""
-    with scenario.runtime.store.transaction() as session:
-        rows = session.scalars(select(InboundRow).order_by(InboundRow.uid))
-        return [Entry(r.uid, r.outcome, r.detail or "", r.sha256, r.request_id) for r in rows]
-
-
 def archived(scenario: Scenario, entry: Entry) -> bytes:
     """Return the archived bytes of a ledger entry (they must be there)."""
     root = scenario.runtime.settings.store.archive_dir
@@ -76,33 +56,10 @@ def archived(scenario: Scenario, entry: Entry) -> bytes:
     return data
 
 
-def sent(site: Site, person: str | None = None) -> list[EmailMessage]:
-    """Return what the daemon handed to the relay (to one person, if given), oldest first."""
-    return [
-        parse(m.raw)
-        for m in site.relay.accepted
-        if m.mail_from == site.shared and (person is None or site.addr(person) in m.rcpt_tos)
-    ]
-
-
 def queued(scenario: Scenario) -> int:
     """Return how many mails the daemon ever queued (sent or not): answers leave a row."""
     with scenario.runtime.store.transaction() as session:
         return len(session.scalars(select(OutboxRow.id)).all())
-
-
-def subjects(messages: list[EmailMessage]) -> list[str]:
-    return [str(m["Subject"]) for m in messages]
-
-
-def plain(message: EmailMessage) -> str:
-    part = message.get_body(("plain",))
-    assert part is not None
-    return str(part.get_content()).replace("\r\n", "\n")
-
-
-def codes(scenario: Scenario) -> list[str]:
-    return [r["code"] for r in scenario.runtime.requests.summaries()]
 
 
 # -- acting ------------------------------------------------------------------------------

@@ -1,8 +1,7 @@
 """Looking at a scenario from the outside, for the security and bad-input suites.
 
-What the daemon handed to the relay, what it queued, its ledger and its requests: the
-same views as tests/integration/test_bad_input.py, kept here so the reliability suites
-do not import a test module.
+The common views (ledger, what was sent, requests) come from testbed.outside, shared with
+tests/integration/test_bad_input.py; this adds refusals, the outbox, forging and variants.
 """
 
 from __future__ import annotations
@@ -10,37 +9,27 @@ from __future__ import annotations
 import email.policy
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from email.message import EmailMessage
 
 from sqlalchemy import select
-from testbed.mail import build_message, parse, send_as
+from testbed.mail import build_message, send_as
+from testbed.outside import HELP, NOTICE, Entry, codes, ledger, plain, sent, subjects
 from testbed.site import INFO_REQUEST, Scenario, Site, about, code_of
 
-from mailflow.dbschema import InboundRow, OutboxRow, RefusalRow
+from mailflow.dbschema import OutboxRow, RefusalRow
 
-HELP = "No pudimos procesar su correo"
-NOTICE = "Aviso: acción no autorizada"
+__all__ = [
+    "HELP",
+    "NOTICE",
+    "Entry",
+    "codes",
+    "ledger",
+    "plain",
+    "sent",
+    "subjects",
+]
+
 CONFIRM = "Confirme su solicitud"
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One ledger row, read back after a pass."""
-
-    id: int
-    uid: int
-    outcome: str
-    detail: str
-    request_id: int | None
-    sha256: str
-
-
-def ledger(scenario: Scenario) -> list[Entry]:
-    """Return the ledger of inbound messages, in the order they were taken."""
-    with scenario.runtime.store.transaction() as session:
-        rows = session.scalars(select(InboundRow).order_by(InboundRow.id))
-        return [Entry(r.id, r.uid, r.outcome, r.detail or "", r.request_id, r.sha256) for r in rows]
 
 
 def refusals(scenario: Scenario) -> list[tuple[str, str]]:
@@ -53,29 +42,6 @@ def outbox_raw(scenario: Scenario) -> list[bytes]:
     """Return the bytes of every mail the daemon ever queued."""
     with scenario.runtime.store.transaction() as session:
         return [bytes(r.raw) for r in session.scalars(select(OutboxRow).order_by(OutboxRow.id))]
-
-
-def sent(site: Site, person: str | None = None) -> list[EmailMessage]:
-    """Return what the daemon handed to the relay (to one person, if given), oldest first."""
-    return [
-        parse(m.raw)
-        for m in site.relay.accepted
-        if m.mail_from == site.shared and (person is None or site.addr(person) in m.rcpt_tos)
-    ]
-
-
-def subjects(messages: list[EmailMessage]) -> list[str]:
-    return [str(m["Subject"]) for m in messages]
-
-
-def plain(message: EmailMessage) -> str:
-    part = message.get_body(("plain",))
-    assert part is not None
-    return str(part.get_content()).replace("\r\n", "\n")
-
-
-def codes(scenario: Scenario) -> list[str]:
-    return [r["code"] for r in scenario.runtime.requests.summaries()]
 
 
 def open_request(scenario: Scenario, body: str = INFO_REQUEST) -> tuple[str, EmailMessage]:
