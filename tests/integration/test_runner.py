@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from testbed.daemon import Daemon
+from testbed.loop import Clock, running
 from testbed.mail import imap, parse
 from testbed.site import INFO_REQUEST, INFO_STEPS, START, Scenario, Site, about, code_of
 from testbed.smtp import SmtpRelay
@@ -288,17 +289,7 @@ class _Proxy:
         self.listener.close()
 
 
-class _Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def _runner(scenario: Scenario, clock: _Clock, port: int | None = None) -> Runner:
+def _runner(scenario: Scenario, clock: Clock, port: int | None = None) -> Runner:
     """Return a Runner over the scenario's runtime that waits at most 0.5 s between passes."""
     rt = scenario.runtime
     imap_settings = rt.settings.imap
@@ -307,19 +298,6 @@ def _runner(scenario: Scenario, clock: _Clock, port: int | None = None) -> Runne
     return Runner(
         rt.service, rt.store, ImapSource(imap_settings), rt.outbox, clock, wait_seconds=0.5
     )
-
-
-@contextlib.contextmanager
-def _running(runner: Runner) -> Iterator[threading.Thread]:
-    """Run the loop in a thread; stop it (within one wait) when the block ends."""
-    thread = threading.Thread(target=runner.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield thread
-    finally:
-        runner.stop()
-        thread.join(15)
-    assert not thread.is_alive(), "run_forever did not stop"
 
 
 def _status(scenario: Scenario, address: str) -> list[str]:
@@ -337,9 +315,9 @@ def test_deferred_mail_is_retried_while_no_mail_arrives(
     site = scenario.site
     directora = site.addr("directora")
     relay.fail_next(451, recipient=directora)
-    clock = _Clock(START)
+    clock = Clock(START)
     runner = _runner(scenario, clock)
-    with _running(runner):
+    with running(runner):
         site.send("analista", "Solicitud", INFO_REQUEST)
         site.wait_for("analista", lambda m: ACK in str(m["Subject"]))
         assert _status(scenario, directora) == [OutboxStatus.PENDING]
@@ -358,10 +336,10 @@ def test_outage_mail_is_processed_after_reconnect_and_the_outbox_works_meanwhile
     directora = site.addr("directora")
     relay.fail_next(451, recipient=directora)
     proxy = _Proxy(site.dovecot.host, site.dovecot.imap_port)
-    clock = _Clock(START)
+    clock = Clock(START)
     runner = _runner(scenario, clock, port=proxy.port)
     try:
-        with _running(runner):
+        with running(runner):
             site.send("analista", "Solicitud", INFO_REQUEST)
             ack = site.wait_for("analista", lambda m: ACK in str(m["Subject"]))
             code = code_of(ack)
@@ -387,7 +365,7 @@ def test_sigterm_inside_a_transaction_never_interrupts_it(scenario: Scenario) ->
     for n in range(4):
         site.send("analista", f"Solicitud {n}", INFO_REQUEST)
     rt = scenario.runtime
-    runner = _runner(scenario, _Clock(START))
+    runner = _runner(scenario, Clock(START))
     process = rt.service._process
     calls = 0
 
@@ -428,7 +406,7 @@ def test_a_wait_that_fails_leaves_the_loop_uninterruptible_again(scenario: Scena
     """After IDLE breaks (the usual way out when the server goes), a signal while the next
     pass handles mail must only ask to stop; it must not raise into that pass.
     """
-    runner = _runner(scenario, _Clock(START))
+    runner = _runner(scenario, Clock(START))
     runner._loop_thread = threading.get_ident()  # as run_forever, in this thread
 
     def broken_idle() -> None:

@@ -7,13 +7,11 @@ The loop is `Runner.run_forever` in a thread of the test (short retry pauses) or
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from testbed.daemon import Daemon
 from testbed.faults import NotPermittedError, SlowProxy, fill, small_disk
+from testbed.loop import Clock, running
 from testbed.mail import fetch_raw, parse
 from testbed.postgres import Postgres
 from testbed.site import INFO_REQUEST, START, Scenario, Site
@@ -41,16 +40,6 @@ ACK = "Solicitud recibida"
 only_sqlite = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def runner_of(rt: Runtime, port: int | None = None) -> Runner:
     """Return the real loop over a runtime, with short waits and retries."""
     imap = rt.settings.imap
@@ -65,19 +54,6 @@ def runner_of(rt: Runtime, port: int | None = None) -> Runner:
         wait_seconds=0.5,
         retry_seconds=0.3,
     )
-
-
-@contextlib.contextmanager
-def running(runner: Runner) -> Iterator[threading.Thread]:
-    """Run the loop in a thread; stop it when the block ends."""
-    thread = threading.Thread(target=runner.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield thread
-    finally:
-        runner.stop()
-        thread.join(30)
-    assert not thread.is_alive(), "run_forever did not stop"
 
 
 def ledger(scenario: Scenario) -> list[tuple[int, str]]:
