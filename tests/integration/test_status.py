@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from testbed.daemon import Daemon
 from testbed.mail import build_message
 from testbed.site import INFO_REQUEST, START, Scenario
 
 from mailflow.health import Heartbeat, Limits, check, status_name
 
-MAILFLOW = Path(sys.executable).parent / "mailflow"
 only_sqlite = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
@@ -41,19 +38,9 @@ def test_status_follows_the_daemon_from_start_to_stop(scenario: Scenario) -> Non
     assert code == 1
     assert report["problems"] == [f"no daemon has ever run on {_name(scenario)}"]
 
-    log = site.root / "daemon.log"
-    with log.open("ab") as out:
-        daemon = subprocess.Popen(
-            [str(MAILFLOW), "--config", str(site.config_path), "--now", now.isoformat(), "run"],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    daemon = Daemon(site.config_path, now, site.root / "daemon.log")
     try:
-        deadline = time.monotonic() + 30
-        while "selected INBOX" not in log.read_text():
-            assert time.monotonic() < deadline and daemon.poll() is None, log.read_text()
-            time.sleep(0.1)
+        daemon.wait_log("selected INBOX")
         time.sleep(1.0)  # let it settle into IDLE, so that the request wakes it up
         sent = site.send("analista", "Solicitud de publicación: feria", INFO_REQUEST)
         site.wait_for("analista", lambda m: "Solicitud recibida" in str(m["Subject"]))
@@ -62,10 +49,10 @@ def test_status_follows_the_daemon_from_start_to_stop(scenario: Scenario) -> Non
             code, report = _status(scenario, now)
             if code == 0 and report["daemon"]["last_message"]["outcome"] == "processed":
                 break
-            assert time.monotonic() < deadline, (report, log.read_text())
+            assert time.monotonic() < deadline, (report, daemon.log())
             time.sleep(0.5)
         daemon_info = report["daemon"]
-        assert daemon_info["pid"] == daemon.pid
+        assert daemon_info["pid"] == daemon.process.pid
         assert daemon_info["imap_connected"] is True
         assert daemon_info["last_wake_at"] is not None  # the request woke it from IDLE
         assert daemon_info["last_message"]["message_id"] == sent["Message-ID"]
@@ -77,12 +64,9 @@ def test_status_follows_the_daemon_from_start_to_stop(scenario: Scenario) -> Non
         text = scenario.cli("--now", now.isoformat(), "status", timeout=60)
         assert text.returncode == 0 and text.stdout.startswith("healthy"), text.stdout
 
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(10) == 0
+        assert daemon.terminate(timeout=10) == 0
     finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait(10)
+        daemon.kill()
     code, report = _status(scenario, now)
     assert code == 1
     assert report["problems"][0].startswith("the daemon stopped at")
@@ -164,14 +148,7 @@ def test_metrics_endpoint_on_loopback(scenario: Scenario) -> None:
         config + f'\n[metrics]\nenabled = true\nlisten = "127.0.0.1:{port}"\n', encoding="utf-8"
     )
     now = START + timedelta(hours=1)
-    log = site.root / "daemon.log"
-    with log.open("ab") as out:
-        daemon = subprocess.Popen(
-            [str(MAILFLOW), "--config", str(site.config_path), "--now", now.isoformat(), "run"],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    daemon = Daemon(site.config_path, now, site.root / "daemon.log")
     try:
         site.send("analista", "Solicitud de publicación: feria", INFO_REQUEST)
         site.wait_for("directora", lambda m: "Acción requerida" in str(m["Subject"]))
@@ -193,12 +170,9 @@ def test_metrics_endpoint_on_loopback(scenario: Scenario) -> None:
         assert samples[("mailflow_mails_failed_total", ())] == 0
         assert samples[("mailflow_overdue_stages", ())] == 0
         assert samples[("mailflow_imap_connected", ())] == 1
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(10) == 0, log.read_text()
+        assert daemon.terminate(timeout=10) == 0, daemon.log()
     finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait(10)
+        daemon.kill()
 
 
 def test_metrics_may_only_listen_on_loopback() -> None:
