@@ -26,6 +26,7 @@ from mailflow.dbschema import (
     OutboxRow,
     ProductRow,
 )
+from mailflow.spool import header_block
 
 _HEADER_BYTES = 64 * 1024
 _ADDRESS = 320
@@ -33,11 +34,7 @@ _ADDRESS = 320
 
 def sender_of(raw: bytes) -> str | None:
     """Return the lower-cased From address of raw mail, read from its header block only."""
-    head = raw[:_HEADER_BYTES]
-    for blank in (b"\r\n\r\n", b"\n\n"):
-        if blank in head:
-            head = head.split(blank, 1)[0]
-            break
+    head = header_block(raw[:_HEADER_BYTES])
     try:
         value = BytesHeaderParser(policy=compat32).parsebytes(head).get("from", "")
         pairs = getaddresses([str(value)[:4096]])

@@ -45,7 +45,7 @@ from mailflow.routing import (
     route,
     token_proof,
 )
-from mailflow.spool import RawMail, Spooled, digest_of, head_of, size_of
+from mailflow.spool import RawMail, Spooled, digest_of, head_of, header_block, size_of
 from mailflow.tokens import ReplyToken, verify
 from mailflow.workflow import (
     IllegalActionError,
@@ -176,7 +176,7 @@ class Service:
         """
         detail = f"mensaje de {size_of(raw)} bytes supera el límite de {MAX_MESSAGE_BYTES}"
         try:
-            mail = parse_message(_header_block(head_of(raw, _HEADER_BYTES)))
+            mail = parse_message(header_block(head_of(raw, _HEADER_BYTES)))
         except MailParseError:
             return Handled(InboundOutcome.QUARANTINED, detail=detail)
         if mail.is_automatic or self._is_ours(mail) or not mail.from_address:
@@ -475,12 +475,6 @@ def _confirms(mail: InboundMail) -> bool:
     """Tell whether the new text of a reply starts with the word CONFIRMO."""
     first = _FIRST_WORD.search(extract_new_text(mail.text)[:2000])
     return first is not None and fold(first.group()) == "confirmo"
-def _header_block(head: bytes) -> bytes:
-    """Return the header block of a message's first bytes, without the start of its body."""
-    for blank in (b"\r\n\r\n", b"\n\n"):
-        if blank in head:
-            return head.split(blank, 1)[0] + blank
-    return head
 
 
 def _explain(exc: WorkflowError, action: Action) -> str:

@@ -121,6 +121,14 @@ def head_of(raw: RawMail, limit: int) -> bytes:
     return raw.head(limit) if isinstance(raw, Spooled) else raw[:limit]
 
 
+def header_block(head: bytes) -> bytes:
+    """Return the header block of a message's first bytes (with its blank line), no body."""
+    for blank in (b"\r\n\r\n", b"\n\n"):
+        if blank in head:
+            return head.split(blank, 1)[0] + blank
+    return head
+
+
 def read_file(path: Path, directory: Path | None = None) -> RawMail:
     """Return a file's bytes, or for a large file a spooled copy (never the file itself)."""
     if path.stat().st_size < LARGE_MESSAGE_BYTES:
