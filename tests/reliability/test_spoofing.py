@@ -287,6 +287,21 @@ def test_a_forged_privileged_opening_is_held_and_only_its_owner_opens_it(
     assert ledger(guarded)[-1].outcome == "duplicate"
 
 
+@pytest.mark.parametrize("style", ["outlook", "iphone", "thunderbird"])
+def test_confirmo_from_each_mail_client_opens_the_post(guarded: Scenario, style: str) -> None:
+    # Gmail's quoting is the case above; these clients quote the confirmation mail (with
+    # its CONFIRMO instructions) in their own ways, which must not hide or fake the answer.
+    site = guarded.site
+    site.send("community", "Foto del día", POST)
+    guarded.run()
+    _held(guarded)
+    ask = site.wait_for("community", lambda m: CONFIRM in str(m["Subject"]))
+    site.reply("community", ask, "CONFIRMO", style=style)
+    guarded.run()
+    [opened] = guarded.runtime.requests.summaries()
+    assert (opened["procedure"], opened["status"]) == ("directa", "publicado")
+
+
 def test_a_genuine_post_waits_for_confirmo_and_expires(guarded: Scenario) -> None:
     site = guarded.site
     site.send("community", "Foto del día", POST)
