@@ -11,6 +11,10 @@ or of the DATA) applies to every recipient still undecided and also sets
 ``SendResult.error``. Failures only an operator can fix (login refused, TLS not offered or
 not verifiable) raise an ``SmtpError``, which carries the results of the whole batch so that
 nothing already sent is sent again.
+
+``on_result``, when given, hears of each message as soon as it is decided, while the
+connection stays open: the caller can record it durably at once, so that a crash later in
+the batch sends again only what was not yet recorded.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import logging
 import socket
 import ssl
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -100,6 +104,9 @@ class SendResult:
     def retry_recipients(self) -> tuple[str, ...]:
         """Return the recipients to send the same bytes to on the next attempt."""
         return tuple(self.temporary)
+
+
+OnResult = Callable[[SendResult], None]
 
 
 class SmtpError(MailflowError):
@@ -200,10 +207,23 @@ class _Batch:
     """State shared by the connections working through one ``send_many`` call."""
 
     queue: deque[tuple[int, Outgoing]]
+    on_result: OnResult | None = None
     results: dict[int, SendResult] = field(default_factory=dict)
     retried: set[int] = field(default_factory=set)
     unavailable: str | None = None
     fatal: SmtpError | None = None
+    hook_failed: BaseException | None = None  # what on_result raised; it stops the batch
+
+    def decide(self, index: int, result: SendResult) -> None:
+        """Keep one message's result and tell the caller; a failing hook stops the batch."""
+        self.results[index] = result
+        if self.on_result is None:
+            return
+        try:
+            self.on_result(result)
+        except BaseException as exc:
+            self.hook_failed = exc
+            raise
 
 
 def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
@@ -288,18 +308,29 @@ class SmtpSender:
                 self._where,
             )
 
-    async def send_many(self, items: Iterable[Outgoing]) -> list[SendResult]:
+    async def send_many(
+        self, items: Iterable[Outgoing], on_result: OnResult | None = None
+    ) -> list[SendResult]:
         """Send every item and return one result per item, in order.
 
         Raise ``SmtpAuthError`` / ``SmtpTlsError`` when the configuration is at fault; the
         exception's ``results`` then holds what happened to each item (unsent ones are
         temporary), so the caller can still record the messages that did leave.
+        ``on_result`` is called with each result once the server has decided it; if it
+        raises, no further message is sent and its exception is raised once the
+        connections are closed.
         """
-        batch = _Batch(deque(enumerate(items)))
+        batch = _Batch(deque(enumerate(items)), on_result)
         pending = [item for _, item in batch.queue]
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(self._connections, len(pending))):
-                group.create_task(self._work(batch))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self._connections, len(pending))):
+                    group.create_task(self._work(batch))
+        except BaseExceptionGroup:
+            if batch.hook_failed is None:
+                raise
+        if batch.hook_failed is not None:
+            raise batch.hook_failed
         reason = str(batch.fatal or batch.unavailable or "not attempted")
         results = [
             batch.results.get(index) or _all_temporary(item, reason)
@@ -310,9 +341,11 @@ class SmtpSender:
             raise batch.fatal
         return results
 
-    def send_many_sync(self, items: Iterable[Outgoing]) -> list[SendResult]:
+    def send_many_sync(
+        self, items: Iterable[Outgoing], on_result: OnResult | None = None
+    ) -> list[SendResult]:
         """Run ``send_many`` in a fresh event loop, for the daemon's synchronous loop."""
-        return asyncio.run(self.send_many(items))
+        return asyncio.run(self.send_many(items, on_result))
 
     async def check(self) -> None:
         """Connect, secure and log in once, raising what ``send_many`` would hit first."""
@@ -335,7 +368,8 @@ class SmtpSender:
                 try:
                     result = await self._send_one(conn, item)
                 except _TimedOutError as exc:
-                    batch.results[index], batch.unavailable = exc.result, exc.result.error
+                    batch.unavailable = exc.result.error
+                    batch.decide(index, exc.result)
                     break
                 except Exception as exc:  # one odd message must not lose the batch's results
                     log.exception("smtp: outbox %s: unexpected failure", item.key)
@@ -346,9 +380,10 @@ class SmtpSender:
                     batch.retried.add(index)
                     batch.queue.appendleft((index, item))
                     continue
-                batch.results[index] = result or _all_temporary(item, "connection lost twice")
-                self._log(item, batch.results[index])
-        except BaseException:
+                result = result or _all_temporary(item, "connection lost twice")
+                self._log(item, result)
+                batch.decide(index, result)
+        except BaseException:  # the hook's error, or cancelled because another task's raised
             if conn is not None:
                 _drop(conn)
             raise

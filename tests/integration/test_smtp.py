@@ -29,6 +29,7 @@ from testbed.smtp import SmtpRelay
 from mailflow.config import Smtp
 from mailflow.smtp import (
     Outgoing,
+    SendResult,
     SmtpAuthError,
     SmtpSender,
     SmtpTlsError,
@@ -86,6 +87,7 @@ class _Proxy:
         self.greeting: bytes | None = None  # answer this and hang up, instead of proxying
         self.silent = False  # accept, then say nothing: a server that hangs
         self.cut_at_mail: int | None = None  # drop the link at the Nth MAIL FROM (counted)
+        self.closed_by_client = threading.Semaphore(0)  # released as each client hangs up
         self._mails = 0
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
@@ -150,6 +152,8 @@ class _Proxy:
                 if cut:
                     chunk = b""
             if not chunk:
+                if from_client:
+                    self.closed_by_client.release()
                 self._hang_up(source)
                 self._hang_up(sink)
                 return
@@ -387,6 +391,48 @@ def test_several_connections_share_a_batch(
     )
     assert proxy.connections == 3
     assert sorted(m.raw for m in relay.accepted) == sorted(item.raw for item in items)
+
+
+def test_each_result_is_told_as_soon_as_the_message_is_decided(
+    relay: SmtpRelay, proxy: _Proxy, maildomain: str
+) -> None:
+    """The outbox records each mail while the batch goes on: a crash then repeats less."""
+    items = [_message(60 + i, (f"a@{maildomain}",)) for i in range(5)]
+    told: list[tuple[int | str, int]] = []
+
+    def on_result(result: SendResult) -> None:
+        told.append((result.key, len(relay.accepted)))
+
+    results = _sender(proxy.port).send_many_sync(items, on_result)
+
+    # Told in order, each right after the relay took that very mail, on one connection.
+    assert told == [(item.key, n) for n, item in enumerate(items, start=1)]
+    assert [r.key for r in results] == [item.key for item in items]
+    assert proxy.connections == 1
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_a_failing_result_hook_stops_the_batch_and_its_error_is_raised(
+    relay: SmtpRelay, proxy: _Proxy, maildomain: str, connections: int
+) -> None:
+    items = [_message(70 + i, (f"a@{maildomain}",)) for i in range(12)]
+    told: list[int | str] = []
+    failure = RuntimeError("the database went away")
+
+    def on_result(result: SendResult) -> None:
+        told.append(result.key)
+        if len(told) == 3:
+            raise failure
+
+    with pytest.raises(RuntimeError) as raised:
+        _sender(proxy.port, connections=connections).send_many_sync(items, on_result)
+
+    assert raised.value is failure
+    assert len(told) == 3
+    # Mails other connections had in flight may have left; nothing was sent after that.
+    assert 3 <= len(relay.accepted) <= 3 + connections - 1
+    # Every connection was closed before the error came out.
+    assert all(proxy.closed_by_client.acquire(timeout=5) for _ in range(proxy.connections))
 
 
 def test_login_is_used_when_configured(relay: SmtpRelay, maildomain: str) -> None:
