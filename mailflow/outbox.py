@@ -2,6 +2,8 @@
 
 A row is marked sent only after the SMTP server accepted it, in its own transaction; a
 crash in between sends the same bytes (same Message-ID) again, the only repeat allowed.
+Results are recorded while the batch is still being sent, a few at a time, so that a crash
+repeats at most the last few mails rather than the whole batch.
 Temporary failures wait with backoff; permanent ones are recorded and reported once to
 the Jefatura UGS, never retried.
 """
@@ -9,6 +11,7 @@ the Jefatura UGS, never retried.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,15 +24,20 @@ from sqlalchemy.orm import Session
 from mailflow.dbschema import OutboxRow, OutboxStatus
 from mailflow.outbound import Composer
 from mailflow.repository import Store
-from mailflow.smtp import Outgoing, SendResult, SmtpError, retry_at
+from mailflow.smtp import OnResult, Outgoing, SendResult, SmtpError, retry_at
 
 log = logging.getLogger("mailflow.outbox")
 
 # How long a row taken for sending stays out of other flushes' reach. Longer than any batch
 # can take; if the sender dies in between, the row is simply sent again after it (same bytes).
 CLAIM_FOR = timedelta(minutes=15)
+# Results are recorded this many at a time, or after this many seconds, whichever comes
+# first: a commit per mail would slow a large flush; a commit per batch (200 rows) would
+# make a crash send up to 200 mails again.
+RECORD_EVERY = 20
+RECORD_AFTER_SECONDS = 0.25
 
-Send = Callable[[Sequence[Outgoing]], list[SendResult]]
+Send = Callable[[Sequence[Outgoing], OnResult], list[SendResult]]
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,11 @@ class FlushReport:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
+
+    def __add__(self, other: FlushReport) -> FlushReport:
+        return FlushReport(
+            self.sent + other.sent, self.deferred + other.deferred, self.failed + other.failed
+        )
 
 
 class Outbox:
@@ -57,6 +70,9 @@ class Outbox:
         self.composer = composer
         self.envelope_from = envelope_from
         self.report_to = report_to
+        # Called after each group of results is recorded: the daemon pings systemd's
+        # watchdog with it, so a long flush is not taken for a wedged loop.
+        self.alive: Callable[[], None] = lambda: None
 
     def flush(self, now: datetime, batch: int = 200) -> FlushReport:
         """Send every due row, ``batch`` at a time; return the counts."""
@@ -81,23 +97,45 @@ class Outbox:
                 ]
             if not items:
                 return total
-            try:
-                results = self.send(items)
-            except SmtpError as exc:
-                # A configuration failure (login, TLS) may come after some mails left:
-                # record those first, so that none is sent twice, then let the operator know.
-                self._record(exc.results, now)
-                raise
-            report = self._record(results, now)
-            total = FlushReport(
-                total.sent + report.sent,
-                total.deferred + report.deferred,
-                total.failed + report.failed,
-            )
+            report = self._send_and_record(items, now)
+            total += report
             if report.sent == 0 and report.failed == 0:
                 return total  # the server is refusing everything now; try later
 
+    def _send_and_record(self, items: list[Outgoing], now: datetime) -> FlushReport:
+        """Send one claimed batch, recording results in groups as the server decides them."""
+        recorded: set[int | str] = set()
+        group: list[SendResult] = []
+        report = FlushReport()
+        started = time.monotonic()
+
+        def record(results: list[SendResult]) -> None:
+            nonlocal report, started
+            report += self._record(results, now)
+            recorded.update(result.key for result in results)
+            results.clear()
+            started = time.monotonic()
+            self.alive()
+
+        def on_result(result: SendResult) -> None:
+            group.append(result)
+            if len(group) >= RECORD_EVERY or time.monotonic() - started >= RECORD_AFTER_SECONDS:
+                record(group)
+
+        try:
+            results = self.send(items, on_result)
+        except SmtpError as exc:
+            # A configuration failure (login, TLS) may come after some mails left:
+            # record those first, so that none is sent twice, then let the operator know.
+            record([r for r in exc.results if r.key not in recorded])
+            raise
+        record([r for r in results if r.key not in recorded])
+        return report
+
     def _record(self, results: list[SendResult], now: datetime) -> FlushReport:
+        """Record each result in its row, in one transaction; return the counts."""
+        if not results:
+            return FlushReport()
         sent = deferred = failed = 0
         with self.store.transaction() as session:
             # One query for the batch, not one per result.

@@ -72,6 +72,7 @@ class Runner:
         self.store = store
         self.source = source
         self.outbox = outbox
+        outbox.alive = self._alive  # a long flush pings the watchdog between groups
         self.clock = clock
         self.processed_folder = processed_folder
         # The longest wait without a pass: deferred outbox rows (retries are due 1 min or

@@ -104,6 +104,7 @@ class Runtime:
         if self.tokens is not None and previous is not None:
             self.tokens.carry_over(previous)  # a rotated refresh token survives the reload
         runner.source = ImapSource(self.settings.imap, tokens=self.tokens)
+        self.outbox.alive = runner.outbox.alive  # the watchdog ping during a long flush
         runner.service, runner.store, runner.outbox = self.service, self.store, self.outbox
         runner.scheduler = self.scheduler
         runner.processed_folder = self.settings.imap.processed_folder

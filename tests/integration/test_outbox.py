@@ -9,18 +9,23 @@ rows and in people's real mailboxes. The scenario's clock is moved by hand to st
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from email.message import EmailMessage
 
+import pytest
 from sqlalchemy import select
 from testbed.mail import parse
 from testbed.site import INFO_REQUEST, START, Scenario, code_of
 from testbed.smtp import SmtpRelay
 
+from mailflow import outbox as outbox_module
+from mailflow.config import load_settings
 from mailflow.dbschema import OutboxRow, OutboxStatus
-from mailflow.outbox import Outbox
-from mailflow.smtp import Outgoing, SendResult, SmtpAuthError
+from mailflow.outbox import CLAIM_FOR, Outbox, Send
+from mailflow.runtime import build_runtime
+from mailflow.smtp import OnResult, Outgoing, SendResult, SmtpAuthError
 
 ACK = "Solicitud recibida"
 ACTION = "Acción requerida"
@@ -222,7 +227,7 @@ def test_rows_sent_before_an_operator_error_are_recorded_as_sent(scenario: Scena
         for row in session.scalars(select(OutboxRow)):
             row.status, row.attempts = OutboxStatus.PENDING, 0
 
-    def half_then_refused(items: Sequence[Outgoing]) -> list[SendResult]:
+    def half_then_refused(items: Sequence[Outgoing], on_result: OnResult) -> list[SendResult]:
         first, *rest = items
         error = SmtpAuthError("535 login refused")
         error.results = [SendResult(first.key, accepted=first.recipients)] + [
@@ -252,13 +257,13 @@ def test_two_flushes_at_once_never_send_one_row_twice(scenario: Scenario, relay:
     taken: list[list[int | str]] = []
     inside, release = threading.Event(), threading.Event()
 
-    def slow(items: Sequence[Outgoing]) -> list[SendResult]:
+    def slow(items: Sequence[Outgoing], on_result: OnResult) -> list[SendResult]:
         taken.append([i.key for i in items])
         inside.set()
         release.wait(30)
         return [SendResult(i.key, accepted=i.recipients) for i in items]
 
-    def quick(items: Sequence[Outgoing]) -> list[SendResult]:
+    def quick(items: Sequence[Outgoing], on_result: OnResult) -> list[SendResult]:
         taken.append([i.key for i in items])
         return [SendResult(i.key, accepted=i.recipients) for i in items]
 
@@ -277,3 +282,127 @@ def test_two_flushes_at_once_never_send_one_row_twice(scenario: Scenario, relay:
     assert len(taken) == 1
     assert len(taken[0]) == 2
     assert all(r.status == OutboxStatus.SENT for r in _rows(scenario))
+
+
+class _KilledError(Exception):
+    """Stands for a kill -9 of the daemon in the middle of a flush."""
+
+
+def _dying(send: Send, at: int, pause: float = 0.0) -> Send:
+    """Return ``send`` killed right after the server accepted its ``at``-th mail.
+
+    That mail is never recorded (the kill fell between the server's 250 and the commit);
+    ``pause`` makes every decision take that long, as a slow server would.
+    """
+
+    def dying(items: Sequence[Outgoing], on_result: OnResult) -> list[SendResult]:
+        told = 0
+
+        def tell(result: SendResult) -> None:
+            nonlocal told
+            told += 1
+            if told == at:
+                raise _KilledError(f"killed after mail {at}")
+            time.sleep(pause)
+            on_result(result)
+
+        return send(items, tell)
+
+    return dying
+
+
+def _queue_mails(scenario: Scenario, count: int) -> None:
+    """Queue ``count`` pending mails, one per reader, each with its own Message-ID."""
+    rt, site = scenario.runtime, scenario.site
+    readers = [site.addr(f"lector{n}") for n in range(count)]
+    context = {"problems": ["prueba"], "original_subject": "x", "form": False, "request": None}
+    with rt.store.transaction() as session:
+        rows = rt.outbox.composer.rows(
+            "delivery_failed", readers, [], context=context, code=None, stage=0,
+            references=[], now=scenario.now, request_id=None,
+        )  # fmt: skip
+        assert len(rows) == count
+        session.add_all(rows)
+
+
+def _crash_then_flush_again(
+    scenario: Scenario, relay: SmtpRelay, dying: Send
+) -> tuple[int, list[str]]:
+    """Flush with ``dying``, then normally; return the rows recorded sent by the first
+    flush and the Message-IDs the relay took more than once."""
+    rt, out = scenario.runtime, scenario.runtime.outbox
+    broken = Outbox(rt.store, dying, out.composer, out.envelope_from, out.report_to)
+    with pytest.raises(_KilledError):
+        broken.flush(scenario.now)
+    recorded = {r.message_id for r in _rows(scenario) if r.status == OutboxStatus.SENT}
+    # The next daemon finds the unrecorded rows still claimed, then sends them again.
+    rt.outbox.flush(scenario.now + CLAIM_FOR + timedelta(minutes=1))
+    assert all(r.status == OutboxStatus.SENT for r in _rows(scenario))
+    ids = [str(parse(m.raw)["Message-ID"]) for m in relay.accepted]
+    assert set(ids) == {r.message_id for r in _rows(scenario)}
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    assert not set(repeated) & recorded, "a mail recorded as sent went out again"
+    return len(recorded), repeated
+
+
+def test_a_crash_mid_flush_repeats_only_the_mails_of_the_last_group(
+    scenario: Scenario, relay: SmtpRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Results are recorded in groups of RECORD_EVERY while the batch goes on (issue 7)."""
+    monkeypatch.setattr(outbox_module, "RECORD_AFTER_SECONDS", 3600.0)  # the count alone
+    _queue_mails(scenario, 30)
+
+    recorded, repeated = _crash_then_flush_again(
+        scenario, relay, _dying(scenario.runtime.outbox.send, at=25)
+    )
+
+    # 24 results reached the outbox: the first group of 20 is recorded, four were not.
+    assert recorded == 20
+    assert len(repeated) == 5  # the four and the one accepted just before the kill
+
+
+def test_a_slow_flush_records_what_was_accepted_every_quarter_second(
+    scenario: Scenario, relay: SmtpRelay
+) -> None:
+    _queue_mails(scenario, 8)
+
+    recorded, repeated = _crash_then_flush_again(
+        scenario, relay, _dying(scenario.runtime.outbox.send, at=5, pause=0.3)
+    )
+
+    assert recorded >= 4  # each of the four told results was recorded on its own
+    assert len(repeated) == 5 - recorded
+
+
+class _Watchdog:
+    """Counts the daemon's pings to systemd's watchdog."""
+
+    def __init__(self) -> None:
+        self.pings = 0
+
+    def watchdog(self, force: bool = False) -> None:
+        self.pings += 1
+
+
+def test_a_long_flush_pings_the_watchdog_after_each_group_even_after_a_reload(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_module, "RECORD_AFTER_SECONDS", 3600.0)  # the count alone
+    rt = scenario.runtime
+    runner = rt.runner(lambda: scenario.now)
+    spy = _Watchdog()
+    runner.notifier = spy  # type: ignore[assignment]
+    _queue_mails(scenario, 45)
+
+    rt.outbox.flush(scenario.now)
+    assert spy.pings == 3  # groups of 20, 20 and the last 5
+
+    reloaded = build_runtime(load_settings(scenario.site.config_path, {}))
+    reloaded.install_into(runner)
+    try:
+        _queue_mails(scenario, 25)
+        runner.outbox.flush(scenario.now)
+        assert spy.pings == 3 + 2
+    finally:
+        runner.source.close()
+        reloaded.store.close()
