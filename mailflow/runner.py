@@ -37,7 +37,8 @@ from mailflow.spool import Spooled, digest_of, size_of
 log = logging.getLogger("mailflow.runner")
 
 # A backlog is handled in groups of messages, each in one transaction (see Runner._group):
-# at most this many messages, bytes (a spooled message ends a group) or seconds.
+# at most this many messages, bytes (a spooled message ends a group) or seconds, and only
+# those one round trip to the server fetched.
 GROUP_MESSAGES = 50
 GROUP_BYTES = 16 * 1024 * 1024
 GROUP_SECONDS = 0.5
@@ -171,39 +172,50 @@ class Runner:
     def _handle_group(
         self, mailbox: str, items: list[Incoming], more: Iterator[Fetched] | None
     ) -> list[_Result]:
-        """Handle ``items`` (a retry), then, if ``more``, fetched messages until the group
-        is full; commit them with the mailbox position. Fetched messages join ``items``."""
+        """Handle ``items`` (a retry), or else the next fetched message and those fetched
+        with it, until the group is full; commit them with the mailbox position.
+
+        A group takes only messages already fetched once its transaction is open: the
+        next round trip to the server (a batch of small messages, or a large one fetched
+        in pieces) is made by the next group, before it opens its own, so no wait on the
+        network holds the database's write lock or row locks. Fetched messages join
+        ``items``.
+        """
+        got = next(more, None) if more is not None and not items else None
+        if got is not None:
+            items.append(Incoming(got.mailbox, got.uidvalidity, got.uid, got.raw))
+        if not items:
+            return []
         results: list[_Result] = []
         started = time.monotonic()
-        size = 0
         # The batch ends before the transaction: the group's files (its messages, the
         # mails they send) are archived durably before the commit that refers to them.
         with self.store.transaction() as session, self.service.archive.batch():
-            for item in items:
+            for item in list(items):
                 results.append(self._handle(session, item))
-            while more is not None and not self.stopping.is_set():
+                self.notifier.watchdog()  # only the watchdog: a heartbeat row would wait
+            while more is not None and self._room(items, started) and self.source.ahead:
                 got = next(more, None)
                 if got is None:
                     break
                 item = Incoming(got.mailbox, got.uidvalidity, got.uid, got.raw)
                 items.append(item)
                 results.append(self._handle(session, item))
-                # A backlog's messages are fetched while the group is open: only the
-                # watchdog, no heartbeat row (a second writer would wait on this one).
                 self.notifier.watchdog()
-                size += size_of(item.raw)
-                if (
-                    isinstance(item.raw, Spooled)
-                    or len(items) >= GROUP_MESSAGES
-                    or size >= GROUP_BYTES
-                    or time.monotonic() - started >= GROUP_SECONDS
-                ):
-                    break
-            if items:
-                # The position only saves fetching again (the ledger makes a message
-                # handled once); it is saved with the group, so it never runs ahead of it.
-                self._record_position(session, mailbox, items[-1].uidvalidity, items[-1].uid)
+            # The position only saves fetching again (the ledger makes a message handled
+            # once); it is saved with the group, so it never runs ahead of it.
+            self._record_position(session, mailbox, items[-1].uidvalidity, items[-1].uid)
         return results
+
+    def _room(self, items: list[Incoming], started: float) -> bool:
+        """Tell whether a group may take one more message (SIGTERM ends it at once)."""
+        return not (
+            self.stopping.is_set()
+            or isinstance(items[-1].raw, Spooled)
+            or len(items) >= GROUP_MESSAGES
+            or sum(size_of(item.raw) for item in items) >= GROUP_BYTES
+            or time.monotonic() - started >= GROUP_SECONDS
+        )
 
     @staticmethod
     def _record_position(session: Session, mailbox: str, uidvalidity: int, uid: int) -> None:

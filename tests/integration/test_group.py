@@ -13,11 +13,19 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from testbed.site import INFO_REQUEST, Scenario
 
+from mailflow import imap as imap_module
+from mailflow import runner as runner_module
 from mailflow import service as service_module
 from mailflow.dbschema import InboundRow, MailboxStateRow, OutboxRow, OutboxStatus, RequestRow
 from mailflow.imap import ImapSource
 
 TOTAL = 5
+
+
+@pytest.fixture(autouse=True)
+def _one_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the backlog in one group on a slow machine (five messages, one round trip)."""
+    monkeypatch.setattr(runner_module, "GROUP_SECONDS", 60.0)
 
 
 def _backlog(scenario: Scenario) -> None:
@@ -152,3 +160,19 @@ def test_a_message_claimed_by_another_daemon_is_skipped_alone(
     assert positions == [TOTAL]
     with scenario.runtime.store.transaction() as session:
         assert session.scalar(select(func.count()).where(InboundRow.uid == 3)) == 1
+
+
+def test_a_group_ends_where_a_round_trip_to_the_server_would_begin(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No wait on the network inside a group's transaction (SQLite's write lock, row locks)."""
+    monkeypatch.setattr(imap_module, "BATCH_BYTES", 1)  # one message per FETCH round trip
+    _backlog(scenario)
+    settles = _count_settles(scenario, monkeypatch)
+    scenario.run()
+    outcomes, codes, outbox, positions = _state(scenario)
+    assert outcomes == Counter({"processed": TOTAL})
+    assert len(codes) == TOTAL
+    assert outbox == Counter({OutboxStatus.SENT: 2 * TOTAL})
+    assert len([n for n in settles if n]) == TOTAL  # a group, a transaction, per round trip
+    assert positions == [TOTAL]
