@@ -154,8 +154,8 @@ class Runner:
     def _group(self, mailbox: str, fetched: Iterator[Fetched]) -> list[_Result]:
         """Handle the next group of fetched messages in one transaction; [] when none is left.
 
-        A durable commit (and the archive's flushes) per message used to dominate a
-        backlog; a group shares them. Each message has its own savepoint, so one that
+        A message used to cost a durable commit and the archive's two flushes (and its
+        own fsyncs) of its own; a group shares them. Each message has its own savepoint, so one that
         breaks is quarantined alone. A deadlock (several daemons on PostgreSQL) rolls the
         whole group back: it is handled again at once from the messages already fetched.
         """

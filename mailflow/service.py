@@ -1,7 +1,9 @@
 """Handle one inbound message: ledger, parse, route, advance, record — one transaction.
 
-The raw message is archived before the transaction; the transaction records the ledger
-row, the state change and every outgoing mail (transactional outbox). Only after the
+The runner's transaction may hold a group of messages, a savepoint each (see
+:meth:`Service.handle_in`). The raw message is archived (durably, by the archive batch's
+end) before the commit; the transaction records the ledger row, the state change and
+every outgoing mail (transactional outbox). Only after the
 commit does the caller flag or move the message and flush the outbox, so a crash at any
 point loses nothing and repeats nothing: a message already in the ledger is skipped.
 Like Mailman's runner, a message that breaks something is quarantined with its reason
