@@ -142,6 +142,7 @@ class ImapSource:
         self._client: Any = None  # imapclient is untyped
         self._uidvalidity: int | None = None
         self._known_folders: set[str] = set()
+        self._ahead = 0
 
     # -- connection -----------------------------------------------------------------------
 
@@ -333,6 +334,7 @@ class ImapSource:
         if uids:
             log.info("IMAP %s: %d new message(s) after UID %d", self.where, len(uids), last_uid)
         uidvalidity = self.uidvalidity
+        self._ahead = 0
         for start in range(0, len(uids), batch):
             sizes = self._sizes(client, uids[start : start + batch])
             for group in _rounds(sizes, batch):
@@ -341,12 +343,26 @@ class ImapSource:
                     continue
                 with self._translate("UID FETCH"):
                     data = client.fetch(group, ["BODY.PEEK[]"])
+                present: list[tuple[int, bytes]] = []
                 for uid in group:
                     raw = data.get(uid, {}).get(b"BODY[]")
                     if raw is None:
                         self._vanished(uid)
-                        continue
-                    yield Fetched(self.mailbox, uidvalidity, uid, bytes(raw))
+                    else:
+                        present.append((uid, bytes(raw)))
+                for index, (uid, raw) in enumerate(present):
+                    self._ahead = len(present) - index - 1
+                    yield Fetched(self.mailbox, uidvalidity, uid, raw)
+                self._ahead = 0
+
+    @property
+    def ahead(self) -> int:
+        """Return how many messages :meth:`fetch_after` holds fetched but not yet yielded.
+
+        Taking them costs no round trip: the runner takes only these while a transaction
+        is open, so that no wait on the server holds the database's locks.
+        """
+        return self._ahead
 
     def _sizes(self, client: Any, uids: list[int]) -> dict[int, int]:
         """Return each message's size in bytes; an expunged one is missing (and logged)."""

@@ -1,9 +1,10 @@
 """Open mailflow's database, migrate it, and answer the queries every adapter shares.
 
 The tables are declared in :mod:`mailflow.dbschema`. Design (DESIGN §5): one inbound message
-is handled in one :meth:`Store.transaction`, which records the ledger row, the state change
-and the outgoing mails together; a crash before the commit leaves nothing behind, so the
-message is simply processed again.
+is handled in one :meth:`Store.transaction` (the runner shares one among a group of messages,
+a savepoint each), which records the ledger row, the state change and the outgoing mails
+together; a crash before the commit leaves nothing behind, so the message is simply
+processed again.
 
 SQLite (the default) runs in WAL mode with every transaction started as ``BEGIN IMMEDIATE``;
 PostgreSQL (``postgresql+psycopg://``) lets several daemons share one database, relying on
@@ -193,20 +194,25 @@ def next_request_code(session: Session, prefix: str, year: int) -> str:
     The number belongs to the caller's transaction: concurrent callers wait on the
     sequence row until it commits, and a rolled-back transaction gives its number back.
     """
-    _insert_if_absent(
-        session,
-        CodeSequenceRow.__tablename__,
-        {"prefix": prefix, "year": year, "last_number": 0},
-    )
     # UPDATE … RETURNING locks the row and reads the committed value after any wait,
-    # which a SELECT followed by an UPDATE would not.
-    number = session.execute(
+    # which a SELECT followed by an UPDATE would not. The row exists but for the first
+    # request of a year: one statement then, not an insert attempt before every update.
+    bump = (
         update(CodeSequenceRow)
         .where(CodeSequenceRow.prefix == prefix, CodeSequenceRow.year == year)
         .values(last_number=CodeSequenceRow.last_number + 1)
         .returning(CodeSequenceRow.last_number)
         .execution_options(synchronize_session=False)
-    ).scalar_one()
+    )
+    number = session.execute(bump).scalar_one_or_none()
+    if number is None:
+        # A concurrent creator makes ON CONFLICT wait for its commit, then do nothing.
+        _insert_if_absent(
+            session,
+            CodeSequenceRow.__tablename__,
+            {"prefix": prefix, "year": year, "last_number": 0},
+        )
+        number = session.execute(bump).scalar_one()
     return f"{prefix}-{year}-{number:04d}"
 
 

@@ -8,35 +8,44 @@ the loop goes on (Mailman's runner); only a broken archive stops intake.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import FrameType
+from typing import NamedTuple
 
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from mailflow.archive import ArchiveError
 from mailflow.dbschema import InboundOutcome, InboundRow
 from mailflow.health import Heartbeat
-from mailflow.imap import ImapError, ImapSource, ImapUnavailableError, Reconnector
+from mailflow.imap import Fetched, ImapError, ImapSource, ImapUnavailableError, Reconnector
 from mailflow.notify import Notifier
 from mailflow.outbox import FlushReport, Outbox
 from mailflow.repository import Store, get_mailbox_state, ledger_seen, set_mailbox_state
 from mailflow.scheduler import Scheduler
-from mailflow.service import Incoming, Service
+from mailflow.service import Done, Incoming, Service
 from mailflow.smtp import SmtpError
-from mailflow.spool import digest_of
+from mailflow.spool import Spooled, digest_of, size_of
 
 log = logging.getLogger("mailflow.runner")
 
-# Messages handled between two records of the mailbox position (see Runner.catch_up).
-POSITION_EVERY = 50
+# A backlog is handled in groups of messages, each in one transaction (see Runner._group):
+# at most this many messages, bytes (a spooled message ends a group) or seconds, and only
+# those one round trip to the server fetched.
+GROUP_MESSAGES = 50
+GROUP_BYTES = 16 * 1024 * 1024
+GROUP_SECONDS = 0.5
+# How many times a deadlocked group is handled again at once before the pass gives up.
+DEADLOCK_RETRIES = 2
+# PostgreSQL's SQLSTATE for "deadlock detected".
+_DEADLOCK = "40P01"
 
 Clock = Callable[[], datetime]
 
@@ -48,6 +57,14 @@ class PassReport:
     handled: int
     outcomes: dict[str, int]
     outbox: FlushReport
+
+
+class _Result(NamedTuple):
+    """One message of a group: its outcome, and its service log line (None: quarantined)."""
+
+    item: Incoming
+    outcome: str
+    logged: Done | None
 
 
 class Runner:
@@ -115,31 +132,19 @@ class Runner:
         done: list[int] = []
         # A large message is spooled next to the archive it will be copied into.
         spool = self.service.archive.scratch
-        recorded = 0
-        try:
-            for fetched in self.source.fetch_after(last_uid, spool_dir=spool):
-                item = Incoming(fetched.mailbox, fetched.uidvalidity, fetched.uid, fetched.raw)
-                outcome = self._handle(item)
+        fetched = iter(self.source.fetch_after(last_uid, spool_dir=spool))
+        while not self.stopping.is_set():
+            group = self._group(mailbox, fetched)
+            if not group:
+                break
+            for item, outcome, logged in group:
+                if logged is not None:
+                    logged.log()
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
-                self._last_handled = (fetched.mailbox, fetched.uidvalidity, fetched.uid, outcome)
-                self._alive()
-                done.append(fetched.uid)
-                uidvalidity = fetched.uidvalidity
-                # The position only saves fetching again: the ledger already makes a message
-                # handled once. Recording it every POSITION_EVERY messages (and at the end)
-                # spares a durable commit per message of a backlog.
-                if len(done) - recorded >= POSITION_EVERY:
-                    self._record_position(mailbox, uidvalidity, done[-1])
-                    recorded = len(done)
-                if self.stopping.is_set():
-                    break
-        except BaseException:
-            if len(done) > recorded:  # keep what was done; the error is what matters
-                with contextlib.suppress(Exception):
-                    self._record_position(mailbox, uidvalidity, done[-1])
-            raise
-        if len(done) > recorded:
-            self._record_position(mailbox, uidvalidity, done[-1])
+                done.append(item.uid)
+            last = group[-1][0]
+            self._last_handled = (last.mailbox, last.uidvalidity, last.uid, group[-1][1])
+            self._alive()
         if self.processed_folder and done:
             self.source.move(done, self.processed_folder)  # only after every commit
         if self.scheduler is not None:
@@ -147,25 +152,97 @@ class Runner:
         report = self.outbox.flush(self.clock())
         return PassReport(len(done), outcomes, report)
 
-    def _record_position(self, mailbox: str, uidvalidity: int, uid: int) -> None:
+    def _group(self, mailbox: str, fetched: Iterator[Fetched]) -> list[_Result]:
+        """Handle the next group of fetched messages in one transaction; [] when none is left.
+
+        A message used to cost a durable commit and the archive's two flushes (and its
+        own fsyncs) of its own; a group shares them. Each message has its own savepoint, so one that
+        breaks is quarantined alone. A deadlock (several daemons on PostgreSQL) rolls the
+        whole group back: it is handled again at once from the messages already fetched.
+        """
+        items: list[Incoming] = []
+        for attempt in range(1, DEADLOCK_RETRIES + 2):
+            try:
+                return self._handle_group(mailbox, items, fetched if attempt == 1 else None)
+            except OperationalError as exc:
+                if not _deadlocked(exc) or attempt > DEADLOCK_RETRIES or not items:
+                    raise
+                log.warning("group of %d message(s) deadlocked, handling it again", len(items))
+        raise AssertionError("unreachable")
+
+    def _handle_group(
+        self, mailbox: str, items: list[Incoming], more: Iterator[Fetched] | None
+    ) -> list[_Result]:
+        """Handle ``items`` (a retry), or else the next fetched message and those fetched
+        with it, until the group is full; commit them with the mailbox position.
+
+        A group takes only messages already fetched once its transaction is open: the
+        next round trip to the server (a batch of small messages, or a large one fetched
+        in pieces) is made by the next group, before it opens its own, so no wait on the
+        network holds the database's write lock or row locks. Fetched messages join
+        ``items``.
+        """
+        got = next(more, None) if more is not None and not items else None
+        if got is not None:
+            items.append(Incoming(got.mailbox, got.uidvalidity, got.uid, got.raw))
+        if not items:
+            return []
+        results: list[_Result] = []
+        started = time.monotonic()
+        # The batch ends before the transaction: the group's files (its messages, the
+        # mails they send) are archived durably before the commit that refers to them.
+        with self.store.transaction() as session, self.service.archive.batch():
+            for item in list(items):
+                results.append(self._handle(session, item))
+                self.notifier.watchdog()  # only the watchdog: a heartbeat row would wait
+            while more is not None and self._room(items, started) and self.source.ahead:
+                got = next(more, None)
+                if got is None:
+                    break
+                item = Incoming(got.mailbox, got.uidvalidity, got.uid, got.raw)
+                items.append(item)
+                results.append(self._handle(session, item))
+                self.notifier.watchdog()
+            # The position only saves fetching again (the ledger makes a message handled
+            # once); it is saved with the group, so it never runs ahead of it.
+            self._record_position(session, mailbox, items[-1].uidvalidity, items[-1].uid)
+        return results
+
+    def _room(self, items: list[Incoming], started: float) -> bool:
+        """Tell whether a group may take one more message (SIGTERM ends it at once)."""
+        return not (
+            self.stopping.is_set()
+            or isinstance(items[-1].raw, Spooled)
+            or len(items) >= GROUP_MESSAGES
+            or sum(size_of(item.raw) for item in items) >= GROUP_BYTES
+            or time.monotonic() - started >= GROUP_SECONDS
+        )
+
+    @staticmethod
+    def _record_position(session: Session, mailbox: str, uidvalidity: int, uid: int) -> None:
         """Record the last UID handled. Two daemons starting on a new store may both insert
         the folder's first row: the loser's IntegrityError (which used to kill it) means the
         row now exists, so the update is simply made again."""
         for attempt in (1, 2):
             try:
-                with self.store.transaction() as session:
+                with session.begin_nested():
                     set_mailbox_state(session, mailbox, uidvalidity, uid)
                 return
             except IntegrityError:
                 if attempt == 2:
                     raise
 
-    def _handle(self, item: Incoming) -> str:
+    def _handle(self, session: Session, item: Incoming) -> _Result:
+        """Handle one message of a group inside its own savepoint."""
+        # A fresh identity map per message, as when each had a session of its own: the
+        # rows of the group's earlier messages stay readable, detached.
+        session.expunge_all()
         try:
-            return self.service.handle(item, self.clock()).outcome
+            with session.begin_nested():
+                done = self.service.handle_in(session, item, self.clock())
         except (ArchiveError, ImapError, OperationalError, StaleDataError):
-            # Passing trouble (database busy or restarting, a concurrent update): the
-            # position is not advanced, so the message is handled on a later pass.
+            # Passing trouble (database busy or restarting, a concurrent update): the whole
+            # group rolls back and the position stays, so it is handled on a later pass.
             raise
         except Exception as exc:
             log.exception(
@@ -173,27 +250,31 @@ class Runner:
                 item.uid,
                 extra={"uid": item.uid, "mailbox": item.mailbox, "outcome": "quarantined"},
             )
-            self._quarantine(item, f"{type(exc).__name__}: {exc}")
-            return InboundOutcome.QUARANTINED
+            self._quarantine(session, item, f"{type(exc).__name__}: {exc}")
+            return _Result(item, InboundOutcome.QUARANTINED, None)
+        return _Result(item, done.result.outcome, done)
 
-    def _quarantine(self, item: Incoming, reason: str) -> None:
+    def _quarantine(self, session: Session, item: Incoming, reason: str) -> None:
         """Record a message that broke the service so it is kept, visible and not retried."""
         now = self.clock()
-        with self.store.transaction() as session:
-            if ledger_seen(session, item.mailbox, item.uidvalidity, item.uid):
-                return
-            session.add(
-                InboundRow(
-                    mailbox=item.mailbox,
-                    uidvalidity=item.uidvalidity,
-                    uid=item.uid,
-                    sha256=digest_of(item.raw),
-                    received_at=now,
-                    processed_at=now,
-                    outcome=InboundOutcome.QUARANTINED,
-                    detail=reason[:2000],
+        try:
+            with session.begin_nested():
+                if ledger_seen(session, item.mailbox, item.uidvalidity, item.uid):
+                    return
+                session.add(
+                    InboundRow(
+                        mailbox=item.mailbox,
+                        uidvalidity=item.uidvalidity,
+                        uid=item.uid,
+                        sha256=digest_of(item.raw),
+                        received_at=now,
+                        processed_at=now,
+                        outcome=InboundOutcome.QUARANTINED,
+                        detail=reason[:2000],
+                    )
                 )
-            )
+        except IntegrityError:
+            pass  # another daemon claimed it meanwhile: it is in the ledger, not lost
 
     def run_once(self) -> PassReport:
         """Connect, catch up, flush, disconnect."""
@@ -417,6 +498,11 @@ class _StopWaiting(BaseException):
     A BaseException, like KeyboardInterrupt, so that no ``except Exception`` (or
     ``suppress(Exception)``) on the way up can swallow it and leave the loop waiting.
     """
+
+
+def _deadlocked(exc: OperationalError) -> bool:
+    """Tell whether PostgreSQL broke a deadlock by aborting this transaction."""
+    return getattr(exc.orig, "sqlstate", None) == _DEADLOCK
 
 
 def _status_line(report: PassReport) -> str:

@@ -1,7 +1,9 @@
 """Handle one inbound message: ledger, parse, route, advance, record — one transaction.
 
-The raw message is archived before the transaction; the transaction records the ledger
-row, the state change and every outgoing mail (transactional outbox). Only after the
+The runner's transaction may hold a group of messages, a savepoint each (see
+:meth:`Service.handle_in`). The raw message is archived (durably, by the archive batch's
+end) before the commit; the transaction records the ledger row, the state change and
+every outgoing mail (transactional outbox). Only after the
 commit does the caller flag or move the message and flush the outbox, so a crash at any
 point loses nothing and repeats nothing: a message already in the ledger is skipped.
 Like Mailman's runner, a message that breaks something is quarantined with its reason
@@ -87,6 +89,36 @@ class Incoming:
     raw: RawMail
 
 
+@dataclass(frozen=True)
+class Done:
+    """What became of one message, to log once the transaction that recorded it commits."""
+
+    item: Incoming
+    result: Handled
+    message_id: str | None = None
+
+    def log(self) -> None:
+        """Log the outcome; a message skipped (already in the ledger) is not logged."""
+        if self.result.skipped:
+            return
+        item, result = self.item, self.result
+        log.info(
+            "uid=%s message=%s outcome=%s request=%s %s",
+            item.uid,
+            self.message_id or "-",
+            result.outcome,
+            result.code or "-",
+            result.detail,
+            extra={
+                "uid": item.uid,
+                "mailbox": item.mailbox,
+                "message_id": self.message_id,
+                "outcome": str(result.outcome),
+                "request": result.code,
+            },
+        )
+
+
 class Service:
     """Process inbound messages against the store with the pure core."""
 
@@ -100,58 +132,51 @@ class Service:
         self.archive = archive
 
     def handle(self, item: Incoming, now: datetime) -> Handled:
-        """Process one message exactly once; return its outcome."""
-        digest = digest_of(item.raw)
-        with self.store.transaction() as session:
-            if ledger_seen(session, item.mailbox, item.uidvalidity, item.uid):
-                return Handled("seen", skipped=True)
+        """Process one message exactly once, in a transaction of its own; return its outcome."""
+        # The batch ends before the transaction: every file it queues (the message, the
+        # mails it sends) is archived durably before the commit that refers to it.
+        with self.store.transaction() as session, self.archive.batch():
+            done = self.handle_in(session, item, now)
+        done.log()
+        return done.result
+
+    def handle_in(self, session: Session, item: Incoming, now: datetime) -> Done:
+        """Process one message inside the caller's transaction and archive batch.
+
+        The caller commits (the runner commits a group of messages at once) and then calls
+        :meth:`Done.log`, so that the log line only tells what is committed.
+        """
+        if ledger_seen(session, item.mailbox, item.uidvalidity, item.uid):
+            return Done(item, Handled("seen", skipped=True))
         # Before the commit that refers to it; a spooled message is copied, never loaded.
         if isinstance(item.raw, Spooled):
             self.archive.put_file(item.raw.path)
         else:
             self.archive.put(item.raw)
-        # The batch ends before the transaction: every mail it queues is archived durably
-        # before the commit that refers to it.
-        with self.store.transaction() as session, self.archive.batch():
-            ledger = InboundRow(
-                mailbox=item.mailbox,
-                uidvalidity=item.uidvalidity,
-                uid=item.uid,
-                sha256=digest,
-                received_at=now,
-                processed_at=now,
-                outcome=InboundOutcome.PROCESSED,
-            )
-            # Claim the message: another daemon now waits or fails here. Only this
-            # IntegrityError means "taken"; any other one must reach the runner, which
-            # quarantines the message instead of losing it.
-            try:
-                with session.begin_nested():
-                    session.add(ledger)
-                    session.flush()
-            except IntegrityError:
-                return Handled("seen", skipped=True, detail="claimed by another process")
-            result = self._process(session, ledger, item.raw, now)
-            ledger.outcome = result.outcome
-            ledger.detail = result.detail[:2000] or None
-            head = head_of(item.raw, _HEADER_BYTES)
-            session.add(inbound_entry(ledger, head, now, size_of(item.raw)))  # archive index
-        log.info(
-            "uid=%s message=%s outcome=%s request=%s %s",
-            item.uid,
-            ledger.message_id or "-",
-            result.outcome,
-            result.code or "-",
-            result.detail,
-            extra={
-                "uid": item.uid,
-                "mailbox": item.mailbox,
-                "message_id": ledger.message_id,
-                "outcome": str(result.outcome),
-                "request": result.code,
-            },
+        ledger = InboundRow(
+            mailbox=item.mailbox,
+            uidvalidity=item.uidvalidity,
+            uid=item.uid,
+            sha256=digest_of(item.raw),
+            received_at=now,
+            processed_at=now,
+            outcome=InboundOutcome.PROCESSED,
         )
-        return result
+        # Claim the message: another daemon now waits or fails here. Only this
+        # IntegrityError means "taken"; any other one must reach the runner, which
+        # quarantines the message instead of losing it.
+        try:
+            with session.begin_nested():
+                session.add(ledger)
+                session.flush()
+        except IntegrityError:
+            return Done(item, Handled("seen", skipped=True, detail="claimed by another process"))
+        result = self._process(session, ledger, item.raw, now)
+        ledger.outcome = result.outcome
+        ledger.detail = result.detail[:2000] or None
+        head = head_of(item.raw, _HEADER_BYTES)
+        session.add(inbound_entry(ledger, head, now, size_of(item.raw)))  # archive index
+        return Done(item, result, ledger.message_id)
 
     def _process(
         self, session: Session, ledger: InboundRow, raw: RawMail, now: datetime

@@ -103,6 +103,18 @@ def test_fetch_after_yields_exact_bytes_in_uid_order_and_leaves_them_unread(
     assert all(b"\\Seen" not in flags for flags in flags_of(dovecot, address).values())
 
 
+def test_ahead_counts_the_messages_fetched_with_the_one_just_yielded(
+    dovecot: Dovecot, address: str, source: ImapSource
+) -> None:
+    for n in range(5):
+        append(dovecot, address, message(n, b"x" * 100))
+    # Round trips of two: the runner may take the second of each without waiting on
+    # the server, then ends its transaction before the next round trip.
+    aheads = [source.ahead for _ in source.fetch_after(0, batch=2)]
+    assert aheads == [1, 0, 1, 0, 0]
+    assert source.ahead == 0
+
+
 def test_fetch_after_ignores_the_highest_uid_that_n_star_always_matches(
     dovecot: Dovecot, address: str, source: ImapSource
 ) -> None:

@@ -1,4 +1,4 @@
-"""The mailbox position is recorded every few messages, and never lags what was done."""
+"""The mailbox position is recorded with each group's commit, and never lags what was done."""
 
 from __future__ import annotations
 
@@ -23,31 +23,33 @@ def _handled(scenario: Scenario) -> int:
         return int(session.scalar(select(func.count(InboundRow.id))) or 0)
 
 
-def test_position_follows_every_handled_message_even_when_a_pass_fails(
+def test_position_follows_every_committed_group_even_when_a_pass_fails(
     scenario: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runner_module, "POSITION_EVERY", 2)
+    # Groups of two: [1, 2] [3, 4] [5]. Messages used to be committed one by one (and the
+    # position every few); now a group and its position are one commit.
+    monkeypatch.setattr(runner_module, "GROUP_MESSAGES", 2)
     for n in range(5):
         scenario.site.send("analista", f"Solicitud {n}", INFO_REQUEST)
     service = scenario.runtime.service
-    handle = service.handle
+    handle_in = service.handle_in
     calls = 0
 
     def failing_fourth(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
-        if calls == 4:  # the database goes away in the middle of the backlog
+        if calls == 4:  # the database goes away in the middle of the second group
             raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
-        return handle(*args, **kwargs)
+        return handle_in(*args, **kwargs)
 
-    monkeypatch.setattr(service, "handle", failing_fourth)
+    monkeypatch.setattr(service, "handle_in", failing_fourth)
     with pytest.raises(OperationalError):
         scenario.run()
-    # Three messages done: recorded at the second by the interval, at the third on the way out.
-    assert _handled(scenario) == 3
-    assert _positions(scenario) == [3]
+    # The first group is committed with its position; the second rolled back, whole.
+    assert _handled(scenario) == 2
+    assert _positions(scenario) == [2]
 
-    monkeypatch.setattr(service, "handle", handle)
+    monkeypatch.setattr(service, "handle_in", handle_in)
     scenario.run()
     assert _handled(scenario) == 5
     assert _positions(scenario) == [5]

@@ -94,17 +94,20 @@ def test_daemon_answers_mail_and_stops_cleanly_on_sigterm(
     print(f"\nSIGTERM while idle: exit {status} in {seconds:.2f} s")
 
 
-def test_sigterm_while_busy_finishes_the_message_at_hand_and_a_restart_does_the_rest(
+def test_sigterm_while_busy_commits_the_group_at_hand_and_a_restart_does_the_rest(
     scenario: Scenario, daemons: Callable[..., Daemon]
 ) -> None:
     site = scenario.site
-    total = 30
+    # More than one group (at most 50 messages, see runner.GROUP_MESSAGES): the first
+    # logged outcome means a group is committed and the daemon is busy with the next one.
+    # 30 used to be enough when each message was committed (and logged) on its own.
+    total = 80
     for n in range(total):
         site.send("analista", f"Solicitud {n}", INFO_REQUEST)
     daemon = daemons()
-    daemon.wait_log("outcome=processed")  # the first message is done: it is busy with more
+    daemon.wait_log("outcome=processed")  # the first group is done: it is busy with more
     status, seconds = daemon.stop(timeout=15)
-    # It finishes the message at hand and sends what is committed: a little longer.
+    # It commits the group at hand and sends what is committed: a little longer.
     _assert_clean_stop(daemon, status, seconds, limit=15.0)
     handled = _count(scenario, InboundRow.id)
     print(f"\nSIGTERM while busy: {handled} of {total} handled, exit in {seconds:.2f} s")
@@ -114,6 +117,7 @@ def test_sigterm_while_busy_finishes_the_message_at_hand_and_a_restart_does_the_
     assert _count(scenario, OutboxRow.id) == 2 * handled  # acknowledgement + action needed
 
     again = daemons()
+    again.wait_log("watching")  # its SIGTERM handler is in place, even with nothing to do
     again.wait_log("outcome=processed", count=total - handled, timeout=40)
     deadline = time.monotonic() + 20
     while sum(_acks(site).values()) < total and time.monotonic() < deadline:

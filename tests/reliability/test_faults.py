@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg.errors import DeadlockDetected
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from testbed.daemon import Daemon
@@ -270,15 +271,14 @@ def test_postgresql_restarted_mid_work_loses_nothing_and_doubles_nothing(
     caplog.set_level(logging.INFO, logger="mailflow")
     rt = scenario.runtime
     process = rt.service._process
-    calls = 0
+    uids: list[int] = []
 
-    def restarting(*args: Any, **kwargs: Any) -> Any:
+    def restarting(session: Any, ledger: InboundRow, *args: Any, **kwargs: Any) -> Any:
         """Restart PostgreSQL inside the third message's transaction (its ledger row in)."""
-        nonlocal calls
-        calls += 1
-        if calls == 3:
+        uids.append(ledger.uid)
+        if len(uids) == 3:
             postgres.restart()
-        return process(*args, **kwargs)
+        return process(session, ledger, *args, **kwargs)
 
     rt.service._process = restarting  # type: ignore[method-assign]
     with running(runner_of(rt)):
@@ -286,11 +286,49 @@ def test_postgresql_restarted_mid_work_loses_nothing_and_doubles_nothing(
         wait_until(lambda: sum(acks(site).values()) == total, "acknowledgements")
     assert Counter(outcome for _, outcome in ledger(scenario)) == {"processed": total}
     assert set(acks(site).values()) == {1}
-    assert calls == total + 1  # the third message was handled again, after the restart
+    # The third message's whole group (the messages since the last commit, one transaction)
+    # rolled back and was handled again after the restart; nothing else was. It used to be
+    # the third message alone, when each message had a transaction of its own.
+    again = sorted(uid for uid, n in Counter(uids).items() if n > 1)
+    assert uids[2] in again and set(again) <= set(uids[:3])
+    assert Counter(Counter(uids).values()) == {1: total - len(again), 2: len(again)}
     with scenario.runtime.store.transaction() as session:
         assert session.scalar(select(func.count(RequestRow.id))) == total
     errors = [r.getMessage()[:120] for r in caplog.records if r.levelno >= logging.ERROR]
     print(f"\nridden out across a PostgreSQL restart: {errors}")
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_deadlocked_group_is_handled_again_at_once(
+    scenario: Scenario, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Daemons sharing PostgreSQL can deadlock (ledger claims and the code sequence's row
+    lock in one group's transaction); the loser's group is handled again at once, not
+    after ``retry_seconds``, and nothing is doubled."""
+    site = scenario.site
+    total = 5
+    _backlog(site, total)
+    rt = scenario.runtime
+    handle_in = rt.service.handle_in
+    uids: list[int] = []
+
+    def deadlocking(session: Any, item: Any, now: datetime) -> Any:
+        uids.append(item.uid)
+        if len(uids) == 3:  # what PostgreSQL raises in the transaction it aborts
+            raise OperationalError("UPDATE", {}, DeadlockDetected("deadlock detected"))
+        return handle_in(session, item, now)
+
+    rt.service.handle_in = deadlocking  # type: ignore[method-assign]
+    caplog.set_level(logging.WARNING, logger="mailflow")
+    scenario.run()  # one pass, no error: the deadlock was ridden out inside it
+    wait_until(lambda: _all_done(scenario, total), "catch-up")
+    wait_until(lambda: sum(acks(site).values()) == total, "acknowledgements")
+    assert Counter(outcome for _, outcome in ledger(scenario)) == {"processed": total}
+    assert set(acks(site).values()) == {1}
+    again = sorted(uid for uid, n in Counter(uids).items() if n > 1)
+    assert uids[2] in again and set(again) <= set(uids[:3])
+    assert len(uids) == total + len(again)
+    assert "deadlocked, handling it again" in caplog.text
 
 
 # -- the SMTP server down for a long time ---------------------------------------------------

@@ -119,3 +119,24 @@ def test_both_flushes_use_one_descriptor_opened_before_the_first_write(
         archive.put(b"one")
         archive.put(b"two")
     assert used == [opened[0], opened[0]]
+
+
+def test_a_streamed_blob_joins_the_open_batch_instead_of_its_own_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushes: list[str] = []
+    monkeypatch.setattr(archive_module, "_SYNCFS", lambda fd: flushes.append("syncfs") or 0)
+    monkeypatch.setattr(archive_module.os, "fsync", lambda fd: flushes.append("fsync"))
+    archive = Archive(tmp_path)
+    source = tmp_path / "spooled.eml"
+    source.write_bytes(b"a large mail, " * 1000)
+    with archive.batch():
+        stored = archive.put_file(source)
+        again = archive.put_stream([source.read_bytes()], ".eml")  # the same blob: no twin
+        target = archive.path_of(stored.sha256, ".eml")
+        assert not target.exists()  # named only when the batch settles
+    assert again == stored
+    assert flushes == ["syncfs", "syncfs"]  # the batch's two flushes, nothing per file
+    assert target.read_bytes() == source.read_bytes()
+    assert not target.stat().st_mode & stat.S_IWUSR
+    assert _leftovers(tmp_path) == []

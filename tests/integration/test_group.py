@@ -1,0 +1,178 @@
+"""A backlog is handled in groups: one transaction and one archive flush per group, a
+savepoint per message, so one bad message is quarantined alone and a transient error
+rolls the whole group back to be handled again, once."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from testbed.site import INFO_REQUEST, Scenario
+
+from mailflow import imap as imap_module
+from mailflow import runner as runner_module
+from mailflow import service as service_module
+from mailflow.dbschema import InboundRow, MailboxStateRow, OutboxRow, OutboxStatus, RequestRow
+from mailflow.imap import ImapSource
+
+TOTAL = 5
+
+
+@pytest.fixture(autouse=True)
+def _one_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the backlog in one group on a slow machine (five messages, one round trip)."""
+    monkeypatch.setattr(runner_module, "GROUP_SECONDS", 60.0)
+
+
+def _backlog(scenario: Scenario) -> None:
+    for n in range(TOTAL):
+        scenario.site.send("analista", f"Solicitud {n}", INFO_REQUEST)
+
+
+def _state(scenario: Scenario) -> tuple[Counter[str], list[str], Counter[str], list[int]]:
+    """Return the ledger's outcomes, the request codes, the outbox statuses, the positions."""
+    with scenario.runtime.store.transaction() as session:
+        return (
+            Counter(session.scalars(select(InboundRow.outcome))),
+            sorted(session.scalars(select(RequestRow.code))),
+            Counter(session.scalars(select(OutboxRow.status))),
+            list(session.scalars(select(MailboxStateRow.last_uid))),
+        )
+
+
+def _count_settles(scenario: Scenario, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the archive's durability flushes (one per batch), with the files of each."""
+    archive = scenario.runtime.service.archive
+    original = archive._settle_all
+    settles: list[int] = []
+
+    def settle_all(pending: dict[Path, Path], root_fd: int | None) -> None:
+        settles.append(len(pending))
+        original(pending, root_fd)
+
+    monkeypatch.setattr(archive, "_settle_all", settle_all)
+    return settles
+
+
+def test_a_poisonous_message_is_quarantined_alone_and_the_group_goes_on(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _backlog(scenario)
+    settles = _count_settles(scenario, monkeypatch)
+    service = scenario.runtime.service
+    process = service._process
+    calls = 0
+
+    def poisonous_third(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        result = process(*args, **kwargs)  # its rows and mails are written, then it breaks
+        if calls == 3:
+            raise ValueError("poisonous message")
+        return result
+
+    monkeypatch.setattr(service, "_process", poisonous_third)
+    scenario.run()
+    outcomes, codes, outbox, positions = _state(scenario)
+    assert outcomes == Counter({"processed": TOTAL - 1, "quarantined": 1})
+    # Its savepoint took its request and mails back; the others' stayed, in one commit.
+    assert len(codes) == TOTAL - 1
+    assert outbox == Counter({OutboxStatus.SENT: 2 * (TOTAL - 1)})
+    # One archive flush for the group: five messages and the two mails each queued (the
+    # poisonous one's are left unreferenced, which is harmless). Empty batches flush nothing.
+    assert [n for n in settles if n] == [3 * TOTAL]
+    assert positions == [TOTAL]
+    with scenario.runtime.store.transaction() as session:
+        detail = session.scalar(
+            select(InboundRow.detail).where(InboundRow.outcome == "quarantined")
+        )
+    assert detail == "ValueError: poisonous message"
+
+
+def test_a_transient_error_mid_group_redoes_the_whole_group_once(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _backlog(scenario)
+    service = scenario.runtime.service
+    process = service._process
+    calls = 0
+
+    def database_gone_at_fourth(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+        return process(*args, **kwargs)
+
+    monkeypatch.setattr(service, "_process", database_gone_at_fourth)
+    with pytest.raises(OperationalError):
+        scenario.run()
+    # Nothing of the group is committed, not even the three messages done before.
+    assert _state(scenario) == (Counter(), [], Counter(), [])
+
+    scenario.run()
+    outcomes, codes, outbox, positions = _state(scenario)
+    assert calls == 4 + TOTAL
+    assert outcomes == Counter({"processed": TOTAL})
+    # The rolled-back group gave its code numbers back: no gap, no duplicate.
+    year = codes[0].split("-")[1]
+    prefix = codes[0].split("-")[0]
+    assert codes == [f"{prefix}-{year}-{n:04d}" for n in range(1, TOTAL + 1)]
+    assert outbox == Counter({OutboxStatus.SENT: 2 * TOTAL})
+    assert positions == [TOTAL]
+
+
+def test_a_message_claimed_by_another_daemon_is_skipped_alone(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _backlog(scenario)
+    source = ImapSource(scenario.runtime.settings.imap, tokens=scenario.runtime.tokens)
+    source.connect()
+    try:
+        mailbox, uidvalidity = source.mailbox, source.uidvalidity
+    finally:
+        source.close()
+    now = scenario.now
+    with scenario.runtime.store.transaction() as session:  # the other daemon's claim of UID 3
+        session.add(
+            InboundRow(
+                mailbox=mailbox,
+                uidvalidity=uidvalidity,
+                uid=3,
+                sha256="0" * 64,
+                received_at=now,
+                processed_at=now,
+                outcome="processed",
+            )
+        )
+    # As if that claim were committed only after this daemon looked in the ledger: the
+    # claim's IntegrityError is what tells it, inside the group.
+    monkeypatch.setattr(service_module, "ledger_seen", lambda *_: False)
+    scenario.run()
+    outcomes, codes, outbox, positions = _state(scenario)
+    assert outcomes == Counter({"processed": TOTAL})  # four of ours, the other's one
+    assert len(codes) == TOTAL - 1
+    assert outbox == Counter({OutboxStatus.SENT: 2 * (TOTAL - 1)})
+    assert positions == [TOTAL]
+    with scenario.runtime.store.transaction() as session:
+        assert session.scalar(select(func.count()).where(InboundRow.uid == 3)) == 1
+
+
+def test_a_group_ends_where_a_round_trip_to_the_server_would_begin(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No wait on the network inside a group's transaction (SQLite's write lock, row locks)."""
+    monkeypatch.setattr(imap_module, "BATCH_BYTES", 1)  # one message per FETCH round trip
+    _backlog(scenario)
+    settles = _count_settles(scenario, monkeypatch)
+    scenario.run()
+    outcomes, codes, outbox, positions = _state(scenario)
+    assert outcomes == Counter({"processed": TOTAL})
+    assert len(codes) == TOTAL
+    assert outbox == Counter({OutboxStatus.SENT: 2 * TOTAL})
+    assert len([n for n in settles if n]) == TOTAL  # a group, a transaction, per round trip
+    assert positions == [TOTAL]
