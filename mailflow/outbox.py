@@ -31,9 +31,10 @@ log = logging.getLogger("mailflow.outbox")
 # How long a row taken for sending stays out of other flushes' reach. Longer than any batch
 # can take; if the sender dies in between, the row is simply sent again after it (same bytes).
 CLAIM_FOR = timedelta(minutes=15)
-# Results are recorded this many at a time, or after this many seconds, whichever comes
-# first: a commit per mail would slow a large flush; a commit per batch (200 rows) would
-# make a crash send up to 200 mails again.
+# Results are recorded this many at a time, or as soon as a result arrives this many
+# seconds after the last record (a slow server gets a commit per mail): a commit per mail
+# would slow a large flush; a commit per batch (200 rows) would make a crash send up to 200
+# mails again. Nothing is recorded while the server is still deciding the next mail.
 RECORD_EVERY = 20
 RECORD_AFTER_SECONDS = 0.25
 

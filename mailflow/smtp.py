@@ -217,7 +217,9 @@ class _Batch:
     def decide(self, index: int, result: SendResult) -> None:
         """Keep one message's result and tell the caller; a failing hook stops the batch."""
         self.results[index] = result
-        if self.on_result is None:
+        # Once the hook failed, the batch stops: a connection woken in the same loop turn
+        # (before the task group cancels it) must not call it again.
+        if self.on_result is None or self.hook_failed is not None:
             return
         try:
             self.on_result(result)
@@ -326,10 +328,18 @@ class SmtpSender:
             async with asyncio.TaskGroup() as group:
                 for _ in range(min(self._connections, len(pending))):
                     group.create_task(self._work(batch))
-        except BaseExceptionGroup:
+        except BaseExceptionGroup as group_error:
             if batch.hook_failed is None:
                 raise
+            # The hook's error is the one raised; whatever else went wrong is logged.
+            for other in group_error.exceptions:
+                if other is not batch.hook_failed and not isinstance(
+                    other, asyncio.CancelledError
+                ):
+                    log.error("smtp: also failed while stopping the batch: %r", other)
         if batch.hook_failed is not None:
+            if batch.fatal is not None:
+                log.error("smtp: %s", batch.fatal)
             raise batch.hook_failed
         reason = str(batch.fatal or batch.unavailable or "not attempted")
         results = [
@@ -359,7 +369,7 @@ class SmtpSender:
         """Send queued messages over one connection until none are left or it fails."""
         conn: aiosmtplib.SMTP | None = None
         try:
-            while batch.queue and batch.fatal is None:
+            while batch.queue and batch.fatal is None and batch.hook_failed is None:
                 index, item = batch.queue.popleft()
                 if conn is None or not conn.is_connected:
                     conn = await self._open(batch, index, item)

@@ -193,6 +193,8 @@ def _kill_moment(
         deadline = time.monotonic() + 60
         checked = time.monotonic()
         while len(relay.accepted) < target and time.monotonic() < deadline:
+            # A daemon that died by itself is a failure, not a kill to count.
+            assert daemon.alive, f"the daemon died on its own:\n{daemon.log()}"
             if time.monotonic() - checked > 0.5:
                 if _done(scenario, plan.inbound):
                     return False
@@ -255,9 +257,11 @@ def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(
                 life.last = len(relay.accepted)
                 pace.finished()
                 break
+            assert daemon.alive, f"the daemon died on its own:\n{daemon.log()}"
             daemon.kill()
+            assert daemon.process.returncode == -signal.SIGKILL, daemon.log()
             pace.killed()
-            time.sleep(0.2)  # a DATA the relay was finishing lands in its log
+            relay.wait_quiet()  # a DATA the relay was finishing lands in its log
             life.last, life.killed = len(relay.accepted), True
             after = _progress(scenario, relay)
             # A message handled twice or a request opened twice shows at once.

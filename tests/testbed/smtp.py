@@ -119,6 +119,7 @@ class _State:
     faults: list[Fault] = field(default_factory=list)
     accepted: list[RelayedMessage] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
+    in_data: int = 0  # DATA commands being delivered right now
 
     def take_fault(self, stage: Stage, recipient: str | None = None) -> Fault | None:
         """Return (and count down) the first pending fault for stage and recipient."""
@@ -190,6 +191,16 @@ class _Handler:
         """Deliver to each recipient over LMTP; answer 250 if any delivery succeeded."""
         if fault := self.state.take_fault("data"):
             return self._refuse(server, fault, envelope, None)
+        # Counted until the outcome is logged: wait_quiet() then sees the whole DATA.
+        with self.state.lock:
+            self.state.in_data += 1
+        try:
+            return await self._deliver(server, session, envelope)
+        finally:
+            with self.state.lock:
+                self.state.in_data -= 1
+
+    async def _deliver(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         mail_from = envelope.mail_from or ""
         body_8bit = [o for o in envelope.mail_options if o.upper().startswith("BODY=")]
@@ -296,6 +307,25 @@ class SmtpRelay:
         """Return a copy of the log of refusals answered, oldest first."""
         with self.state.lock:
             return list(self.state.refused)
+
+    def wait_quiet(self, timeout: float = 30.0) -> None:
+        """Wait until no client is connected and no DATA is being delivered.
+
+        After a client is killed, a DATA it had finished sending may still be on its way
+        into Dovecot and into ``accepted``; a test that reads the log then sees it all.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.state.lock:
+                busy = self.state.in_data
+            if not busy and not self._sessions:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"relay still busy after {timeout} s: {len(self._sessions)} session(s), "
+                    f"{busy} DATA in delivery"
+                )
+            time.sleep(0.01)
 
     def fail_next(
         self,
