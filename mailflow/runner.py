@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from mailflow.archive import ArchiveError
-from mailflow.dbschema import InboundOutcome, InboundRow
+from mailflow.dbschema import InboundOutcome
 from mailflow.health import Heartbeat
 from mailflow.imap import Fetched, ImapError, ImapSource, ImapUnavailableError, Reconnector
 from mailflow.notify import Notifier
@@ -32,7 +32,7 @@ from mailflow.repository import Store, get_mailbox_state, ledger_seen, set_mailb
 from mailflow.scheduler import Scheduler
 from mailflow.service import Done, Incoming, Service
 from mailflow.smtp import SmtpError
-from mailflow.spool import Spooled, digest_of, size_of
+from mailflow.spool import Spooled, size_of
 
 log = logging.getLogger("mailflow.runner")
 
@@ -261,18 +261,7 @@ class Runner:
             with session.begin_nested():
                 if ledger_seen(session, item.mailbox, item.uidvalidity, item.uid):
                     return
-                session.add(
-                    InboundRow(
-                        mailbox=item.mailbox,
-                        uidvalidity=item.uidvalidity,
-                        uid=item.uid,
-                        sha256=digest_of(item.raw),
-                        received_at=now,
-                        processed_at=now,
-                        outcome=InboundOutcome.QUARANTINED,
-                        detail=reason[:2000],
-                    )
-                )
+                session.add(item.ledger_row(now, InboundOutcome.QUARANTINED, reason[:2000]))
         except IntegrityError:
             pass  # another daemon claimed it meanwhile: it is in the ledger, not lost
 

@@ -88,6 +88,19 @@ class Incoming:
     uid: int
     raw: RawMail
 
+    def ledger_row(self, now: datetime, outcome: str, detail: str | None = None) -> InboundRow:
+        """Return the ledger row that claims this message (see DESIGN §5)."""
+        return InboundRow(
+            mailbox=self.mailbox,
+            uidvalidity=self.uidvalidity,
+            uid=self.uid,
+            sha256=digest_of(self.raw),
+            received_at=now,
+            processed_at=now,
+            outcome=outcome,
+            detail=detail,
+        )
+
 
 @dataclass(frozen=True)
 class Done:
@@ -153,15 +166,7 @@ class Service:
             self.archive.put_file(item.raw.path)
         else:
             self.archive.put(item.raw)
-        ledger = InboundRow(
-            mailbox=item.mailbox,
-            uidvalidity=item.uidvalidity,
-            uid=item.uid,
-            sha256=digest_of(item.raw),
-            received_at=now,
-            processed_at=now,
-            outcome=InboundOutcome.PROCESSED,
-        )
+        ledger = item.ledger_row(now, InboundOutcome.PROCESSED)
         # Claim the message: another daemon now waits or fails here. Only this
         # IntegrityError means "taken"; any other one must reach the runner, which
         # quarantines the message instead of losing it.
