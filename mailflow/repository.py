@@ -275,6 +275,9 @@ def set_mailbox_state(session: Session, mailbox: str, uidvalidity: int, last_uid
     row = session.get(MailboxStateRow, mailbox)
     if row is None:
         session.add(MailboxStateRow(mailbox=mailbox, uidvalidity=uidvalidity, last_uid=last_uid))
-    else:
+    elif row.uidvalidity != uidvalidity:
         row.uidvalidity = uidvalidity
         row.last_uid = last_uid
+    else:
+        # Several daemons: one that is behind must not take the position back.
+        row.last_uid = max(row.last_uid, last_uid)

@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -60,11 +61,15 @@ class PassReport:
 
 
 class _Result(NamedTuple):
-    """One message of a group: its outcome, and its service log line (None: quarantined)."""
+    """One message of a group: its outcome, and its service log line (None: quarantined).
+
+    ``trouble`` is the traceback of a quarantined message, logged once the group commits.
+    """
 
     item: Incoming
     outcome: str
     logged: Done | None
+    trouble: str = ""
 
 
 class Runner:
@@ -133,24 +138,42 @@ class Runner:
         # A large message is spooled next to the archive it will be copied into.
         spool = self.service.archive.scratch
         fetched = iter(self.source.fetch_after(last_uid, spool_dir=spool))
-        while not self.stopping.is_set():
-            group = self._group(mailbox, fetched)
-            if not group:
-                break
-            for item, outcome, logged in group:
-                if logged is not None:
-                    logged.log()
-                outcomes[outcome] = outcomes.get(outcome, 0) + 1
-                done.append(item.uid)
-            last = group[-1][0]
-            self._last_handled = (last.mailbox, last.uidvalidity, last.uid, group[-1][1])
-            self._alive()
-        if self.processed_folder and done:
-            self.source.move(done, self.processed_folder)  # only after every commit
+        try:
+            while not self.stopping.is_set():
+                group = self._group(mailbox, fetched)
+                if not group:
+                    break
+                for result in group:
+                    _log_committed(result)
+                    outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+                    done.append(result.item.uid)
+                last = group[-1]
+                self._last_handled = (
+                    last.item.mailbox, last.item.uidvalidity, last.item.uid, last.outcome
+                )
+                self._alive()
+        finally:
+            # Only committed groups are in ``done``. They are moved even when a later group
+            # failed: the position is already past them, so they would never be moved.
+            self._move(done)
         if self.scheduler is not None:
             self.scheduler.run_due(self.clock())
         report = self.outbox.flush(self.clock())
         return PassReport(len(done), outcomes, report)
+
+    def _move(self, uids: list[int]) -> None:
+        """Move handled messages to ``processed_folder`` (when set); never raise."""
+        if not (self.processed_folder and uids):
+            return
+        try:
+            self.source.move(uids, self.processed_folder)
+        except Exception as exc:  # they are handled and recorded; only their folder is off
+            log.warning(
+                "IMAP: %d handled message(s) not moved to %s: %s",
+                len(uids),
+                self.processed_folder,
+                exc,
+            )
 
     def _group(self, mailbox: str, fetched: Iterator[Fetched]) -> list[_Result]:
         """Handle the next group of fetched messages in one transaction; [] when none is left.
@@ -245,13 +268,10 @@ class Runner:
             # group rolls back and the position stays, so it is handled on a later pass.
             raise
         except Exception as exc:
-            log.exception(
-                "uid=%s could not be processed; quarantined",
-                item.uid,
-                extra={"uid": item.uid, "mailbox": item.mailbox, "outcome": "quarantined"},
-            )
+            # Logged once the group commits: a group rolled back quarantines nothing.
+            trouble = traceback.format_exc()
             self._quarantine(session, item, f"{type(exc).__name__}: {exc}")
-            return _Result(item, InboundOutcome.QUARANTINED, None)
+            return _Result(item, InboundOutcome.QUARANTINED, None, trouble)
         return _Result(item, done.result.outcome, done)
 
     def _quarantine(self, session: Session, item: Incoming, reason: str) -> None:
@@ -510,3 +530,17 @@ def offset_clock(start: datetime | None) -> Clock:
         return lambda: datetime.now(zone).astimezone()
     origin = time.monotonic()
     return lambda: start + timedelta(seconds=time.monotonic() - origin)
+
+
+def _log_committed(result: _Result) -> None:
+    """Log what became of one message of a committed group."""
+    if result.logged is not None:
+        result.logged.log()
+        return
+    item = result.item
+    log.error(
+        "uid=%s could not be processed; quarantined\n%s",
+        item.uid,
+        result.trouble.rstrip(),
+        extra={"uid": item.uid, "mailbox": item.mailbox, "outcome": "quarantined"},
+    )

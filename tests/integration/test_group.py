@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
+from testbed.mail import fetch_raw, parse
 from testbed.site import INFO_REQUEST, Scenario
 
 from mailflow import imap as imap_module
@@ -59,7 +60,7 @@ def _count_settles(scenario: Scenario, monkeypatch: pytest.MonkeyPatch) -> list[
 
 
 def test_a_poisonous_message_is_quarantined_alone_and_the_group_goes_on(
-    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     _backlog(scenario)
     settles = _count_settles(scenario, monkeypatch)
@@ -91,6 +92,9 @@ def test_a_poisonous_message_is_quarantined_alone_and_the_group_goes_on(
             select(InboundRow.detail).where(InboundRow.outcome == "quarantined")
         )
     assert detail == "ValueError: poisonous message"
+    # Said once, with its traceback, after the commit.
+    assert caplog.text.count("could not be processed; quarantined") == 1
+    assert "ValueError: poisonous message" in caplog.text
 
 
 def test_a_transient_error_mid_group_redoes_the_whole_group_once(
@@ -176,3 +180,77 @@ def test_a_group_ends_where_a_round_trip_to_the_server_would_begin(
     assert outbox == Counter({OutboxStatus.SENT: 2 * TOTAL})
     assert len([n for n in settles if n]) == TOTAL  # a group, a transaction, per round trip
     assert positions == [TOTAL]
+
+
+def _fail_at(monkeypatch: pytest.MonkeyPatch, scenario: Scenario, at: int) -> None:
+    """Make the database go away while handling the ``at``-th message."""
+    service = scenario.runtime.service
+    handle_in = service.handle_in
+    calls = 0
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == at:
+            raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+        return handle_in(*args, **kwargs)
+
+    monkeypatch.setattr(service, "handle_in", failing)
+
+
+def test_groups_committed_before_a_failure_are_moved_to_the_processed_folder(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Groups of two; the second fails. The first is committed and the position is past it,
+    # so it is never fetched again: unless it is moved now it stays in INBOX for good.
+    monkeypatch.setattr(runner_module, "GROUP_MESSAGES", 2)
+    _backlog(scenario)
+    _fail_at(monkeypatch, scenario, 3)
+    runner = scenario.runtime.runner(lambda: scenario.now)
+    runner.processed_folder = "Procesados"
+
+    with pytest.raises(OperationalError):
+        runner.run_once()
+
+    site = scenario.site
+    subjects = [
+        str(parse(raw)["Subject"])
+        for raw in fetch_raw(site.dovecot, site.shared, "Procesados")
+    ]
+    assert subjects == ["Solicitud 0", "Solicitud 1"]
+    assert len(fetch_raw(site.dovecot, site.shared)) == TOTAL - 2
+
+
+def test_a_quarantine_is_logged_only_once_its_group_is_committed(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _backlog(scenario)
+    service = scenario.runtime.service
+    process = service._process
+    handle_in = service.handle_in
+    calls = {"process": 0, "handle": 0}
+
+    def poisonous_second(*args: Any, **kwargs: Any) -> Any:
+        calls["process"] += 1
+        if calls["process"] == 2:
+            raise ValueError("poisonous message")
+        return process(*args, **kwargs)
+
+    def database_gone_at_fourth(*args: Any, **kwargs: Any) -> Any:
+        calls["handle"] += 1
+        if calls["handle"] == 4:
+            raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+        return handle_in(*args, **kwargs)
+
+    monkeypatch.setattr(service, "_process", poisonous_second)
+    monkeypatch.setattr(service, "handle_in", database_gone_at_fourth)
+    with pytest.raises(OperationalError):
+        scenario.run()
+    # The group rolled back: nothing was quarantined, so nothing may say it was.
+    assert "quarantined" not in caplog.text
+    assert _state(scenario)[0] == Counter()
+
+    monkeypatch.setattr(service, "_process", process)  # the trouble was passing
+    scenario.run()
+    assert "quarantined" not in caplog.text
+    assert _state(scenario)[0] == Counter({"processed": TOTAL})

@@ -236,6 +236,22 @@ def test_released_savepoint_rolls_back_with_its_transaction(store: Store) -> Non
         assert get_mailbox_state(session, "INBOX") is None
 
 
+def test_the_mailbox_position_never_goes_back_unless_the_folder_was_renumbered(
+    store: Store,
+) -> None:
+    # Several daemons on one store: one that is behind must not take the position back.
+    for uid in (10, 7):
+        with store.transaction() as session:
+            set_mailbox_state(session, "INBOX", 1, uid)
+    with store.transaction() as session:
+        assert get_mailbox_state(session, "INBOX") == (1, 10)
+    # A new UIDVALIDITY starts the count again.
+    with store.transaction() as session:
+        set_mailbox_state(session, "INBOX", 2, 3)
+    with store.transaction() as session:
+        assert get_mailbox_state(session, "INBOX") == (2, 3)
+
+
 def test_foreign_keys_are_enforced(store: Store) -> None:
     with pytest.raises(IntegrityError), store.transaction() as session:
         session.add(HistoryRow(request_id=999, at=NOW, actor="sistema", action="x", stage=1))
