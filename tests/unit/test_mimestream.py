@@ -34,15 +34,17 @@ def _spool(raw: bytes, folder: Path) -> Spooled:
         return writer.finish()
 
 
-def _both(raw: bytes, folder: Path) -> tuple[InboundMail | str, InboundMail | str]:
-    """Parse whole and streamed; a parse error compares by its message."""
+def _both(
+    raw: bytes, folder: Path, *, held: bool = False
+) -> tuple[InboundMail | str, InboundMail | str]:
+    """Parse whole and streamed (from a file, or from memory if ``held``); errors by message."""
     try:
         whole: InboundMail | str = parse_message(raw)
     except MailParseError as exc:
         whole = str(exc)
     spooled = _spool(raw, folder)
     try:
-        with read_mail(spooled, folder, threshold=0) as mail:
+        with read_mail(raw if held else spooled, folder, threshold=0) as mail:
             streamed: InboundMail | str = mail
             data = [a.data for a in mail.attachments]
         if isinstance(whole, InboundMail):
@@ -274,3 +276,32 @@ def test_every_read_boundary_splits_as_line_by_line(
     for chunk in range(1, 120):
         monkeypatch.setattr(mimestream, "CHUNK", chunk)
         assert plain[chunk] == _split_plainly(raw, tmp_path), chunk
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_held_mail_parses_the_same_split(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large mail held in memory goes through the splitter, with the same result."""
+    monkeypatch.setattr(mimestream, "SPLIT_FROM_BYTES", 1)
+    whole, split_ = _both(CASES[name], tmp_path, held=True)
+    assert split_ == whole
+    assert not any(tmp_path.iterdir())
+
+
+def test_large_held_mail_spools_its_photo(tmp_path: Path) -> None:
+    raw = _multipart(TEXT, _attachment(random.Random(7).randbytes(600_000)))
+    assert len(raw) >= mimestream.SPLIT_FROM_BYTES
+    with read_mail(raw, tmp_path) as mail:
+        assert [p.suffix for p in tmp_path.iterdir()] == [".part"]
+        assert mail == parse_message(raw)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_held_corpus_parses_the_same_split(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mimestream, "SPLIT_FROM_BYTES", 1)
+    whole, split_ = _both(path.read_bytes(), tmp_path, held=True)
+    assert split_ == whole
