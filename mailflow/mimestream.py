@@ -1,8 +1,9 @@
 """Read a large spooled message without holding it: big bodies go to files, a skeleton is parsed.
 
 The stdlib parser holds a message several times over (lines, joined payload, decoded
-copy: about 7.7× a 20 MB attachment). :func:`split` reads the spooled bytes once, line
-by line, and follows MIME structure exactly as ``email.feedparser`` does (RFC 2046:
+copy: about 7.7× a 20 MB attachment), and reads it line by line in Python. :func:`split`
+reads the bytes once, in whole lines (many in one slice where none can be a boundary),
+and follows MIME structure exactly as ``email.feedparser`` does (RFC 2046:
 boundaries of every enclosing multipart end a part, repeated boundary lines, preamble,
 epilogue, a missing closing boundary, ``multipart/digest`` defaults). Each large leaf
 part that is a file (not the mail's text, not an attached message) is decoded as it is
