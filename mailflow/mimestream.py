@@ -1,8 +1,9 @@
 """Read a large spooled message without holding it: big bodies go to files, a skeleton is parsed.
 
 The stdlib parser holds a message several times over (lines, joined payload, decoded
-copy: about 7.7× a 20 MB attachment). :func:`split` reads the spooled bytes once, line
-by line, and follows MIME structure exactly as ``email.feedparser`` does (RFC 2046:
+copy: about 7.7× a 20 MB attachment), and reads it line by line in Python. :func:`split`
+reads the bytes once, in whole lines (many in one slice where none can be a boundary),
+and follows MIME structure exactly as ``email.feedparser`` does (RFC 2046:
 boundaries of every enclosing multipart end a part, repeated boundary lines, preamble,
 epilogue, a missing closing boundary, ``multipart/digest`` defaults). Each large leaf
 part that is a file (not the mail's text, not an attached message) is decoded as it is
@@ -20,6 +21,8 @@ block, very deep nesting, a boundary-like line longer than a read) raises
 from __future__ import annotations
 
 import binascii
+import io
+import itertools
 import quopri
 import re
 import secrets
@@ -34,6 +37,7 @@ from mailflow.parse import (
     DECODE_SLICE_CHARS,
     MAX_CONTENT_TYPES,
     MAX_MESSAGE_BYTES,
+    NOT_BASE64,
     SPOOL_MARKER,
     InboundMail,
     MailParseError,
@@ -45,14 +49,15 @@ from mailflow.parse import (
 from mailflow.spool import CHUNK, RawMail, Spooled, SpoolWriter
 
 SPOOL_PART_BYTES = 256 * 1024  # a leaf body larger than this (encoded) leaves the skeleton
+# A mail in memory this large is split too (the stdlib parser is line by line in Python:
+# 33 ms for a 1.9 MB mail with a photo, against 9 ms split, part file written).
+SPLIT_FROM_BYTES = 2 * SPOOL_PART_BYTES
 MAX_HEADER_BLOCK = 256 * 1024
 MAX_NESTING = 60
 LINE_PIECE = 64 * 1024  # a longer line is read in pieces
 _LINE_END = re.compile(rb"\r\n|\r(?!\n)|\n")
 _HEADER_LINE = re.compile(rb"^(From |[\041-\071\073-\176]*:|[\t ])")  # feedparser.headerRE
 _BLANK = re.compile(rb"\r\n|\r|\n")
-_EOL = re.compile(rb"(\r\n|\r|\n)\Z")
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 _RAW = ("", "7bit", "8bit", "binary")
 _CONTENT_TYPE = b"content-type:"
 
@@ -105,6 +110,50 @@ class _Lines:
     def unread(self, item: _Piece) -> None:
         """Put a piece back; the next readline returns it."""
         self.pushed.append(item)
+
+    def body(self) -> Iterator[bytes]:
+        """Yield what ``readline`` would up to the next boundary, many whole lines at a time.
+
+        Only a line that starts with ``--`` can match a boundary, so the lines before the
+        next such line (or the end of the buffer) are taken in one slice; whatever cannot be
+        decided from the buffer alone goes through ``readline``, which stays the reference.
+        """
+        while True:
+            block = self._block()
+            if block is None:
+                item = self.readline()
+                if item is None:
+                    return
+                block = item[0]
+            yield block
+
+    def _block(self) -> bytes | None:
+        """Take whole buffered lines before the next one starting with ``--``, or None."""
+        buffer, start = self.buffer, self.pos
+        if self.pushed or not self.line_start or buffer.startswith(b"--", start):
+            return None
+        limit = len(buffer)
+        if not self.eof and buffer.endswith(b"\r"):  # maybe the first half of a CRLF
+            limit -= 1
+        if limit - start < 2:
+            return None
+        ends = [
+            found
+            for probe in (b"\n--", b"\r--")
+            if (found := buffer.find(probe, start, limit)) >= 0
+        ]
+        end = (
+            min(ends)
+            if ends
+            else max(buffer.rfind(b"\n", start, limit), buffer.rfind(b"\r", start, limit))
+        )
+        if end < start:
+            return None  # no whole line buffered: readline reads more (or cuts a long one)
+        block = buffer[start : end + 1]
+        self.pos = end + 1
+        if b":" in block:  # a Content-Type never spans a line end: count whole lines at once
+            self.content_types += block.lower().count(_CONTENT_TYPE)
+        return block
 
     def _next(self) -> _Piece | None:
         while True:
@@ -221,42 +270,43 @@ class _Splitter:
             self.lines.boundaries.pop()
 
     def _copy_rest(self) -> None:
-        while (item := self.lines.readline()) is not None:
-            self.out.append(item[0])
+        self.out += self.lines.body()
 
     def _leaf(self, headers: list[bytes], blank: bytes, kind: str, in_multipart: bool) -> None:
         """Keep a small body in the skeleton; decode a large one into a file."""
         held: list[bytes] = []
         size = 0
-        while size <= self.threshold:
-            item = self.lines.readline()
-            if item is None:
-                self.out += [*headers, blank, *held]
-                return
-            held.append(item[0])
-            size += len(item[0])
+        blocks = self.lines.body()
+        for block in blocks:
+            held.append(block)
+            size += len(block)
+            if size > self.threshold:
+                break
+        else:
+            self.out += [*headers, blank, *held]
+            return
         token = secrets.token_hex(16)
         with SpoolWriter(self.workdir, ".part") as writer:
             decoder = _decoder(kind, writer)
             pending = b""
-            for piece in _chain(held, self.lines):
+            for piece in itertools.chain(held, blocks):
                 if kind != "raw" and not piece.isascii():
                     raise UnsplittableError("8-bit bytes in an encoded body")
                 decoder.feed(pending)
                 pending = piece
             if in_multipart:  # the line break before a boundary belongs to the boundary
-                eol = _EOL.search(pending)
-                pending = pending[: eol.start()] if eol else pending
+                pending = pending[: len(pending) - _eol_length(pending)]
             decoder.feed(pending)
             decoder.finish()
             self.parts[token] = writer.finish()
         self.out += [*headers, f"{SPOOL_MARKER}: {token}".encode() + blank, blank]
 
 
-def _chain(held: list[bytes], lines: _Lines) -> Iterator[bytes]:
-    yield from held
-    while (item := lines.readline()) is not None:
-        yield item[0]
+def _eol_length(data: bytes) -> int:
+    """Return the length of the line break ``data`` ends with (CRLF, CR or LF), else 0."""
+    if data.endswith(b"\r\n"):
+        return 2
+    return 1 if data.endswith((b"\r", b"\n")) else 0
 
 
 def _spool_kind(msg: Message) -> str | None:
@@ -308,7 +358,7 @@ class _Base64:
             self._decode()
 
     def _decode(self) -> None:
-        text = self.carry + _NOT_BASE64.sub(b"", b"".join(self.held))
+        text = self.carry + b"".join(self.held).translate(None, NOT_BASE64)
         self.held.clear()
         self.size = 0
         cut = len(text) - len(text) % 4
@@ -330,9 +380,11 @@ class _QuotedPrintable:
         self.held = bytearray()
 
     def feed(self, data: bytes) -> None:
+        # Cut where line-by-line feeding did: at the first line feed once a slice is held.
         self.held += data
-        if len(self.held) >= DECODE_SLICE_CHARS and self.held.endswith(b"\n"):
-            self.finish()
+        while (end := self.held.find(b"\n", DECODE_SLICE_CHARS - 1)) >= 0:
+            self.writer.write(quopri.decodestring(bytes(self.held[: end + 1])))
+            del self.held[: end + 1]
 
     def finish(self) -> None:
         if self.held:
@@ -358,20 +410,23 @@ def read_mail(
 ) -> Iterator[InboundMail]:
     """Parse a message, in memory or spooled; the part files last until the block ends.
 
+    A mail held in memory is split too once it is large enough to have a part to spool:
+    splitting and parsing the skeleton cost a fraction of the stdlib's line-by-line parse.
     Raise only :class:`MailParseError`, with the same reasons as :func:`parse_message`.
     """
-    if isinstance(raw, bytes):
+    if isinstance(raw, bytes) and len(raw) < SPLIT_FROM_BYTES:
         yield parse_message(raw)
         return
-    if raw.size > MAX_MESSAGE_BYTES:
-        raise MailParseError(f"mensaje de {raw.size} bytes supera el límite de {MAX_MESSAGE_BYTES}")
+    size = len(raw) if isinstance(raw, bytes) else raw.size
+    if size > MAX_MESSAGE_BYTES:
+        raise MailParseError(f"mensaje de {size} bytes supera el límite de {MAX_MESSAGE_BYTES}")
     try:
-        with raw.open() as handle:
+        with io.BytesIO(raw) if isinstance(raw, bytes) else raw.open() as handle:
             parts = split(handle, workdir, threshold)
     except UnsplittableError:
         parts = None
     if parts is None:  # held whole, as before this reader existed
-        yield parse_message(raw.head(raw.size + 1))
+        yield parse_message(raw if isinstance(raw, bytes) else raw.head(raw.size + 1))
         return
     try:
         if parts.content_types > MAX_CONTENT_TYPES:

@@ -189,7 +189,7 @@ class Service:
         if size_of(raw) > MAX_MESSAGE_BYTES:
             return self._too_large(session, ledger, raw, now)
         try:
-            # Large parts of a spooled message are decoded into files that last until
+            # Large parts of a large message are decoded into files that last until
             # the attachments are archived, at the end of this block.
             with read_mail(raw, self.archive.scratch) as mail:
                 return self._dispatch(session, ledger, mail, now)

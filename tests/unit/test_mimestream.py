@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailflow.mimestream import read_mail, split
+from mailflow import mimestream
+from mailflow.mimestream import UnsplittableError, read_mail, split
 from mailflow.parse import SPOOL_MARKER, InboundMail, MailParseError, parse_message
 from mailflow.spool import Spooled, SpoolWriter
 
@@ -33,15 +34,17 @@ def _spool(raw: bytes, folder: Path) -> Spooled:
         return writer.finish()
 
 
-def _both(raw: bytes, folder: Path) -> tuple[InboundMail | str, InboundMail | str]:
-    """Parse whole and streamed; a parse error compares by its message."""
+def _both(
+    raw: bytes, folder: Path, *, held: bool = False
+) -> tuple[InboundMail | str, InboundMail | str]:
+    """Parse whole and streamed (from a file, or from memory if ``held``); errors by message."""
     try:
         whole: InboundMail | str = parse_message(raw)
     except MailParseError as exc:
         whole = str(exc)
     spooled = _spool(raw, folder)
     try:
-        with read_mail(spooled, folder, threshold=0) as mail:
+        with read_mail(raw if held else spooled, folder, threshold=0) as mail:
             streamed: InboundMail | str = mail
             data = [a.data for a in mail.attachments]
         if isinstance(whole, InboundMail):
@@ -192,3 +195,113 @@ def test_any_arrangement_parses_the_same(tmp_path: Path, pieces: list[bytes]) ->
     raw = _multipart(TEXT) + b"".join(pieces)
     whole, streamed = _both(raw, tmp_path)
     assert streamed == whole
+
+
+def _split_plainly(raw: bytes, folder: Path) -> tuple[bytes, list[bytes]] | str:
+    """Split; return the skeleton with its tokens numbered and the part files' bytes."""
+    spooled = _spool(raw, folder)
+    try:
+        with spooled.open() as handle:
+            parts = split(handle, folder, threshold=0)
+    except UnsplittableError as exc:
+        return f"unsplittable: {exc}"
+    finally:
+        spooled.discard()
+    skeleton, files = parts.skeleton, []
+    for number, (token, stored) in enumerate(parts.parts.items()):
+        skeleton = skeleton.replace(token.encode(), str(number).encode())
+        files.append(stored.path.read_bytes())
+        stored.discard()
+    return skeleton, files
+
+
+def _line_by_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the splitter read one line at a time, as it did before it took blocks."""
+    monkeypatch.setattr(mimestream._Lines, "_block", lambda self: None)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 77, 4096])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_any_read_size_splits_as_line_by_line(
+    name: str, chunk: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CRLF, a boundary or a base64 quantum cut by a read changes nothing."""
+    raw = CASES[name][:40_000] + CASES[name][-2_000:]  # every shape, fewer reads
+    monkeypatch.setattr(mimestream, "CHUNK", chunk)
+    monkeypatch.setattr(mimestream, "LINE_PIECE", 100)
+    blocks = _split_plainly(raw, tmp_path)
+    _line_by_line(monkeypatch)
+    assert blocks == _split_plainly(raw, tmp_path)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(PIECES), max_size=60), st.sampled_from([1, 2, 3, 7, 64]))
+def test_any_arrangement_splits_as_line_by_line(
+    tmp_path: Path, pieces: list[bytes], chunk: int
+) -> None:
+    raw = _multipart(TEXT) + b"".join(pieces)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mimestream, "CHUNK", chunk)
+        patch.setattr(mimestream, "LINE_PIECE", 16)
+        blocks = _split_plainly(raw, tmp_path)
+        _line_by_line(patch)
+        assert blocks == _split_plainly(raw, tmp_path)
+    whole, streamed = _both(raw, tmp_path)
+    assert streamed == whole
+
+
+def test_qp_slices_are_cut_where_lines_cut_them(tmp_path: Path) -> None:
+    """Quoted-printable fed in blocks decodes in the same slices as fed line by line."""
+    data = ("línea=20larga " * 40 + "=\r\n" + "x" * 70 + "\r\n").encode() * 3_000
+    raw = _multipart(TEXT, _attachment(data, "8bit", "a.txt").replace("8bit", "quoted-printable"))
+    blocks = _split_plainly(raw, tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        _line_by_line(patch)
+        assert blocks == _split_plainly(raw, tmp_path)
+
+
+@pytest.mark.parametrize("encoding", ["8bit", "base64", "quoted-printable"])
+def test_every_read_boundary_splits_as_line_by_line(
+    encoding: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each byte of a small mail, CRs and boundaries included, is once the last of a read."""
+    raw = _multipart(TEXT, _attachment(b"ab\r\ncd\r\r\n-x\n" * 8, encoding), nl="\r\n")
+    raw += b"--b1\rtrailing\r"
+    plain = {}
+    for chunk in range(1, 120):
+        monkeypatch.setattr(mimestream, "CHUNK", chunk)
+        plain[chunk] = _split_plainly(raw, tmp_path)
+        assert not isinstance(plain[chunk], str) and len(plain[chunk][1]) == 1
+    _line_by_line(monkeypatch)
+    for chunk in range(1, 120):
+        monkeypatch.setattr(mimestream, "CHUNK", chunk)
+        assert plain[chunk] == _split_plainly(raw, tmp_path), chunk
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_held_mail_parses_the_same_split(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large mail held in memory goes through the splitter, with the same result."""
+    monkeypatch.setattr(mimestream, "SPLIT_FROM_BYTES", 1)
+    whole, split_ = _both(CASES[name], tmp_path, held=True)
+    assert split_ == whole
+    assert not any(tmp_path.iterdir())
+
+
+def test_large_held_mail_spools_its_photo(tmp_path: Path) -> None:
+    raw = _multipart(TEXT, _attachment(random.Random(7).randbytes(600_000)))
+    assert len(raw) >= mimestream.SPLIT_FROM_BYTES
+    with read_mail(raw, tmp_path) as mail:
+        assert [p.suffix for p in tmp_path.iterdir()] == [".part"]
+        assert mail == parse_message(raw)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_held_corpus_parses_the_same_split(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mimestream, "SPLIT_FROM_BYTES", 1)
+    whole, split_ = _both(path.read_bytes(), tmp_path, held=True)
+    assert split_ == whole

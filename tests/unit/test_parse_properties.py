@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import binascii
+import re
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mailflow import parse
 from mailflow.intake import parse_cronograma, parse_intake
 from mailflow.parse import InboundMail, MailParseError, parse_message
 from mailflow.replytext import read_reply
@@ -99,3 +103,27 @@ def test_intake_and_reply_text_never_raise(text: str) -> None:
     parse_intake(text, date(2026, 11, 20), html=True)
     parse_cronograma(text)
     read_reply(text, text[:200])
+
+
+def _base64_by_regex(payload: str) -> bytes:
+    """Decode as the parser did before it dropped stray characters with bytes.translate."""
+    text = re.sub(r"[^A-Za-z0-9+/]", "", payload)
+    cut = len(text) - len(text) % 4
+    tail = text[cut:] + "=" * (-len(text[cut:]) % 4) if len(text) - cut > 1 else ""
+    return binascii.a2b_base64(text[:cut]) + (binascii.a2b_base64(tail) if tail else b"")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["QUJD", "RA==", "=", "\r\n", "\n", " ", "*", "\udcff", "é", "Zm9v"])
+        | st.text(max_size=8),
+        max_size=80,
+    ),
+    st.sampled_from([1, 3, 4, 7, 64]),
+)
+def test_base64_slices_decode_as_the_regex_did(pieces: list[str], slice_chars: int) -> None:
+    payload = "".join(pieces)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parse, "DECODE_SLICE_CHARS", slice_chars)
+        assert b"".join(parse._base64_chunks(payload)) == _base64_by_regex(payload)
