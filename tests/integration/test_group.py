@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
+from testbed.faults import FailOnCall, connection_lost
 from testbed.mail import fetch_raw, parse
 from testbed.site import INFO_REQUEST, Scenario
 
@@ -64,19 +64,9 @@ def test_a_poisonous_message_is_quarantined_alone_and_the_group_goes_on(
 ) -> None:
     _backlog(scenario)
     settles = _count_settles(scenario, monkeypatch)
-    service = scenario.runtime.service
-    process = service._process
-    calls = 0
-
-    def poisonous_third(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        result = process(*args, **kwargs)  # its rows and mails are written, then it breaks
-        if calls == 3:
-            raise ValueError("poisonous message")
-        return result
-
-    monkeypatch.setattr(service, "_process", poisonous_third)
+    # The third message's rows and mails are written, then it breaks.
+    poison = ValueError("poisonous message")
+    FailOnCall(monkeypatch, scenario.runtime.service, "_process", 3, poison, after=True)
     scenario.run()
     outcomes, codes, outbox, positions = _state(scenario)
     assert outcomes == Counter({"processed": TOTAL - 1, "quarantined": 1})
@@ -101,18 +91,9 @@ def test_a_transient_error_mid_group_redoes_the_whole_group_once(
     scenario: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _backlog(scenario)
-    service = scenario.runtime.service
-    process = service._process
-    calls = 0
-
-    def database_gone_at_fourth(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 4:
-            raise OperationalError("SELECT", {}, Exception("server closed the connection"))
-        return process(*args, **kwargs)
-
-    monkeypatch.setattr(service, "_process", database_gone_at_fourth)
+    process = FailOnCall(
+        monkeypatch, scenario.runtime.service, "_process", 4, connection_lost()
+    )
     with pytest.raises(OperationalError):
         scenario.run()
     # Nothing of the group is committed, not even the three messages done before.
@@ -120,7 +101,7 @@ def test_a_transient_error_mid_group_redoes_the_whole_group_once(
 
     scenario.run()
     outcomes, codes, outbox, positions = _state(scenario)
-    assert calls == 4 + TOTAL
+    assert process.calls == 4 + TOTAL
     assert outcomes == Counter({"processed": TOTAL})
     # The rolled-back group gave its code numbers back: no gap, no duplicate.
     year = codes[0].split("-")[1]
@@ -182,22 +163,6 @@ def test_a_group_ends_where_a_round_trip_to_the_server_would_begin(
     assert positions == [TOTAL]
 
 
-def _fail_at(monkeypatch: pytest.MonkeyPatch, scenario: Scenario, at: int) -> None:
-    """Make the database go away while handling the ``at``-th message."""
-    service = scenario.runtime.service
-    handle_in = service.handle_in
-    calls = 0
-
-    def failing(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == at:
-            raise OperationalError("SELECT", {}, Exception("server closed the connection"))
-        return handle_in(*args, **kwargs)
-
-    monkeypatch.setattr(service, "handle_in", failing)
-
-
 def test_groups_committed_before_a_failure_are_moved_to_the_processed_folder(
     scenario: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -205,7 +170,7 @@ def test_groups_committed_before_a_failure_are_moved_to_the_processed_folder(
     # so it is never fetched again: unless it is moved now it stays in INBOX for good.
     monkeypatch.setattr(runner_module, "GROUP_MESSAGES", 2)
     _backlog(scenario)
-    _fail_at(monkeypatch, scenario, 3)
+    FailOnCall(monkeypatch, scenario.runtime.service, "handle_in", 3, connection_lost())
     runner = scenario.runtime.runner(lambda: scenario.now)
     runner.processed_folder = "Procesados"
 
@@ -226,31 +191,15 @@ def test_a_quarantine_is_logged_only_once_its_group_is_committed(
 ) -> None:
     _backlog(scenario)
     service = scenario.runtime.service
-    process = service._process
-    handle_in = service.handle_in
-    calls = {"process": 0, "handle": 0}
-
-    def poisonous_second(*args: Any, **kwargs: Any) -> Any:
-        calls["process"] += 1
-        if calls["process"] == 2:
-            raise ValueError("poisonous message")
-        return process(*args, **kwargs)
-
-    def database_gone_at_fourth(*args: Any, **kwargs: Any) -> Any:
-        calls["handle"] += 1
-        if calls["handle"] == 4:
-            raise OperationalError("SELECT", {}, Exception("server closed the connection"))
-        return handle_in(*args, **kwargs)
-
-    monkeypatch.setattr(service, "_process", poisonous_second)
-    monkeypatch.setattr(service, "handle_in", database_gone_at_fourth)
+    poison = FailOnCall(monkeypatch, service, "_process", 2, ValueError("poisonous message"))
+    FailOnCall(monkeypatch, service, "handle_in", 4, connection_lost())
     with pytest.raises(OperationalError):
         scenario.run()
     # The group rolled back: nothing was quarantined, so nothing may say it was.
     assert "quarantined" not in caplog.text
     assert _state(scenario)[0] == Counter()
 
-    monkeypatch.setattr(service, "_process", process)  # the trouble was passing
+    monkeypatch.setattr(service, "_process", poison.original)  # the trouble was passing
     scenario.run()
     assert "quarantined" not in caplog.text
     assert _state(scenario)[0] == Counter({"processed": TOTAL})

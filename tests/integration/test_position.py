@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
+from testbed.faults import FailOnCall, connection_lost
 from testbed.site import INFO_REQUEST, Scenario
 
 from mailflow import runner as runner_module
@@ -32,24 +31,15 @@ def test_position_follows_every_committed_group_even_when_a_pass_fails(
     for n in range(5):
         scenario.site.send("analista", f"Solicitud {n}", INFO_REQUEST)
     service = scenario.runtime.service
-    handle_in = service.handle_in
-    calls = 0
-
-    def failing_fourth(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 4:  # the database goes away in the middle of the second group
-            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
-        return handle_in(*args, **kwargs)
-
-    monkeypatch.setattr(service, "handle_in", failing_fourth)
+    # The database goes away in the middle of the second group.
+    handle_in = FailOnCall(monkeypatch, service, "handle_in", 4, connection_lost("COMMIT"))
     with pytest.raises(OperationalError):
         scenario.run()
     # The first group is committed with its position; the second rolled back, whole.
     assert _handled(scenario) == 2
     assert _positions(scenario) == [2]
 
-    monkeypatch.setattr(service, "handle_in", handle_in)
+    monkeypatch.setattr(service, "handle_in", handle_in.original)
     scenario.run()
     assert _handled(scenario) == 5
     assert _positions(scenario) == [5]

@@ -3,6 +3,8 @@
 * :func:`small_disk` mounts a tmpfs of a given size on a folder (root only; raises
   :class:`NotPermittedError` when mounting is refused, so a test can skip saying why), and
   :func:`fill` takes every byte left on it.
+* :class:`FailOnCall` makes one call of a method raise (the database gone in the middle of
+  the N-th message, a poisonous message), counting the calls.
 * :class:`SlowProxy` forwards one TCP port to another on 127.0.0.1, server-to-client bytes
   at a bounded rate, counting them, so a test can act in the middle of a large FETCH; it
   can also reset its connections, refuse new ones, or greet them with an error and hang up
@@ -21,8 +23,48 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import OperationalError
 
 from .ports import HOST
+
+
+def connection_lost(statement: str = "SELECT") -> OperationalError:
+    """Return what SQLAlchemy raises when the database server went away mid-statement."""
+    return OperationalError(statement, {}, Exception("server closed the connection"))
+
+
+class FailOnCall:
+    """Replace ``owner.name`` so that its ``at``-th call raises ``error``; count every call.
+
+    With ``after``, that call is made first (its writes are done) and then raises. The
+    original stays in ``original``, to put back when the trouble has passed.
+    """
+
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        owner: object,
+        name: str,
+        at: int,
+        error: BaseException,
+        *,
+        after: bool = False,
+    ) -> None:
+        self.calls = 0
+        self.original = getattr(owner, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            if self.calls != at:
+                return self.original(*args, **kwargs)
+            if after:
+                self.original(*args, **kwargs)
+            raise error
+
+        monkeypatch.setattr(owner, name, wrapper)
 
 
 class NotPermittedError(RuntimeError):
