@@ -46,7 +46,7 @@ from mailflow.parse import (
     read_headers,
     transfer_encoding,
 )
-from mailflow.spool import CHUNK, RawMail, Spooled, SpoolWriter
+from mailflow.spool import CHUNK, RawMail, Spooled, SpoolWriter, head_of, size_of
 
 SPOOL_PART_BYTES = 256 * 1024  # a leaf body larger than this (encoded) leaves the skeleton
 # A mail in memory this large is split too (the stdlib parser is line by line in Python:
@@ -417,7 +417,7 @@ def read_mail(
     if isinstance(raw, bytes) and len(raw) < SPLIT_FROM_BYTES:
         yield parse_message(raw)
         return
-    size = len(raw) if isinstance(raw, bytes) else raw.size
+    size = size_of(raw)
     if size > MAX_MESSAGE_BYTES:
         raise MailParseError(f"mensaje de {size} bytes supera el límite de {MAX_MESSAGE_BYTES}")
     try:
@@ -426,7 +426,7 @@ def read_mail(
     except UnsplittableError:
         parts = None
     if parts is None:  # held whole, as before this reader existed
-        yield parse_message(raw if isinstance(raw, bytes) else raw.head(raw.size + 1))
+        yield parse_message(head_of(raw, size + 1))
         return
     try:
         if parts.content_types > MAX_CONTENT_TYPES:

@@ -114,7 +114,6 @@ class Outbox:
             nonlocal report, started
             report += self._record(results, now)
             recorded.update(result.key for result in results)
-            results.clear()
             started = time.monotonic()
             self.alive()
 
@@ -122,6 +121,7 @@ class Outbox:
             group.append(result)
             if len(group) >= RECORD_EVERY or time.monotonic() - started >= RECORD_AFTER_SECONDS:
                 record(group)
+                group.clear()
 
         try:
             results = self.send(items, on_result)
