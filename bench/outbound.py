@@ -21,9 +21,9 @@ from bench.daemon import DaemonError, run
 from bench.mailbox import append_all
 from bench.rawsmtp import outbox_mails, send
 from mailflow.config import load_settings
-from mailflow.dbschema import OutboxRow, OutboxStatus
-from mailflow.repository import make_engine
-from mailflow.runtime import build_runtime
+from mailflow.daemon.runtime import build_runtime
+from mailflow.store.repository import make_engine
+from mailflow.store.schema import OutboxRow, OutboxStatus
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import aiosmtplib
 from sqlalchemy import select
 
-from mailflow.dbschema import OutboxRow
-from mailflow.repository import make_engine
+from mailflow.store.repository import make_engine
+from mailflow.store.schema import OutboxRow
 
 Mail = tuple[str, list[str], bytes]  # envelope sender, recipients, bytes
 

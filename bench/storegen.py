@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, Integer, String, Table, func, select, update
 
-from mailflow.dbschema import Base, OutboxRow, RequestRow
-from mailflow.model import Status
-from mailflow.repository import make_engine
+from mailflow.core.model import Status
+from mailflow.store.repository import make_engine
+from mailflow.store.schema import Base, OutboxRow, RequestRow
 
 CHUNK_ROWS = 5000
 

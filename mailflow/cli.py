@@ -21,11 +21,11 @@ from zoneinfo import ZoneInfo
 from mailflow import __version__
 from mailflow.config import Settings, config_path, load_settings
 from mailflow.errors import ConfigError, MailflowError
-from mailflow.logs import setup_logging
+from mailflow.ops.logs import setup_logging
 
 if TYPE_CHECKING:
-    from mailflow.runner import Runner
-    from mailflow.runtime import Runtime
+    from mailflow.daemon.runner import Runner
+    from mailflow.daemon.runtime import Runtime
 
 log = logging.getLogger("mailflow")
 
@@ -59,7 +59,7 @@ Command = Callable[[Invocation], int]
 
 
 def _check_config(inv: Invocation) -> int:
-    from mailflow.checks import check_everything
+    from mailflow.ops.checks import check_everything
 
     path = config_path(inv.args.config, inv.env)
     problems = check_everything(path, inv.env)
@@ -73,8 +73,8 @@ def _check_config(inv: Invocation) -> int:
 
 
 def _procedures(inv: Invocation) -> int:
-    from mailflow.core import procedures_of
-    from mailflow.procedures import procedures_as_json
+    from mailflow.app.build import procedures_of
+    from mailflow.core.procedures import procedures_as_json
 
     data = procedures_as_json(procedures_of(inv.settings()))
     if inv.args.json:
@@ -92,7 +92,7 @@ def _procedures(inv: Invocation) -> int:
 
 
 def _db_upgrade(inv: Invocation) -> int:
-    from mailflow.repository import current_revision, upgrade
+    from mailflow.store.repository import current_revision, upgrade
 
     settings = inv.settings()
     upgrade(settings.store.url)
@@ -101,14 +101,14 @@ def _db_upgrade(inv: Invocation) -> int:
 
 
 def _runtime(inv: Invocation) -> Runtime:
-    from mailflow.runtime import build_runtime
+    from mailflow.daemon.runtime import build_runtime
 
     return build_runtime(inv.settings())
 
 
 def _run(inv: Invocation) -> int:
-    from mailflow.runner import offset_clock
-    from mailflow.runtime import build_runtime
+    from mailflow.daemon.runner import offset_clock
+    from mailflow.daemon.runtime import build_runtime
 
     settings = inv.settings()
     _apply_logging(inv, settings)  # before build_runtime, whose adapters log already
@@ -126,8 +126,8 @@ def _run(inv: Invocation) -> int:
             f"outbox: sent {box.sent}, deferred {box.deferred}, failed {box.failed}"
         )
         return 0
-    from mailflow.health import Heartbeat, status_name
-    from mailflow.notify import Notifier
+    from mailflow.ops.health import Heartbeat, status_name
+    from mailflow.ops.sd_notify import Notifier
 
     notifier = Notifier(inv.env)
     wait = 60.0
@@ -152,7 +152,7 @@ def _run(inv: Invocation) -> int:
     runner.install_signal_handlers()
     metrics = None
     if settings.metrics.enabled:
-        from mailflow.metrics import MetricsServer, StoreCollector
+        from mailflow.ops.metrics import MetricsServer, StoreCollector
 
         collector = StoreCollector(lambda: runner.store, heartbeat.name, runner.clock)
         try:
@@ -180,8 +180,8 @@ def _apply_logging(inv: Invocation, settings: Settings) -> None:
 
 def _reloaded_runtime(inv: Invocation) -> Runtime | None:
     """Build a runtime from the config file as it is now; None (logged) when it is unusable."""
-    from mailflow.checks import check_everything
-    from mailflow.runtime import build_runtime
+    from mailflow.daemon.runtime import build_runtime
+    from mailflow.ops.checks import check_everything
 
     path = config_path(inv.args.config, inv.env)
     problems = check_everything(path, inv.env)
@@ -200,8 +200,8 @@ def _reloaded_runtime(inv: Invocation) -> Runtime | None:
 
 
 def _status(inv: Invocation) -> int:
-    from mailflow.health import Limits, Report, check, describe, status_name, wall_clock
-    from mailflow.repository import Store
+    from mailflow.ops.health import Limits, Report, check, describe, status_name, wall_clock
+    from mailflow.store.repository import Store
 
     settings = inv.settings()
     # No build_runtime: status must not migrate the store nor need the daemon's rights.
@@ -235,7 +235,7 @@ def _store_problem(url: str) -> str | None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from mailflow.repository import current_revision, head_revision
+    from mailflow.store.repository import current_revision, head_revision
 
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
@@ -253,7 +253,7 @@ def _store_problem(url: str) -> str | None:
 
 
 def _db_backup(inv: Invocation) -> int:
-    from mailflow.backup import backup
+    from mailflow.store.backup import backup
 
     settings = inv.settings()
     print(backup(settings.store.url, Path(inv.args.out)))
@@ -303,7 +303,7 @@ def _short(moment: str) -> str:
 
 
 def _replay(inv: Invocation) -> int:
-    from mailflow.spool import Spooled, read_file
+    from mailflow.mail.spool import Spooled, read_file
 
     rt = _runtime(inv)
     now = inv.now(rt.settings.zone)
@@ -321,7 +321,7 @@ def _replay(inv: Invocation) -> int:
 
 
 def _evidence(inv: Invocation) -> int:
-    from mailflow.evidence import export_request
+    from mailflow.reports.evidence import export_request
 
     rt = _runtime(inv)
     settings = rt.settings
@@ -343,7 +343,7 @@ def _evidence(inv: Invocation) -> int:
 
 
 def _report_poai(inv: Invocation) -> int:
-    from mailflow.poaireport import load_products, write_report
+    from mailflow.reports.poai_files import load_products, write_report
 
     rt = _runtime(inv)
     out = Path(inv.args.out)
@@ -365,7 +365,7 @@ def _report_poai(inv: Invocation) -> int:
 
 
 def _archive_verify(inv: Invocation) -> int:
-    from mailflow.catalog import indexed_digests
+    from mailflow.store.catalog import indexed_digests
 
     rt = _runtime(inv)
     with rt.store.transaction() as session:

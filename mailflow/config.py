@@ -29,9 +29,9 @@ from pydantic import (
     model_validator,
 )
 
+from mailflow.core.model import ProductType
+from mailflow.core.people import DYNAMIC_ROLES
 from mailflow.errors import ConfigError
-from mailflow.model import ProductType
-from mailflow.people import DYNAMIC_ROLES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = Path("config/mailflow.toml")

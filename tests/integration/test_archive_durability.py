@@ -12,8 +12,8 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 from testbed.site import Scenario
 
-from mailflow.dbschema import InboundRow, OutboxRow
-from mailflow.repository import store_url
+from mailflow.store.repository import store_url
+from mailflow.store.schema import InboundRow, OutboxRow
 
 
 def test_archive_batch_settles_before_the_commit(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from testbed.site import Scenario
 
-from mailflow.backup import BackupError, backup
+from mailflow.store.backup import BackupError, backup
 
 only_sqlite = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 WRITER = """

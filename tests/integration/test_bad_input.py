@@ -26,9 +26,9 @@ from testbed.mail import append, build_message, deliver, parse, send_as
 from testbed.outside import HELP, NOTICE, Entry, codes, ledger, plain, sent, subjects
 from testbed.site import INFO_REQUEST, Scenario, Site, about, code_of
 
-from mailflow.dbschema import InboundRow, OutboxRow
-from mailflow.effects import MAX_ANSWERS_PER_DAY
-from mailflow.parse import MAX_MESSAGE_BYTES
+from mailflow.app.effects import MAX_ANSWERS_PER_DAY
+from mailflow.mail.parse import MAX_MESSAGE_BYTES
+from mailflow.store.schema import InboundRow, OutboxRow
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "mail"
 
@@ -848,16 +848,16 @@ def test_unreadable_bytes_are_quarantined_and_the_loop_goes_on(
     """Garbage, a mail with no From, and a mail that makes the service itself fail, in
     the same pass as a good request: each is kept with its outcome, the good one opens."""
     site = scenario.site
-    import mailflow.service
+    import mailflow.app.service
 
-    real = mailflow.service.parse_intake
+    real = mailflow.app.service.parse_intake
 
     def failing(text: str, *args: object, **kwargs: object) -> object:
         if "BOOM" in text:
             raise RuntimeError("simulated bug in the intake parser")
         return real(text, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(mailflow.service, "parse_intake", failing)
+    monkeypatch.setattr(mailflow.app.service, "parse_intake", failing)
     put(site, b"\x00\xff\xfe garbage \x89PNG\r\n\x1a\n" * 50)
     put(site, b"Subject: sin remitente\r\n\r\nAPRUEBO\r\n")
     site.send("analista", "Solicitud rara", "BOOM\n" + INFO_REQUEST)
@@ -1078,7 +1078,7 @@ def test_a_database_error_while_handling_quarantines_instead_of_losing(
     """Only the ledger claim's IntegrityError means 'taken'; any other is kept and visible."""
     from sqlalchemy.exc import IntegrityError
 
-    from mailflow.effects import Applier
+    from mailflow.app.effects import Applier
 
     def broken(*_: object, **__: object) -> None:
         raise IntegrityError("INSERT", {}, Exception("simulated constraint violation"))

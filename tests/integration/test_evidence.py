@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from testbed.site import INFO_REQUEST, Scenario, about, code_of
 
-from mailflow.dbschema import ArchiveEntryRow, OutboxRow, ProductRow
+from mailflow.store.schema import ArchiveEntryRow, OutboxRow, ProductRow
 
 
 def png(width: int, height: int, shade: int) -> bytes:
@@ -170,7 +170,7 @@ def test_archive_verify_notices_an_altered_and_a_missing_file(
 def test_upgrading_indexes_what_was_archived_before(db_url: str) -> None:
     from sqlalchemy import text
 
-    from mailflow.repository import make_engine, upgrade
+    from mailflow.store.repository import make_engine, upgrade
 
     upgrade(db_url, "0001")
     engine = make_engine(db_url)

@@ -14,11 +14,11 @@ from testbed.faults import FailOnCall, connection_lost
 from testbed.mail import fetch_raw, parse
 from testbed.site import INFO_REQUEST, Scenario
 
-from mailflow import imap as imap_module
-from mailflow import runner as runner_module
-from mailflow import service as service_module
-from mailflow.dbschema import InboundRow, MailboxStateRow, OutboxRow, OutboxStatus, RequestRow
-from mailflow.imap import ImapSource
+from mailflow.app import service as service_module
+from mailflow.daemon import runner as runner_module
+from mailflow.store.schema import InboundRow, MailboxStateRow, OutboxRow, OutboxStatus, RequestRow
+from mailflow.transport import imap as imap_module
+from mailflow.transport.imap import ImapSource
 
 TOTAL = 5
 

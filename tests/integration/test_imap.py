@@ -18,7 +18,7 @@ from testbed.scratch import remove_scratch, scratch_dir
 from testbed.smtp import SmtpRelay
 
 from mailflow.config import Imap
-from mailflow.imap import (
+from mailflow.transport.imap import (
     ImapAuthError,
     ImapCommandError,
     ImapSource,
@@ -365,7 +365,7 @@ def test_reconnector_backs_off_until_the_server_accepts_again(
 
     proxy.refusing.set()
     src = ImapSource(settings_for(dovecot, address, port=proxy.port))
-    with caplog.at_level(logging.WARNING, logger="mailflow.imap"):
+    with caplog.at_level(logging.WARNING, logger="mailflow.transport.imap"):
         Reconnector(src, sleep=pause, rand=lambda: 1.0).connect()
     try:
         assert src.connected

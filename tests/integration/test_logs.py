@@ -36,7 +36,7 @@ def test_log_json_lines_carry_the_request_message_and_outcome(scenario: Scenario
     handled = [r for r in records if r.get("outcome") == "processed"]
     assert len(handled) == 1, records
     line = handled[0]
-    assert line["logger"] == "mailflow.service"
+    assert line["logger"] == "mailflow.app.service"
     assert line["level"] == "INFO"
     assert line["message_id"] == sent["Message-ID"]
     assert line["request"].startswith("RRSS-2026-")

@@ -24,9 +24,9 @@ from testbed.smtp import SmtpRelay
 
 from mailflow.config import Imap, OAuth2, Smtp, parse_settings
 from mailflow.errors import ConfigError
-from mailflow.imap import ImapAuthError, ImapSource, ImapUnavailableError
-from mailflow.oauth2 import OAuth2Error, OAuth2UnavailableError, TokenSource
-from mailflow.smtp import Outgoing, SmtpAuthError, SmtpSender
+from mailflow.transport.imap import ImapAuthError, ImapSource, ImapUnavailableError
+from mailflow.transport.oauth2 import OAuth2Error, OAuth2UnavailableError, TokenSource
+from mailflow.transport.smtp import Outgoing, SmtpAuthError, SmtpSender
 
 EHLO = "mailflow.test"
 _counter = itertools.count(1)

@@ -20,12 +20,12 @@ from testbed.mail import parse
 from testbed.site import INFO_REQUEST, START, Scenario, code_of
 from testbed.smtp import SmtpRelay
 
-from mailflow import outbox as outbox_module
+from mailflow.app import outbox as outbox_module
+from mailflow.app.outbox import CLAIM_FOR, Outbox, Send
 from mailflow.config import load_settings
-from mailflow.dbschema import OutboxRow, OutboxStatus
-from mailflow.outbox import CLAIM_FOR, Outbox, Send
-from mailflow.runtime import build_runtime
-from mailflow.smtp import OnResult, Outgoing, SendResult, SmtpAuthError
+from mailflow.daemon.runtime import build_runtime
+from mailflow.store.schema import OutboxRow, OutboxStatus
+from mailflow.transport.smtp import OnResult, Outgoing, SendResult, SmtpAuthError
 
 ACK = "Solicitud recibida"
 ACTION = "Acción requerida"

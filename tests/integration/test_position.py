@@ -8,8 +8,8 @@ from sqlalchemy.exc import OperationalError
 from testbed.faults import FailOnCall, connection_lost
 from testbed.site import INFO_REQUEST, Scenario
 
-from mailflow import runner as runner_module
-from mailflow.dbschema import InboundRow, MailboxStateRow
+from mailflow.daemon import runner as runner_module
+from mailflow.store.schema import InboundRow, MailboxStateRow
 
 
 def _positions(scenario: Scenario) -> list[int]:

@@ -29,9 +29,9 @@ from testbed.mail import imap, parse
 from testbed.site import INFO_REQUEST, INFO_STEPS, START, Scenario, Site, about, code_of
 from testbed.smtp import SmtpRelay
 
-from mailflow.dbschema import InboundRow, OutboxRow, OutboxStatus, RequestRow
-from mailflow.imap import ImapSource, ImapUnavailableError
-from mailflow.runner import Runner
+from mailflow.daemon.runner import Runner
+from mailflow.store.schema import InboundRow, OutboxRow, OutboxStatus, RequestRow
+from mailflow.transport.imap import ImapSource, ImapUnavailableError
 
 ACK = "Solicitud recibida"
 ACTION = "Acción requerida"
@@ -75,7 +75,7 @@ def _assert_clean_stop(daemon: Daemon, status: int, seconds: float, limit: float
     assert status == 0, log
     assert seconds < limit, log
     assert "SIGTERM received, stopping" in log
-    assert log.rstrip().endswith("mailflow.runner: stopped"), log
+    assert log.rstrip().endswith("mailflow.daemon.runner: stopped"), log
     assert "Traceback" not in log
 
 

@@ -20,8 +20,8 @@ from sqlalchemy import select
 from testbed.site import INFO_REQUEST, TZ, Scenario, about, code_of
 
 from mailflow.config import load_settings
-from mailflow.dbschema import HistoryRow, RequestRow
-from mailflow.runtime import build_runtime
+from mailflow.daemon.runtime import build_runtime
+from mailflow.store.schema import HistoryRow, RequestRow
 
 REMINDER, ESCALATION, DIGEST, WINDOW = (
     "Recordatorio",

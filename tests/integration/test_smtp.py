@@ -27,7 +27,7 @@ from testbed.ports import HOST, free_port
 from testbed.smtp import SmtpRelay
 
 from mailflow.config import Smtp
-from mailflow.smtp import (
+from mailflow.transport.smtp import (
     Outgoing,
     SendResult,
     SmtpAuthError,

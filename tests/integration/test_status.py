@@ -14,7 +14,7 @@ from testbed.daemon import Daemon
 from testbed.mail import build_message
 from testbed.site import INFO_REQUEST, START, Scenario
 
-from mailflow.health import Heartbeat, Limits, check, status_name
+from mailflow.ops.health import Heartbeat, Limits, check, status_name
 
 only_sqlite = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 

@@ -26,17 +26,8 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from mailflow.dbschema import (
-    Base,
-    HistoryRow,
-    InboundOutcome,
-    InboundRow,
-    OutboxRow,
-    OutboxStatus,
-    RequestRow,
-)
-from mailflow.model import Status
-from mailflow.repository import (
+from mailflow.core.model import Status
+from mailflow.store.repository import (
     MailboxPosition,
     Store,
     claim_reminder,
@@ -49,6 +40,15 @@ from mailflow.repository import (
     next_request_code,
     set_mailbox_state,
     upgrade,
+)
+from mailflow.store.schema import (
+    Base,
+    HistoryRow,
+    InboundOutcome,
+    InboundRow,
+    OutboxRow,
+    OutboxStatus,
+    RequestRow,
 )
 
 NOW = dt.datetime(2026, 12, 1, 13, 0, tzinfo=dt.UTC)
@@ -139,7 +139,7 @@ def test_upgrade_twice_changes_nothing(db_url: str) -> None:
 
 def test_concurrent_upgrades_from_empty_both_succeed(db_url: str) -> None:
     # Separate processes, like two daemons starting at once.
-    script = "import sys; from mailflow.repository import upgrade; upgrade(sys.argv[1])"
+    script = "import sys; from mailflow.store.repository import upgrade; upgrade(sys.argv[1])"
     daemons = [subprocess.Popen([sys.executable, "-c", script, db_url]) for _ in range(2)]
 
     assert [daemon.wait(timeout=120) for daemon in daemons] == [0, 0]

@@ -20,12 +20,12 @@ from testbed.dovecot import Dovecot
 from testbed.mail import append, build_message
 from testbed.site import INFO_REQUEST, Scenario
 
-import mailflow.service
-from mailflow.archive import sha256_of
+import mailflow.app.service
 from mailflow.config import Imap
-from mailflow.dbschema import AttachmentRow, InboundOutcome, InboundRow
-from mailflow.imap import ImapSource
-from mailflow.spool import LARGE_MESSAGE_BYTES, Spooled
+from mailflow.mail.spool import LARGE_MESSAGE_BYTES, Spooled
+from mailflow.store.archive import sha256_of
+from mailflow.store.schema import AttachmentRow, InboundOutcome, InboundRow
+from mailflow.transport.imap import ImapSource
 
 MB = 1024 * 1024
 # A warm pass over a 30 MB attachment peaks near 4 MB; the whole-message path held the
@@ -125,7 +125,7 @@ def test_a_mail_over_the_bound_is_answered_not_read(
     scenario: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The real bound is 50 MiB; a 2 MB bound shows the same path without moving 50 MB.
-    monkeypatch.setattr(mailflow.service, "MAX_MESSAGE_BYTES", 2 * MB)
+    monkeypatch.setattr(mailflow.app.service, "MAX_MESSAGE_BYTES", 2 * MB)
     site = scenario.site
     blob = random.Random(3).randbytes(3 * MB)
     append(site.dovecot, site.shared, _mail(scenario, "analista", blob))

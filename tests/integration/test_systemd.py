@@ -244,7 +244,7 @@ def test_the_unit_is_a_notify_service_with_watchdog_and_hardening() -> None:
 
 
 def test_without_notify_socket_nothing_is_sent_and_waits_keep_their_length() -> None:
-    from mailflow.notify import Notifier
+    from mailflow.ops.sd_notify import Notifier
 
     notifier = Notifier({})
     assert not notifier.enabled
@@ -255,7 +255,7 @@ def test_without_notify_socket_nothing_is_sent_and_waits_keep_their_length() -> 
 
 
 def test_watchdog_pings_are_paced_and_waits_cut_to_a_third(fake_systemd: FakeSystemd) -> None:
-    from mailflow.notify import Notifier
+    from mailflow.ops.sd_notify import Notifier
 
     clock = [100.0]
     env = {"NOTIFY_SOCKET": fake_systemd.name, "WATCHDOG_USEC": "4000000"}
@@ -275,7 +275,7 @@ def test_watchdog_pings_are_paced_and_waits_cut_to_a_third(fake_systemd: FakeSys
 
 
 def test_a_watchdog_meant_for_another_process_is_ignored() -> None:
-    from mailflow.notify import Notifier
+    from mailflow.ops.sd_notify import Notifier
 
     other = str(os.getpid() + 1)
     notifier = Notifier({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": other})

@@ -26,8 +26,8 @@ from testbed.mail import build_message, deliver, fetch_raw
 from testbed.ports import HOST
 
 from mailflow.config import Imap, Smtp
-from mailflow.imap import ImapSource, ImapTlsError
-from mailflow.smtp import Outgoing, SmtpSender, SmtpTlsError
+from mailflow.transport.imap import ImapSource, ImapTlsError
+from mailflow.transport.smtp import Outgoing, SmtpSender, SmtpTlsError
 
 pytestmark = pytest.mark.servers
 

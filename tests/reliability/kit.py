@@ -16,7 +16,7 @@ from testbed.mail import build_message, send_as
 from testbed.outside import HELP, NOTICE, Entry, codes, ledger, plain, sent, subjects
 from testbed.site import INFO_REQUEST, Scenario, Site, about, code_of
 
-from mailflow.dbschema import OutboxRow, RefusalRow
+from mailflow.store.schema import OutboxRow, RefusalRow
 
 __all__ = [
     "HELP",

@@ -39,7 +39,7 @@ from testbed.mail import parse
 from testbed.site import INFO_REQUEST, INFO_STEPS, START, Scenario, Site, about
 from testbed.smtp import SmtpRelay
 
-from mailflow.dbschema import HistoryRow, InboundRow, OutboxRow, OutboxStatus, RequestRow
+from mailflow.store.schema import HistoryRow, InboundRow, OutboxRow, OutboxStatus, RequestRow
 
 from .conftest import full_size
 

@@ -23,7 +23,7 @@ from testbed.mail import parse
 from testbed.site import INFO_REQUEST, START, Scenario, about
 from testbed.smtp import SmtpRelay
 
-from mailflow.dbschema import InboundRow, OutboxRow, OutboxStatus, RequestRow
+from mailflow.store.schema import InboundRow, OutboxRow, OutboxStatus, RequestRow
 
 from .conftest import full_size
 

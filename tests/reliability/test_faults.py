@@ -28,12 +28,12 @@ from testbed.postgres import Postgres
 from testbed.site import INFO_REQUEST, START, Scenario, Site
 from testbed.smtp import SmtpRelay
 
-from mailflow import repository
 from mailflow.config import load_settings
-from mailflow.dbschema import InboundRow, OutboxRow, OutboxStatus, RequestRow
-from mailflow.imap import ImapSource
-from mailflow.runner import Runner
-from mailflow.runtime import Runtime, build_runtime
+from mailflow.daemon.runner import Runner
+from mailflow.daemon.runtime import Runtime, build_runtime
+from mailflow.store import repository
+from mailflow.store.schema import InboundRow, OutboxRow, OutboxStatus, RequestRow
+from mailflow.transport.imap import ImapSource
 
 from .conftest import full_size
 

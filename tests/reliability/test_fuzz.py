@@ -19,15 +19,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailflow.autoreply import classify_auto
-from mailflow.dates import find_date, parse_period, weekday_mismatch
-from mailflow.htmltext import html_to_text
-from mailflow.intake import parse_cronograma, parse_intake, read_fields
-from mailflow.parse import MailParseError, parse_message
-from mailflow.products import designer, directa_form, labelled, type_in
-from mailflow.replytext import extract_new_text, read_reply
-from mailflow.routing import authenticated, route
-from mailflow.tokens import find_tokens
+from mailflow.app.products import designer, directa_form, labelled, type_in
+from mailflow.core.routing import authenticated, route
+from mailflow.core.tokens import find_tokens
+from mailflow.mail.autoreply import classify_auto
+from mailflow.mail.dates import find_date, parse_period, weekday_mismatch
+from mailflow.mail.htmltext import html_to_text
+from mailflow.mail.intake import parse_cronograma, parse_intake, read_fields
+from mailflow.mail.parse import MailParseError, parse_message
+from mailflow.mail.replytext import extract_new_text, read_reply
 
 TODAY = date(2026, 12, 1)
 # The characters and words the readers' regexes and loops turn on.
@@ -145,7 +145,7 @@ def test_a_megabyte_of_the_worst_input_is_read_in_time(name: str) -> None:
 @pytest.mark.timeout(120)
 def test_the_designer_line_is_bounded() -> None:
     """The designer's address search used to be quadratic in its line (hours for 1 MB)."""
-    from mailflow import products
+    from mailflow.app import products
 
     assert products._ADDRESS.search("Diseño: " + "1" * 300_000) is None
     found = designer(

@@ -19,8 +19,8 @@ import pytest
 from testbed.mail import send_as
 from testbed.site import INFO_REQUEST, SECRET, Scenario
 
-from mailflow.render import Renderer
-from mailflow.sample import TEMPLATES, sample_context
+from mailflow.mail.render import Renderer
+from mailflow.ops.sample import TEMPLATES, sample_context
 
 from .kit import forged, ledger, open_request, send_raw_as, variant
 

@@ -20,9 +20,9 @@ from sqlalchemy import func, select
 from testbed.mail import parse
 from testbed.site import Scenario, Site
 
-from mailflow.dbschema import OutboxRow
-from mailflow.effects import MAX_ANSWERS_PER_DAY
-from mailflow.service import Incoming
+from mailflow.app.effects import MAX_ANSWERS_PER_DAY
+from mailflow.app.service import Incoming
+from mailflow.store.schema import OutboxRow
 
 from .kit import HELP, NOTICE, forged, ledger, open_request, sent, subjects
 

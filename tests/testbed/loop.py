@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime
 
-from mailflow.runner import Runner
+from mailflow.daemon.runner import Runner
 
 
 class Clock:

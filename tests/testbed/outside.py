@@ -12,7 +12,7 @@ from email.message import EmailMessage
 
 from sqlalchemy import select
 
-from mailflow.dbschema import InboundRow
+from mailflow.store.schema import InboundRow
 from testbed.mail import parse
 from testbed.site import Scenario, Site
 

@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from mailflow.config import load_settings
-from mailflow.runtime import Runtime, build_runtime
+from mailflow.daemon.runtime import Runtime, build_runtime
 from testbed.dovecot import Dovecot
 from testbed.mail import build_message, inbox, send_as, wait_for_mail
 from testbed.smtp import SmtpRelay

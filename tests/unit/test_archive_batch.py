@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mailflow import archive as archive_module
-from mailflow.archive import Archive
+from mailflow.store import archive as archive_module
+from mailflow.store.archive import Archive
 
 
 def _leftovers(root: Path) -> list[Path]:

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailflow.calendar import BusinessCalendar
+from mailflow.core.calendar import BusinessCalendar
 
 LA_PAZ = ZoneInfo("America/La_Paz")
 CAL = BusinessCalendar()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailflow.imap import (
+from mailflow.transport.imap import (
     ImapAuthError,
     ImapSource,
     ImapUnavailableError,

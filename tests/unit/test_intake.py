@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mailflow.dates import parse_date, parse_period, weekday_mismatch
-from mailflow.intake import parse_cronograma, parse_intake, parse_procedure, read_fields
-from mailflow.parse import parse_message
-from mailflow.replytext import extract_new_text
+from mailflow.mail.dates import parse_date, parse_period, weekday_mismatch
+from mailflow.mail.intake import parse_cronograma, parse_intake, parse_procedure, read_fields
+from mailflow.mail.parse import parse_message
+from mailflow.mail.replytext import extract_new_text
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "mail"
 TODAY = date(2026, 11, 20)

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailflow import mimestream
-from mailflow.mimestream import UnsplittableError, read_mail, split
-from mailflow.parse import SPOOL_MARKER, InboundMail, MailParseError, parse_message
-from mailflow.spool import Spooled, SpoolWriter
+from mailflow.mail import mimestream
+from mailflow.mail.mimestream import UnsplittableError, read_mail, split
+from mailflow.mail.parse import SPOOL_MARKER, InboundMail, MailParseError, parse_message
+from mailflow.mail.spool import Spooled, SpoolWriter
 
 CORPUS = sorted((Path(__file__).resolve().parents[1] / "data" / "mail").glob("*.eml"))
 HEAD = (

@@ -6,7 +6,7 @@ import json
 import urllib.parse
 
 from mailflow.config import OAuth2
-from mailflow.oauth2 import TokenSource
+from mailflow.transport.oauth2 import TokenSource
 
 
 def _settings(refresh_token: str = "from-the-file", client_id: str = "app") -> OAuth2:

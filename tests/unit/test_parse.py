@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mailflow.autoreply import AutoKind
-from mailflow.parse import (
+from mailflow.mail.autoreply import AutoKind
+from mailflow.mail.parse import (
     MAX_MESSAGE_BYTES,
     InboundMail,
     MailParseError,

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailflow import parse
-from mailflow.intake import parse_cronograma, parse_intake
-from mailflow.parse import InboundMail, MailParseError, parse_message
-from mailflow.replytext import read_reply
+from mailflow.mail import parse
+from mailflow.mail.intake import parse_cronograma, parse_intake
+from mailflow.mail.parse import InboundMail, MailParseError, parse_message
+from mailflow.mail.replytext import read_reply
 
 CORPUS = sorted((Path(__file__).resolve().parents[1] / "data" / "mail").glob("*.eml"))
 SAMPLES = [p.read_bytes() for p in CORPUS]

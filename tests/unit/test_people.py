@@ -7,8 +7,8 @@ from datetime import date
 
 import pytest
 
-from mailflow.model import Quorum
-from mailflow.people import (
+from mailflow.core.model import Quorum
+from mailflow.core.people import (
     Directory,
     Role,
     Substitute,

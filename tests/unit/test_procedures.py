@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from mailflow.errors import ConfigError
-from mailflow.model import Action, DeadlineKind, Status
-from mailflow.procedures import (
+from mailflow.core.model import Action, DeadlineKind, Status
+from mailflow.core.procedures import (
     build_procedures,
     load_procedures,
     parse_procedure,
     procedures_as_json,
     require_procedures,
 )
+from mailflow.errors import ConfigError
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "procedures"
 ROLES = (

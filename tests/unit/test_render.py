@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailflow.render import (
+from mailflow.mail.render import (
     Envelope,
     MimeBody,
     Renderer,
@@ -24,7 +24,7 @@ from mailflow.render import (
     compose_bytes,
     fecha,
 )
-from mailflow.sample import TEMPLATES, sample_context
+from mailflow.ops.sample import TEMPLATES, sample_context
 
 TZ = ZoneInfo("America/La_Paz")
 EVIL = '<script>alert("x")</script>'

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mailflow.model import Action
-from mailflow.parse import parse_message
-from mailflow.replytext import Unclear, extract_new_text, read_action, read_reply
+from mailflow.core.model import Action
+from mailflow.mail.parse import parse_message
+from mailflow.mail.replytext import Unclear, extract_new_text, read_action, read_reply
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "mail"
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mailflow.config import DEFAULT_POAI_FUNCTIONS, PoaiFunction
-from mailflow.reports import ProductFacts, build_report, decimal, people_in, short_time
+from mailflow.reports.poai import ProductFacts, build_report, decimal, people_in, short_time
 
 TZ = ZoneInfo("America/La_Paz")
 ANA = "ana@x.bo"  # the content technician: designs and publishes

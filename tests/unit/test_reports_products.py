@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mailflow.archive import Archive
+from mailflow.app.products import designer, directa_form, product_type, type_in
 from mailflow.config import Poai, PoaiFunction
-from mailflow.dbschema import HistoryRow
-from mailflow.model import (
+from mailflow.core.model import (
     Action,
     Deadline,
     DeadlineKind,
@@ -22,7 +21,8 @@ from mailflow.model import (
     Stage,
     Transition,
 )
-from mailflow.products import designer, directa_form, product_type, type_in
+from mailflow.store.archive import Archive
+from mailflow.store.schema import HistoryRow
 
 NOW = datetime(2026, 12, 1, 13, 30, tzinfo=UTC)
 POST = ProductType.POST

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Dialect
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mailflow.dbschema import UTCDateTime
-from mailflow.repository import head_revision, store_url
+from mailflow.store.repository import head_revision, store_url
+from mailflow.store.schema import UTCDateTime
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Deadlines and time-driven work across Bolivian holidays, decided by the pure core.
 
 Each test simulates a daemon making passes every few minutes over days (or being down for
-days), claiming what :mod:`mailflow.deadlines` says is due exactly as the scheduler does:
+days), claiming what :mod:`mailflow.core.deadlines` says is due exactly as the scheduler does:
 the returned keys go into ``done``.
 """
 
@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailflow.calendar import BusinessCalendar
-from mailflow.deadlines import (
+from mailflow.core.calendar import BusinessCalendar
+from mailflow.core.deadlines import (
     Kind,
     Rules,
     Watch,
@@ -30,7 +30,7 @@ from mailflow.deadlines import (
     superiors_of,
     weekday_number,
 )
-from mailflow.people import Directory, Role, Substitute, Unit
+from mailflow.core.people import Directory, Role, Substitute, Unit
 
 TZ = ZoneInfo("America/La_Paz")
 CAL = BusinessCalendar()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
-from mailflow.calendar import BusinessCalendar
-from mailflow.digest import OpenRequest, Publication, PublicationWindow, build_digest, short
-from mailflow.render import Renderer
-from mailflow.sample import sample_context
+from mailflow.core.calendar import BusinessCalendar
+from mailflow.jobs.digest import OpenRequest, Publication, PublicationWindow, build_digest, short
+from mailflow.mail.render import Renderer
+from mailflow.ops.sample import sample_context
 
 TZ = ZoneInfo("America/La_Paz")
 CAL = BusinessCalendar()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailflow.smtp import (
+from mailflow.transport.smtp import (
     GIVE_UP_AFTER,
     Outgoing,
     SendResult,

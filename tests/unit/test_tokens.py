@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailflow.tokens import find_tokens, make_token, message_id, reply_address, verify
+from mailflow.core.tokens import find_tokens, make_token, message_id, reply_address, verify
 
 SECRET = b"a-long-enough-hmac-key"
 JEFE = "jefe.ugs@ejemplo.gob.bo"

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailflow.calendar import BusinessCalendar
-from mailflow.model import (
+from mailflow.core.calendar import BusinessCalendar
+from mailflow.core.model import (
     Action,
     ActionTaken,
     Effect,
@@ -28,9 +28,9 @@ from mailflow.model import (
     Status,
     Vote,
 )
-from mailflow.people import Directory, Role, Substitute, Unit, may_act
-from mailflow.procedures import require_procedures
-from mailflow.workflow import (
+from mailflow.core.people import Directory, Role, Substitute, Unit, may_act
+from mailflow.core.procedures import require_procedures
+from mailflow.core.workflow import (
     IllegalActionError,
     MissingReasonError,
     RequestClosedError,

@@ -1,0 +1,1 @@
+"""One message handled: ledger, intake or reply, authorization, effects, outbox."""

@@ -1,0 +1,387 @@
+"""Carry out the engine's effects and the service's answers inside one transaction.
+
+Effects become rows: history, publication links, attachments and outbox mails. Answers
+to people (help, refusals, unauthorized notices) are rate-limited per address, kind and
+day, as Discourse does, so a misbehaving client can never make us flood anybody.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from mailflow.app.products import record_product
+from mailflow.app.views import actions_of, request_context
+from mailflow.core.model import Effect, RecordHistory, RecordPublication, SendMail, Status
+from mailflow.core.people import holders_of
+from mailflow.mail.intake import Intake, request_form
+from mailflow.mail.parse import InboundMail
+from mailflow.mail.render import fecha
+from mailflow.store.catalog import attachment_entry
+from mailflow.store.repository import claim_reminder
+from mailflow.store.requeststate import state_of
+from mailflow.store.schema import (
+    AttachmentRow,
+    HistoryRow,
+    InboundOutcome,
+    InboundRow,
+    RefusalRow,
+    RequestRow,
+)
+
+if TYPE_CHECKING:
+    from mailflow.app.service import Service
+
+# The defaults of every template variable, so each context is complete (StrictUndefined).
+_BLANK: dict[str, Any] = {
+    "request": None,
+    "actions": [],
+    "note": "",
+    "next_step": "",
+    "actor": "",
+    "action": "",
+    "event": "",
+    "fyi": False,
+    "urls": [],
+    "problems": [],
+    "form": "",
+    "original_subject": "",
+    "sender": "",
+    "reason": "",
+}
+
+
+# At most this many help mails, and as many unauthorized notices, to one address a day.
+MAX_ANSWERS_PER_DAY = 5
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What became of one message, for the log line and the caller."""
+
+    outcome: str
+    code: str | None = None
+    detail: str = ""
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the person's mail said, for history details and confirmations."""
+
+    action: str
+    text: str
+    urls: tuple[str, ...]
+
+
+class Applier:
+    """Write the consequences of one inbound message into the open transaction."""
+
+    def __init__(
+        self,
+        service: Service,
+        session: Session,
+        ledger: InboundRow,
+        mail: InboundMail,
+        now: datetime,
+    ) -> None:
+        self.service = service
+        self.session = session
+        self.ledger = ledger
+        self.mail = mail
+        self.now = now
+
+    # -- accepted actions -------------------------------------------------------------
+
+    def apply(self, request: RequestRow, effects: Iterable[Effect], reply: Reply) -> None:
+        """Record history, links and attachments, and queue the mails of ``effects``."""
+        last: HistoryRow | None = None
+        published: tuple[HistoryRow, tuple[str, ...]] | None = None
+        for effect in effects:
+            if isinstance(effect, RecordHistory):
+                last = HistoryRow(
+                    request_id=request.id,
+                    at=effect.at,
+                    actor=effect.actor,
+                    action=effect.action,
+                    stage=effect.stage,
+                    to_stage=request.stage,
+                    note=effect.note or None,
+                    inbound_id=self.ledger.id,
+                )
+                self.session.add(last)
+            elif isinstance(effect, RecordPublication) and last is not None:
+                last.details = {"urls": list(effect.urls)}
+                published = (last, effect.urls)
+            elif isinstance(effect, SendMail):
+                self._queue(request, effect)
+        stored = self._attachments(request)
+        if published is not None:
+            settings = self.service.settings
+            record_product(
+                self.session,
+                request,
+                published[0],
+                procedure=self.service.core.workflow.procedure(request.procedure),
+                mail_text=self.mail.text,
+                reply_text=reply.text,
+                urls=published[1],
+                attachments=stored,
+                default_type=settings.poai.default_product_type,
+            )
+
+    def _attachments(self, request: RequestRow) -> list[AttachmentRow]:
+        """Stream each attachment into the archive and index it; return the rows."""
+        rows = []
+        for part in self.mail.attachments:
+            suffix = PurePath(part.filename).suffix[:16] or ".bin"
+            stored = self.service.archive.put_stream(part.chunks(), suffix)
+            row = AttachmentRow(
+                request_id=request.id,
+                inbound_id=self.ledger.id,
+                filename=part.filename,
+                content_type=part.content_type,
+                size=stored.size,
+                sha256=stored.sha256,
+            )
+            self.session.add(row)
+            self.session.add(attachment_entry(row, person=self.mail.from_address, at=self.now))
+            rows.append(row)
+        return rows
+
+    def _queue(self, request: RequestRow, effect: SendMail) -> None:
+        if not effect.to and not effect.cc:
+            return
+        service = self.service
+        procedure = service.core.workflow.procedure(request.procedure)
+        stage = procedure.stages.get(effect.stage)
+        actions = (
+            actions_of(procedure, stage)
+            if stage is not None and effect.template in ("action_needed", "observations_returned")
+            else []
+        )
+        context = {
+            **_BLANK,
+            "request": request_context(request, procedure, service.settings.zone),
+            "actions": actions,
+            "note": effect.context.get("text", ""),
+            "actor": effect.context.get("actor", ""),
+            "action": effect.context.get("action", ""),
+            "event": effect.context.get("event", ""),
+            "urls": effect.context.get("urls", "").split(),
+            "next_step": self.next_step(request),
+        }
+        if not actions or not effect.cc:
+            self._outbox(
+                effect.template, effect.to, effect.cc, context, request, stage=effect.stage
+            )
+            return
+        # People in copy cannot act: they get the same mail worded for their information,
+        # so nobody answers a copy by mistake.
+        self._outbox(
+            effect.template,
+            effect.to,
+            effect.cc,
+            context,
+            request,
+            stage=effect.stage,
+            deliver_to=effect.to,
+        )
+        fyi = {**context, "actions": [], "fyi": True}
+        self._outbox(
+            effect.template,
+            effect.to,
+            effect.cc,
+            fyi,
+            request,
+            stage=effect.stage,
+            deliver_to=effect.cc,
+        )
+
+    def next_step(self, request: RequestRow) -> str:
+        """Describe in Spanish where the request stands now, for confirmations."""
+        if request.status != Status.EN_CURSO:
+            return f"la solicitud terminó ({request.status})."
+        service = self.service
+        procedure = service.core.workflow.procedure(request.procedure)
+        stage = procedure.stages[request.stage]
+        people = holders_of(
+            service.core.directory,
+            request.stage_roles,
+            state_of(request),
+            service.core.calendar.local(self.now).date(),
+        )
+        who = ", ".join(people) or "(rol vacante)"
+        due = ""
+        if request.due_at is not None:
+            due = f", con plazo hasta el {fecha(request.due_at.astimezone(service.settings.zone))}"
+        return f"etapa {stage.number} ({stage.name}), a cargo de {who}{due}."
+
+    def _outbox(
+        self,
+        template: str,
+        to: Sequence[str],
+        cc: Sequence[str],
+        context: dict[str, Any],
+        request: RequestRow | None,
+        *,
+        stage: int,
+        deliver_to: Sequence[str] | None = None,
+    ) -> None:
+        references = [request.thread_message_id or ""] if request else []
+        references.append(self.mail.message_id)
+        rows = self.service.composer.rows(
+            template,
+            to,
+            cc,
+            context=context,
+            code=request.code if request else None,
+            stage=stage,
+            references=references,
+            now=self.now,
+            request_id=request.id if request else None,
+            deliver_to=deliver_to,
+        )
+        self.session.add_all(rows)
+
+    # -- answers that change nothing ---------------------------------------------------
+
+    def _once(self, kind: str, address: str, extra: str = "") -> bool:
+        """Claim the one answer of this kind and detail to ``address`` today, within its cap.
+
+        The detail (the problems, the request code) lets a person who makes a new mistake
+        hear about it, but it also let a sender who varies it (a forged From, a hundred
+        request codes) make us mail one address without limit: every answer also takes one
+        of :data:`MAX_ANSWERS_PER_DAY` daily slots of the address, per family.
+        """
+        today = self.service.core.calendar.local(self.now).date()
+        address = address.lower()
+        key = f"{kind}:{address}:{extra}:{today.isoformat()}"[:255]
+        # kind is a String(32) column: a long request code used to overflow it (PostgreSQL).
+        if not claim_reminder(self.session, key, kind=kind[:32], now=self.now, for_date=today):
+            return False
+        family = kind.partition("-")[0]
+        return any(
+            claim_reminder(
+                self.session,
+                f"cap-{family}:{today.isoformat()}:{slot}:{address}"[:255],
+                kind=f"cap-{family}"[:32],
+                now=self.now,
+                for_date=today,
+            )
+            for slot in range(MAX_ANSWERS_PER_DAY)  # any() stops at the first free slot
+        )
+
+    def help(self, kind: str, problems: list[str], *, form: str = "") -> Handled:
+        """Answer the sender once a day per kind with what could not be understood."""
+        sender = self.mail.from_address
+        if self._once(f"help-{kind}", sender, "|".join(sorted(problems))[:120]):
+            context = {
+                **_BLANK,
+                "problems": problems,
+                "form": form,
+                "original_subject": self.mail.subject,
+            }
+            self._outbox("help", [sender], [], context, None, stage=0)
+        return Handled(InboundOutcome.FORMAT_ERROR, detail="; ".join(problems))
+
+    def ask_confirmation(self, code: str, context: dict[str, Any]) -> bool:
+        """Mail the sender a tokened request to answer CONFIRMO, within the daily cap.
+
+        The token is signed for the From address: only its real owner reads the mail,
+        so only they can answer with it. A forger sending many openings in someone's
+        name makes us write to that person at most :data:`MAX_ANSWERS_PER_DAY` times.
+        """
+        sender = self.mail.from_address
+        if not self._once("confirm", sender, code):
+            return False
+        rows = self.service.composer.rows(
+            "confirm_opening",
+            [sender],
+            [],
+            context={**_BLANK, **context},
+            code=code,
+            stage=0,
+            references=[self.mail.message_id],
+            now=self.now,
+            request_id=None,
+            show_code=False,
+        )
+        self.session.add_all(rows)
+        return True
+
+    def help_for_request(self, request: RequestRow, why: str) -> Handled:
+        """Tell the sender no action was read, with the keywords the stage accepts."""
+        procedure = self.service.core.workflow.procedure(request.procedure)
+        stage = procedure.stages.get(request.stage)
+        accepted = ", ".join(a.value for a in stage.actions) if stage else "ninguna"
+        problem = (
+            f"No encontramos una acción en su respuesta sobre {request.code} ({why}). "
+            f"Escriba como primera palabra una de: {accepted}."
+        )
+        return self.help(f"noaction-{request.code}", [problem])
+
+    def intake_problems(self, parsed: Intake) -> Handled:
+        """List exactly what is missing or wrong in a request, with a form to fill."""
+        problems = [p.message for p in parsed.problems] or ["Falta el campo «Tipo»."]
+        # The template prints ``form`` as the text to fill (it used to get ``True``).
+        return self.help("intake", problems, form=request_form(parsed))
+
+    def not_allowed_to_start(self, parsed: Intake, reason: str) -> Handled:
+        """Tell a sender who may not open this kind of request why, once a day."""
+        directory = self.service.core.directory
+        sender = self.mail.from_address
+        known = any(sender in r.members for r in directory.roles.values()) or any(
+            sender == u.head or sender in u.members for u in directory.units.values()
+        )
+        self.help("start", [f"No puede iniciar una solicitud de este tipo: {reason}."])
+        outcome = InboundOutcome.UNAUTHORIZED if known else InboundOutcome.UNKNOWN_SENDER
+        return Handled(outcome, detail=reason)
+
+    def refused(self, request: RequestRow, action: str, reason: str) -> Handled:
+        """Record a refused action of a proven role holder and tell them why."""
+        self._refusal(request, action, reason)
+        return self.help(f"refused-{request.code}", [f"{request.code}: {reason}"])
+
+    def unauthorized(
+        self, request: RequestRow, action: str, reason: str, notify: Sequence[str] = ()
+    ) -> Handled:
+        """Record an unproven or unauthorized action; tell the real role holders once."""
+        self._refusal(request, action, reason)
+        service = self.service
+        holders = notify or holders_of(
+            service.core.directory,
+            request.stage_roles,
+            state_of(request),
+            service.core.calendar.local(self.now).date(),
+        )
+        procedure = service.core.workflow.procedure(request.procedure)
+        context = {
+            **_BLANK,
+            "request": request_context(request, procedure, service.settings.zone),
+            "sender": self.mail.from_address,
+            "action": action,
+            "reason": reason,
+        }
+        fresh = [h for h in holders if self._once("unauthorized", h, request.code)]
+        if fresh:
+            self._outbox("unauthorized", fresh, [], context, request, stage=request.stage)
+        return Handled(InboundOutcome.UNAUTHORIZED, request.code, reason)
+
+    def _refusal(self, request: RequestRow, action: str, reason: str) -> None:
+        self.session.add(
+            RefusalRow(
+                request_id=request.id,
+                at=self.now,
+                sender=self.mail.from_address,
+                action=action[:32],
+                stage=request.stage,
+                reason=reason,
+                inbound_id=self.ledger.id,
+            )
+        )

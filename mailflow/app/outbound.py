@@ -1,0 +1,114 @@
+"""Turn SendMail effects into outbox rows: one rendered message per recipient.
+
+Each recipient gets a copy of their own, because the reply address and the Message-ID
+carry a token signed for that person: whoever answers proves who they are. The visible
+To/Cc headers still list everybody, so people see who else was told. The template is
+rendered and its MIME body encoded once per mail; only the headers differ between
+copies. Every rendered
+mail is archived (content-addressed ``.eml``) and indexed as it is composed, inside the
+caller's transaction, before the commit that queues it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from mailflow.config import Settings
+from mailflow.core.tokens import make_token, message_id, reply_address
+from mailflow.mail.render import Envelope, MimeBody, Renderer, compose_bytes
+from mailflow.store.archive import Archive
+from mailflow.store.catalog import outbound_entry
+from mailflow.store.schema import OutboxRow, OutboxStatus
+
+
+class Composer:
+    """Render templates and address them, ready for the outbox."""
+
+    def __init__(
+        self, settings: Settings, renderer: Renderer, archive: Archive | None = None
+    ) -> None:
+        """Compose with ``renderer``; archive every mail in ``archive`` when one is given."""
+        self._settings = settings
+        self._renderer = renderer
+        self._archive = archive
+        self._secret = settings.security.secret.get_secret_value().encode()
+
+    @property
+    def domain(self) -> str:
+        """Return the domain our Message-IDs are minted in."""
+        return self._settings.smtp.from_address.rpartition("@")[2]
+
+    def base_context(self) -> dict[str, Any]:
+        """Return the variables every template may use."""
+        return {"org_name": self._settings.organization.name}
+
+    def rows(
+        self,
+        template: str,
+        to: Sequence[str],
+        cc: Sequence[str],
+        *,
+        context: Mapping[str, Any],
+        code: str | None,
+        stage: int,
+        references: Sequence[str],
+        now: datetime,
+        request_id: int | None,
+        deliver_to: Sequence[str] | None = None,
+        show_code: bool = True,
+    ) -> list[OutboxRow]:
+        """Return one pending outbox row per distinct recipient of ``to`` and ``cc``.
+
+        ``deliver_to`` limits who gets this rendering (the headers still show everybody),
+        so people in copy can get a for-your-information text of the same mail.
+        ``show_code`` False keeps ``code`` out of the subject (it still signs the token).
+        """
+        rendered = self._renderer.render(template, {**self.base_context(), **context})
+        body = MimeBody(rendered)  # encoded once; each copy differs only in its headers
+        smtp = self._settings.smtp
+        rows = []
+        everyone = deliver_to if deliver_to is not None else (*to, *cc)
+        for recipient in dict.fromkeys(a.lower() for a in everyone):
+            nonce = secrets.token_hex(6)
+            if code is not None:
+                token = make_token(self._secret, code, stage, recipient)
+                # Without plus-addressing rrss+token@ would bounce: the token then rides
+                # in the Message-ID alone, which replies quote in In-Reply-To/References.
+                plus = smtp.plus_addressing
+                reply_to = reply_address(smtp.from_address, token) if plus else smtp.from_address
+                mid = message_id(token, nonce, self.domain)
+            else:
+                reply_to = smtp.from_address
+                mid = f"<rrss-{nonce}@{self.domain}>"
+            envelope = Envelope(
+                from_name=smtp.from_name,
+                from_address=smtp.from_address,
+                reply_to=reply_to,
+                to=list(to) or [recipient],
+                cc=list(cc),
+                message_id=mid,
+                references=[r for r in references if r][-10:],
+                code=code if show_code else None,
+                date=now,
+            )
+            raw = compose_bytes(body, envelope)
+            row = OutboxRow(
+                message_id=mid,
+                request_id=request_id,
+                kind=template,
+                recipients=[recipient],
+                raw=raw,
+                status=OutboxStatus.PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+            if self._archive is not None:
+                # Before the commit that queues it: the index row rides with the outbox
+                # row (relationship cascade), so no caller can forget it.
+                outbound_entry(row, self._archive.put(raw))
+            rows.append(row)
+        return rows

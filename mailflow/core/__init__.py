@@ -1,0 +1,1 @@
+"""The pure domain: procedures, people, workflow, deadlines. Standard library only, no I/O."""

@@ -1,0 +1,1 @@
+"""The daemon's lifecycle and the composition root every command uses."""

@@ -1,0 +1,1 @@
+"""Timed work: reminders, escalations, window ends and the weekly digest."""

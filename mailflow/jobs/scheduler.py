@@ -1,0 +1,371 @@
+"""Carry out the time-driven work :mod:`mailflow.core.deadlines` finds due: one transaction each.
+
+Every pass of the daemon (each wake-up, at least once a minute, and ``run --once``) calls
+:meth:`Scheduler.run_due` with the pass's clock. Each piece of work is claimed with
+:func:`mailflow.store.repository.claim_reminder` (``INSERT … ON CONFLICT DO NOTHING`` on its key)
+in the same transaction as its outbox rows and its history entry: the claim and the mails
+commit together or not at all, so a crash repeats nothing and loses nothing, and two
+daemons on one PostgreSQL database never both send it.
+
+DESIGN names the ``schedule`` library "or equivalent". ``schedule`` computes wall-clock
+slots in the process's local time from ``time.time()``; our clock is injectable (``--now``)
+and lives in the institution's zone (America/La_Paz) whatever the server's zone is, and
+the slot must be recomputable after a restart for catch-up. So the slots are computed from
+``[schedule]`` directly (:func:`mailflow.core.deadlines.reminder_slot`, ``digest_slot``) and
+checked on every pass, which is the equivalent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from mailflow.app.build import Core
+from mailflow.app.outbound import Composer
+from mailflow.app.views import actions_of, request_context
+from mailflow.config import Settings
+from mailflow.core.deadlines import (
+    Kind,
+    Rules,
+    Watch,
+    Window,
+    Work,
+    effective_due,
+    overdue_days,
+    plan_digest,
+    plan_reminders,
+    plan_window_ends,
+    superiors_of,
+    week_of,
+    weekday_number,
+)
+from mailflow.core.model import Status
+from mailflow.core.people import NO_REQUEST, holders_of
+from mailflow.jobs.weekly import digest_of, watch_of
+from mailflow.store.repository import Store, claim_reminder
+from mailflow.store.requeststate import state_of
+from mailflow.store.schema import HistoryRow, ReminderRow, RequestRow
+
+log = logging.getLogger("mailflow.jobs.scheduler")
+
+SYSTEM = "sistema"
+PUBLISHER_ROLE = "administrador_rrss"
+EPOCH_KEY = "scheduler:epoch"
+# History actions of the system's own events, as `requests show` lists them.
+HISTORY_ACTIONS = {
+    Kind.REMINDER: "RECORDATORIO",
+    Kind.ESCALATION: "ESCALAMIENTO",
+    Kind.WINDOW_END: "FIN_VENTANA",
+}
+
+
+def rules_of(settings: Settings) -> Rules:
+    """Return the scheduling rules of ``[schedule]``."""
+    schedule = settings.schedule
+    return Rules(
+        reminder_time=schedule.reminder_time,
+        reminders_before_escalation=schedule.reminders_before_escalation,
+        digest_weekday=weekday_number(schedule.digest_weekday),
+        digest_time=schedule.digest_time,
+    )
+
+
+class Scheduler:
+    """Send what is due at a given moment; safe to call on every pass, by every daemon."""
+
+    def __init__(self, settings: Settings, core: Core, store: Store, composer: Composer) -> None:
+        """Schedule with the settings' ``[schedule]`` rules over ``store``."""
+        self.settings = settings
+        self.core = core
+        self.store = store
+        self.composer = composer
+        self.rules = rules_of(settings)
+
+    def run_due(self, now: datetime) -> dict[str, int]:
+        """Do every piece of work due at ``now``; return how many of each kind were done.
+
+        One failing piece is logged and retried on the next pass; it never stops the
+        others, nor the daemon's intake.
+        """
+        try:
+            plan = self.plan(now)
+        except Exception:
+            log.exception("the scheduler could not plan its work; retrying on the next pass")
+            return {}
+        done: Counter[str] = Counter()
+        for work in plan:
+            try:
+                with self.store.transaction() as session:
+                    if self._do(session, work, now):
+                        done[work.kind.value] += 1
+                        log.info("%s done", work.key, extra={"work": work.key})
+            except Exception:
+                log.exception(
+                    "%s failed; retrying on the next pass", work.key, extra={"work": work.key}
+                )
+        return dict(done)
+
+    def plan(self, now: datetime) -> list[Work]:
+        """Return the work due at ``now`` that no pass has claimed yet."""
+        calendar = self.core.calendar
+        today = calendar.local(now).date()
+        with self.store.transaction() as session:
+            epoch = self._epoch(session, now)
+            requests = list(
+                session.scalars(
+                    select(RequestRow).where(
+                        RequestRow.status == Status.EN_CURSO.value, RequestRow.due_at.is_not(None)
+                    )
+                )
+            )
+            claimed = list(
+                session.scalars(
+                    select(ReminderRow).where(
+                        or_(
+                            ReminderRow.for_date >= week_of(today)[0],
+                            ReminderRow.kind == Kind.WINDOW_END.value,
+                            ReminderRow.request_id.in_([r.id for r in requests]),
+                        )
+                    )
+                )
+            )
+            ended = session.execute(
+                select(RequestRow.id, RequestRow.code, RequestRow.publish_until).where(
+                    RequestRow.status == Status.PUBLICADO.value,
+                    RequestRow.publish_until < today,
+                )
+            ).all()
+        done = {c.key for c in claimed}
+        watches = [self._watch(r, claimed) for r in requests]
+        windows = [Window(i, code, until) for i, code, until in ended if until is not None]
+        rules = self.rules
+        digest = plan_digest(calendar, rules, now, epoch=epoch, done=done)
+        return [
+            *plan_reminders(watches, calendar, rules, now, epoch=epoch, done=done),
+            *plan_window_ends(windows, calendar, rules, now, epoch=epoch, done=done),
+            *([digest] if digest is not None else []),
+        ]
+
+    def _epoch(self, session: Session, now: datetime) -> datetime:
+        """Return when the scheduler first ran (recording ``now`` if it never did)."""
+        claim_reminder(session, EPOCH_KEY, kind="epoch", now=now)
+        first = session.scalar(select(ReminderRow.created_at).where(ReminderRow.key == EPOCH_KEY))
+        return first or now
+
+    def _watch(self, row: RequestRow, claimed: Sequence[ReminderRow]) -> Watch:
+        """Describe an open stage and what this visit of it already got."""
+        entered = self.core.calendar.local(row.stage_entered_at).date()
+        mine = [
+            c
+            for c in claimed
+            if c.request_id == row.id
+            and c.stage == row.stage
+            and c.for_date is not None
+            and c.for_date >= entered
+        ]
+        return replace(
+            watch_of(row, self.core),
+            reminders_sent=sum(1 for c in mine if c.kind == Kind.REMINDER.value),
+            escalated=any(c.kind == Kind.ESCALATION.value for c in mine),
+        )
+
+    # -- doing one piece of work ---------------------------------------------------------
+
+    def _do(self, session: Session, work: Work, now: datetime) -> bool:
+        """Claim ``work`` and queue its mails; False when it is no longer due or was taken."""
+        request = session.get(RequestRow, work.request_id) if work.request_id else None
+        if work.kind in (Kind.REMINDER, Kind.ESCALATION) and (
+            request is None or request.status != Status.EN_CURSO or request.stage != work.stage
+        ):
+            return False  # acted upon since the plan was made
+        for index, (key, kind) in enumerate(work.claims):
+            took = claim_reminder(
+                session,
+                key,
+                kind=kind.value,
+                now=now,
+                request_id=work.request_id,
+                stage=work.stage,
+                for_date=work.day,
+            )
+            if not took and index == 0:
+                return False
+        if work.kind is Kind.DIGEST:
+            self._digest(session, now)
+            return True
+        assert request is not None
+        if work.kind is Kind.WINDOW_END:
+            note = self._window_end(session, request, now)
+        else:
+            note = self._overdue(session, request, work, now)
+        session.add(
+            HistoryRow(
+                request_id=request.id,
+                at=now,
+                actor=SYSTEM,
+                action=HISTORY_ACTIONS[work.kind],
+                stage=request.stage,
+                note=note,
+            )
+        )
+        return True
+
+    def _overdue(self, session: Session, request: RequestRow, work: Work, now: datetime) -> str:
+        """Queue a reminder (or an escalation) for an overdue stage; return the history note."""
+        calendar = self.core.calendar
+        state = state_of(request)
+        voted = {v.address.casefold() for v in state.votes}
+        people = [a for a in self.core.workflow.assignees(state, now) if a.casefold() not in voted]
+        procedure = self.core.workflow.procedure(request.procedure)
+        stage = procedure.stages[request.stage]
+        due = effective_due(watch_of(request, self.core), calendar)
+        assert due is not None
+        today = calendar.local(now).date()
+        late = overdue_days(calendar, due, today)
+        superiors: tuple[str, ...] = ()
+        if work.kind is Kind.ESCALATION:
+            superiors = superiors_of(self.core.directory, state.roles, state, today, exclude=people)
+        info = {
+            "number": work.number,
+            "limit": self.rules.reminders_before_escalation,
+            "overdue_days": late,
+            "assignees": people,
+            "superiors": list(superiors),
+        }
+        context = {
+            "request": {
+                **request_context(request, procedure, self.settings.zone),
+                "due": calendar.local(due),
+            },
+            "cronograma": self._cronograma(request),
+            "actions": actions_of(procedure, stage),
+            "fyi": False,
+            "reminder": info,
+            "history": [],
+        }
+        if superiors:
+            history = self._history(session, request)
+            told = {**context, "actions": [], "fyi": True, "history": history}
+            # The superiors cannot act on the stage: their copy is informative and carries
+            # the history; the assignees' copy keeps the keywords, as today's reminder.
+            for version, readers in ((told, superiors), (context, tuple(people))):
+                self._mail(
+                    session,
+                    request,
+                    "escalation",
+                    to=superiors,
+                    cc=people,
+                    context=version,
+                    now=now,
+                    deliver_to=readers,
+                )
+            return (
+                f"Plazo vencido hace {late} día(s) hábil(es), tras {work.number - 1} "
+                f"recordatorio(s): se informó a {', '.join(superiors)} (copia a "
+                f"{', '.join(people) or 'nadie'})."
+            )
+        self._mail(session, request, "reminder", to=people, context=context, now=now)
+        return (
+            f"Recordatorio {work.number}: plazo vencido hace {late} día(s) hábil(es); "
+            f"enviado a {', '.join(people) or 'nadie (rol sin titular)'}."
+        )
+
+    def _window_end(self, session: Session, request: RequestRow, now: datetime) -> str:
+        """Ask the administrator to withdraw or archive an expired post; return the note."""
+        today = self.core.calendar.local(now).date()
+        admins = holders_of(self.core.directory, (PUBLISHER_ROLE,), state_of(request), today)
+        urls = [
+            u
+            for details in session.scalars(
+                select(HistoryRow.details).where(HistoryRow.request_id == request.id)
+            )
+            if details
+            for u in details.get("urls", [])
+        ]
+        procedure = self.core.workflow.procedure(request.procedure)
+        context = {
+            "request": request_context(request, procedure, self.settings.zone),
+            "urls": urls,
+            "fyi": True,
+        }
+        self._mail(session, request, "window_end", to=admins, context=context, now=now)
+        return (
+            f"Terminó el período de publicación (hasta el {request.publish_until}); se pidió "
+            f"a {', '.join(admins) or 'nadie'} retirar o archivar la publicación."
+        )
+
+    def _digest(self, session: Session, now: datetime) -> None:
+        """Queue the weekly digest to the ``digest_to`` roles."""
+        today = self.core.calendar.local(now).date()
+        to = holders_of(self.core.directory, self.settings.schedule.digest_to, NO_REQUEST, today)
+        if not to:
+            log.warning("the digest has no recipients: schedule.digest_to roles are empty")
+            return
+        context = {"request": None, "fyi": True, "digest": digest_of(session, self.core, now)}
+        rows = self.composer.rows(
+            "digest", to, (), context=context, code=None, stage=0, references=(), now=now,
+            request_id=None,
+        )  # fmt: skip
+        session.add_all(rows)
+
+    def _history(self, session: Session, request: RequestRow) -> list[dict[str, Any]]:
+        rows = session.scalars(
+            select(HistoryRow).where(HistoryRow.request_id == request.id).order_by(HistoryRow.id)
+        )
+        return [
+            {
+                "at": h.at.astimezone(self.settings.zone),
+                "actor": h.actor,
+                "action": h.action,
+                "stage": h.stage,
+                "note": h.note or "",
+            }
+            for h in rows
+        ]
+
+    def _cronograma(self, request: RequestRow) -> list[dict[str, Any]]:
+        procedure = self.core.workflow.procedure(request.procedure)
+        return [
+            {
+                "stage": number,
+                "name": procedure.stages[number].name if number in procedure.stages else "",
+                "date": day,
+            }
+            for number, day in state_of(request).cronograma
+        ]
+
+    def _mail(
+        self,
+        session: Session,
+        request: RequestRow,
+        template: str,
+        *,
+        to: Sequence[str],
+        cc: Sequence[str] = (),
+        context: dict[str, Any],
+        now: datetime,
+        deliver_to: Sequence[str] | None = None,
+    ) -> None:
+        """Queue ``template`` about ``request`` in the request's thread."""
+        if not to and not cc:
+            return
+        rows = self.composer.rows(
+            template,
+            to,
+            cc,
+            context=context,
+            code=request.code,
+            stage=request.stage,
+            references=[request.thread_message_id or ""],
+            now=now,
+            request_id=request.id,
+            deliver_to=deliver_to,
+        )
+        session.add_all(rows)

@@ -1,0 +1,277 @@
+"""Render Jinja2 mail templates into complete, threaded, loop-safe messages.
+
+Each template ``<name>.txt.j2`` defines the blocks ``subject`` and ``body``;
+``<name>.html.j2`` defines ``body``. Both usually extend ``_base.*.j2``. The institution
+may override any template by putting a file of the same name in its templates folder.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from email import policy, quoprimime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from mailflow.errors import MailflowError
+
+SHIPPED_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "mail"
+
+_MONTHS = (
+    "enero", "febrero", "marzo", "abril", "mayo", "junio",
+    "julio", "agosto", "septiembre", "octubre", "noviembre", "diciembre",
+)  # fmt: skip
+_WEEKDAYS = ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo")
+
+
+class TemplateError(MailflowError):
+    """A mail template is missing or does not render."""
+
+
+def fecha(value: date | datetime | None) -> str:
+    """Format a date (and time) the way a Bolivian office writes it: "lunes 7 de diciembre"."""
+    if value is None:
+        return "sin plazo"
+    text = (
+        f"{_WEEKDAYS[value.weekday()]} {value.day} de {_MONTHS[value.month - 1]} de {value.year}"
+    )
+    if isinstance(value, datetime):
+        text += f", {value:%H:%M}"
+    return text
+
+
+def one_line(value: object) -> str:
+    """Collapse any whitespace, CR and LF included, so text is safe inside a header."""
+    return " ".join(str(value).split())
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The three texts of one mail."""
+
+    subject: str
+    text: str
+    html: str
+
+
+class Renderer:
+    """Load templates once and render them with Spanish filters, autoescaping HTML."""
+
+    def __init__(self, templates_dir: Path | None = None) -> None:
+        folders = [str(p) for p in (templates_dir, SHIPPED_TEMPLATES) if p is not None]
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(folders),
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2")),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self._env.filters["fecha"] = fecha
+        self._env.filters["one_line"] = one_line
+
+    def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
+        """Render template ``name`` with ``context``; raise TemplateError naming the file."""
+        try:
+            text_t = self._env.get_template(f"{name}.txt.j2")
+            html_t = self._env.get_template(f"{name}.html.j2")
+            subject = "".join(text_t.blocks["subject"](text_t.new_context(dict(context))))
+            return Rendered(
+                subject=one_line(subject),
+                text=text_t.render(context),
+                html=html_t.render(context),
+            )
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError(f"mail template {exc.name} not found") from None
+        except KeyError:
+            raise TemplateError(f"mail template {name}.txt.j2 has no subject block") from None
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"mail template {name}: {exc}") from None
+
+    def names(self) -> list[str]:
+        """Return the names of every template with both a text and an HTML part."""
+        every = set(self._env.list_templates())
+        return sorted(
+            n.removesuffix(".txt.j2")
+            for n in every
+            if n.endswith(".txt.j2")
+            and not n.startswith("_")
+            and n.replace(".txt.j2", ".html.j2") in every
+        )
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Who a mail comes from and goes to, and where it sits in its thread."""
+
+    from_name: str
+    from_address: str
+    reply_to: str
+    to: Sequence[str]
+    cc: Sequence[str]
+    message_id: str
+    references: Sequence[str]
+    code: str | None
+    date: datetime
+
+
+def compose(rendered: Rendered, envelope: Envelope) -> EmailMessage:
+    """Build the multipart/alternative message with threading and anti-loop headers."""
+    msg = EmailMessage()
+    local, _, domain = envelope.from_address.partition("@")
+    msg["From"] = Address(one_line(envelope.from_name), local, domain)
+    msg["To"] = ", ".join(envelope.to)
+    if envelope.cc:
+        msg["Cc"] = ", ".join(envelope.cc)
+    msg["Reply-To"] = envelope.reply_to
+    prefix = f"[{envelope.code}] " if envelope.code else ""
+    msg["Subject"] = prefix + one_line(rendered.subject)
+    msg["Date"] = format_datetime(envelope.date)
+    msg["Message-ID"] = envelope.message_id
+    if envelope.references:
+        msg["In-Reply-To"] = envelope.references[-1]
+        msg["References"] = " ".join(envelope.references)
+    # RFC 3834: automatic mail, never to be answered automatically; Outlook honours the second.
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg["Content-Language"] = "es-BO"
+    msg.set_content(rendered.text, cte="quoted-printable")
+    msg.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+    return msg
+
+
+# -- the same message, straight to bytes ------------------------------------------------
+#
+# compose() above is the reference; composing through EmailMessage and its generator costs
+# milliseconds a mail (header parsing and refolding, pure-Python QP), most of a backlog's
+# outbound time. compose_bytes() writes the very bytes ``compose(...).as_bytes(policy=
+# policy.SMTP)`` gives (tests/unit/test_render.py compares them), and MimeBody lets one
+# rendering serve every recipient: only the headers differ from one copy to the next.
+
+_SMTP = policy.SMTP
+_MAX_LINE = 78
+_BOUNDARY_WIDTH = len(repr(sys.maxsize - 1))
+# Values the header registry would write back unchanged: printable ASCII, one simple shape
+# per kind of header. Anything else takes the registry's own path (encoding, quoting, folds).
+_PLAIN = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
+_ADDRESSES = re.compile(
+    r"[A-Za-z0-9._%+=-]+@[A-Za-z0-9.-]+(?:, [A-Za-z0-9._%+=-]+@[A-Za-z0-9.-]+)*"
+)
+_MSGID = re.compile(r"<[A-Za-z0-9._%+=$-]+@[A-Za-z0-9.-]+>")
+_DATE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}")
+_SHAPES = {"to": _ADDRESSES, "cc": _ADDRESSES, "reply-to": _ADDRESSES, "message-id": _MSGID}
+_SHAPES["date"] = _DATE
+# One address or Message-ID: the registry writes it on one line whatever its length.
+_ONE_TOKEN = {"reply-to": re.compile(r"[A-Za-z0-9._%+=-]+@[A-Za-z0-9.-]+"), "message-id": _MSGID}
+# In-Reply-To and References are unstructured to the registry: a Message-ID too long for a
+# line (a long domain is enough) comes out RFC 2047 encoded, which breaks threading. These
+# are written as what they are, a list of msg-ids folded between ids, never encoded.
+_THREADING = {"in-reply-to", "references"}
+_THREAD_ID = re.compile(r"<[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]+>")
+
+
+def _msg_ids(name: str, value: str) -> bytes | None:
+    """Return a threading header folded between its msg-ids, or None if it holds others."""
+    ids = value.split(" ")
+    if not all(_THREAD_ID.fullmatch(i) for i in ids):
+        return None
+    lines, line = [], f"{name}:"
+    for msg_id in ids:
+        if len(line) + 1 + len(msg_id) > _MAX_LINE:
+            lines.append(line)
+            line = ""
+        line += f" {msg_id}"
+    lines.append(line)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+def _header(name: str, value: object) -> bytes:
+    """Return one header line (folded, RFC 2047 encoded when needed) as the generator would."""
+    if isinstance(value, str):
+        key = name.lower()
+        shape = _SHAPES.get(key, _PLAIN)
+        fits = len(name) + 2 + len(value) <= _MAX_LINE and "=?" not in value  # no RFC 2047
+        if fits and shape.fullmatch(value):
+            return f"{name}: {value}\r\n".encode("ascii")
+        if key in _ONE_TOKEN and _ONE_TOKEN[key].fullmatch(value):
+            return f"{name}: {value}\r\n".encode("ascii")
+        if key in _THREADING and (threading := _msg_ids(name, value)) is not None:
+            return threading
+        if len(value.splitlines()) > 1:  # what EmailMessage.__setitem__ refuses too
+            raise ValueError("Header values may not contain linefeed or carriage return characters")
+    return _SMTP.fold_binary(name, _SMTP.header_factory(name, value))
+
+
+@lru_cache(maxsize=64)
+def _from_header(name: str, address: str) -> bytes:
+    local, _, domain = address.partition("@")
+    return _header("From", Address(one_line(name), local, domain))
+
+
+def _qp_part(content: str, subtype: str, tail: bytes = b"") -> bytes:
+    """Return one text part (headers and quoted-printable body) as set_content writes it."""
+    lines = content.encode("utf-8").splitlines()
+    body = quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), _MAX_LINE)
+    head = (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: quoted-printable\r\n"
+    ).encode("ascii")
+    crlf = "\r\n".join(body.split("\n")).encode("ascii")
+    return head + tail + b"\r\n" + crlf
+
+
+class MimeBody:
+    """The MIME part of one rendered mail (multipart/alternative), built once."""
+
+    def __init__(self, rendered: Rendered) -> None:
+        self.subject = one_line(rendered.subject)
+        text = _qp_part(rendered.text, "plain")
+        html = _qp_part(rendered.html, "html", b"MIME-Version: 1.0\r\n")
+        while True:  # like the generator: a boundary that no line of the parts holds
+            token = secrets.randbelow(sys.maxsize)
+            boundary = f"{'=' * 15}{token:0{_BOUNDARY_WIDTH}d}=="
+            if boundary.encode("ascii") not in text + html:
+                break
+        mark = f"--{boundary}".encode("ascii")
+        self.raw = (
+            b"MIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/alternative;\r\n"
+            + f' boundary="{boundary}"\r\n\r\n'.encode("ascii")
+            + mark + b"\r\n" + text
+            + b"\r\n" + mark + b"\r\n" + html
+            + b"\r\n" + mark + b"--\r\n"
+        )  # fmt: skip
+
+
+def compose_bytes(body: MimeBody, envelope: Envelope) -> bytes:
+    """Return the bytes of ``compose(rendered, envelope)`` for SMTP, without EmailMessage."""
+    prefix = f"[{envelope.code}] " if envelope.code else ""
+    lines = [
+        _from_header(envelope.from_name, envelope.from_address),
+        _header("To", ", ".join(envelope.to)),
+    ]
+    if envelope.cc:
+        lines.append(_header("Cc", ", ".join(envelope.cc)))
+    lines += [
+        _header("Reply-To", envelope.reply_to),
+        _header("Subject", prefix + body.subject),
+        _header("Date", format_datetime(envelope.date)),
+        _header("Message-ID", envelope.message_id),
+    ]
+    if envelope.references:
+        lines.append(_header("In-Reply-To", envelope.references[-1]))
+        lines.append(_header("References", " ".join(envelope.references)))
+    lines.append(b"Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n")
+    # compose() sets Content-Language, but set_content() clears every Content-* header of
+    # the message it fills, so it never reaches the mail; the same bytes leave it out too.
+    return b"".join(lines) + body.raw

@@ -1,0 +1,1 @@
+"""Running the service: health, metrics, systemd notify, logs, configuration checks."""

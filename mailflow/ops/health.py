@@ -1,0 +1,303 @@
+"""The daemon's heartbeat (written by the loop) and the health report `mailflow status` reads.
+
+The daemon writes one ``daemon_status`` row per mailbox with the wall clock: started,
+heartbeat, IMAP connected or not since when, last IDLE wake-up, last message handled.
+`mailflow status` reads that row plus the outbox, the open requests and the digests, and
+calls the daemon unhealthy when (see docs/deployment.md, "Monitoring"):
+
+- no daemon ever recorded a heartbeat for this mailbox, or the last one stopped;
+- the heartbeat is older than ``stale_factor`` (3) times the loop's longest wait: the loop
+  is stuck or the process is gone;
+- IMAP has been disconnected for more than ``imap_down_seconds`` (300 s);
+- the oldest pending outbox row is older than ``outbox_age_seconds`` (3600 s): mail is not
+  leaving.
+
+Overdue stages and failed mails are reported but never make it unhealthy: they are people's
+work (reminders and escalations handle them), not a fault of the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from mailflow import __version__
+from mailflow.core.model import Status
+from mailflow.store.repository import Store
+from mailflow.store.schema import (
+    DaemonStatusRow,
+    InboundRow,
+    OutboxRow,
+    OutboxStatus,
+    ReminderRow,
+    RequestRow,
+)
+
+log = logging.getLogger("mailflow.ops.health")
+
+WallClock = Callable[[], datetime]
+
+
+def wall_clock() -> datetime:
+    """Return the real time in UTC (heartbeats never follow ``--now``)."""
+    return datetime.now(UTC)
+
+
+class Heartbeat:
+    """Record the loop's progress in ``daemon_status``; failures are logged, never raised."""
+
+    def __init__(
+        self, store: Store, name: str, wait_seconds: float, clock: WallClock = wall_clock
+    ) -> None:
+        self.store = store
+        self.name = name
+        self.wait_seconds = wait_seconds
+        self.clock = clock
+        self._connected: bool | None = None
+
+    @property
+    def connected(self) -> bool | None:
+        """Return the IMAP state last recorded (None before the first)."""
+        return self._connected
+
+    def _update(self, **values: Any) -> None:
+        now = self.clock()
+        try:
+            with self.store.transaction() as session:
+                row = session.get(DaemonStatusRow, self.name)
+                if row is None:
+                    row = DaemonStatusRow(
+                        name=self.name,
+                        host=socket.gethostname(),
+                        pid=os.getpid(),
+                        version=__version__,
+                        started_at=now,
+                        heartbeat_at=now,
+                        wait_seconds=round(self.wait_seconds),
+                        imap_connected=False,
+                        imap_since=now,
+                    )
+                    session.add(row)
+                row.heartbeat_at = now
+                for key, value in values.items():
+                    setattr(row, key, now if value is _NOW else value)
+        except SQLAlchemyError as exc:
+            # The store being down is reported by the pass itself; a heartbeat must not
+            # turn a passing trouble into a crash.
+            log.warning("heartbeat not recorded: %s", exc)
+
+    def started(self) -> None:
+        """Record a (re)start: new pid, version and start time, not stopped."""
+        self._connected = False
+        self._update(
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=__version__,
+            started_at=_NOW,
+            wait_seconds=round(self.wait_seconds),
+            imap_connected=False,
+            imap_since=_NOW,
+            stopped_at=None,
+        )
+
+    def beat(self, connected: bool) -> None:
+        """Record that the loop is alive, and whether IMAP is connected."""
+        if connected != self._connected:
+            self._connected = connected
+            self._update(imap_connected=connected, imap_since=_NOW)
+        else:
+            self._update()
+
+    def woke(self) -> None:
+        """Record an IDLE wake-up (the server announced mail)."""
+        self._update(last_wake_at=_NOW)
+
+    def handled(self, mailbox: str, uidvalidity: int, uid: int, outcome: str) -> None:
+        """Record the last message handled, with its Message-ID from the ledger."""
+        message_id: str | None = None
+        request: str | None = None
+        try:
+            with self.store.transaction() as session:
+                found = session.execute(
+                    select(InboundRow.message_id, RequestRow.code)
+                    .outerjoin(RequestRow, RequestRow.id == InboundRow.request_id)
+                    .where(
+                        InboundRow.mailbox == mailbox,
+                        InboundRow.uidvalidity == uidvalidity,
+                        InboundRow.uid == uid,
+                    )
+                ).first()
+                if found is not None:
+                    message_id, request = found
+        except SQLAlchemyError as exc:
+            log.warning("heartbeat not recorded: %s", exc)
+            return
+        self._update(
+            last_message_at=_NOW,
+            last_message_id=message_id,
+            last_outcome=outcome,
+            last_request=request,
+        )
+
+    def stopped(self) -> None:
+        """Record a clean stop, so that status says "stopped" rather than "stuck"."""
+        self._update(stopped_at=_NOW, imap_connected=False, imap_since=_NOW)
+
+
+_NOW = object()  # "the heartbeat's time" in Heartbeat._update
+
+
+@dataclass(frozen=True)
+class Limits:
+    """When `mailflow status` calls the daemon unhealthy."""
+
+    stale_factor: float = 3.0
+    imap_down_seconds: float = 300.0
+    outbox_age_seconds: float = 3600.0
+
+
+@dataclass
+class Report:
+    """What `mailflow status` prints; ``problems`` empty means healthy."""
+
+    daemon: dict[str, Any] | None
+    outbox: dict[str, Any]
+    overdue_stages: int
+    last_digest: str | None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy,
+            "problems": self.problems,
+            "daemon": self.daemon,
+            "outbox": self.outbox,
+            "overdue_stages": self.overdue_stages,
+            "last_digest": self.last_digest,
+        }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+def check(
+    store: Store, name: str, *, wall: datetime, now: datetime, limits: Limits = Limits()
+) -> Report:
+    """Read the store and judge the daemon's health; ``wall`` is the real time, ``now``
+    the procedures' clock (``--now``) for the outbox and deadlines."""
+    problems: list[str] = []
+    with store.transaction() as session:
+        row = session.get(DaemonStatusRow, name)
+        pending = session.execute(
+            select(func.count(OutboxRow.id), func.min(OutboxRow.created_at)).where(
+                OutboxRow.status == OutboxStatus.PENDING
+            )
+        ).one()
+        failed = session.scalar(
+            select(func.count(OutboxRow.id)).where(OutboxRow.status == OutboxStatus.FAILED)
+        )
+        overdue = session.scalar(
+            select(func.count(RequestRow.id)).where(
+                RequestRow.status == Status.EN_CURSO, RequestRow.due_at < now
+            )
+        )
+        digest = session.scalar(
+            select(func.max(ReminderRow.created_at)).where(ReminderRow.kind == "digest")
+        )
+    daemon: dict[str, Any] | None = None
+    if row is None:
+        problems.append(f"no daemon has ever run on {name}")
+    else:
+        age = (wall - row.heartbeat_at).total_seconds()
+        daemon = {
+            "name": row.name,
+            "host": row.host,
+            "pid": row.pid,
+            "version": row.version,
+            "started_at": _iso(row.started_at),
+            "heartbeat_at": _iso(row.heartbeat_at),
+            "heartbeat_age_seconds": round(age, 1),
+            "stopped_at": _iso(row.stopped_at),
+            "imap_connected": row.imap_connected,
+            "imap_since": _iso(row.imap_since),
+            "last_wake_at": _iso(row.last_wake_at),
+            "last_message": {
+                "at": _iso(row.last_message_at),
+                "message_id": row.last_message_id,
+                "outcome": row.last_outcome,
+                "request": row.last_request,
+            },
+        }
+        limit = limits.stale_factor * row.wait_seconds
+        if row.stopped_at is not None:
+            problems.append(f"the daemon stopped at {_iso(row.stopped_at)}")
+        elif age > limit:
+            problems.append(
+                f"no heartbeat for {age:.0f} s (more than {limit:.0f} s): "
+                f"the daemon (pid {row.pid} on {row.host}) is stuck or gone"
+            )
+        elif not row.imap_connected:
+            down = (wall - row.imap_since).total_seconds()
+            if down > limits.imap_down_seconds:
+                problems.append(f"IMAP disconnected for {down:.0f} s")
+    count, oldest = pending
+    outbox: dict[str, Any] = {
+        "pending": int(count or 0),
+        "oldest_pending": _iso(oldest),
+        "failed": int(failed or 0),
+    }
+    if oldest is not None:
+        waited = (now - oldest).total_seconds()
+        outbox["oldest_pending_age_seconds"] = round(waited, 1)
+        if waited > limits.outbox_age_seconds:
+            problems.append(
+                f"{count} mail(s) waiting to be sent, the oldest for {waited / 60:.0f} min"
+            )
+    return Report(daemon, outbox, int(overdue or 0), _iso(digest), problems)
+
+
+def describe(report: Report) -> list[str]:
+    """Return the report as lines for people."""
+    lines = [("healthy" if report.healthy else "UNHEALTHY")]
+    lines += [f"  problem: {p}" for p in report.problems]
+    d = report.daemon
+    if d is not None:
+        age = d["heartbeat_age_seconds"]
+        state = "stopped" if d["stopped_at"] else f"heartbeat {age:.0f} s ago"
+        lines.append(f"daemon: pid {d['pid']} on {d['host']}, mailflow {d['version']}, {state}")
+        imap = "connected" if d["imap_connected"] else "disconnected"
+        wake = d["last_wake_at"] or "-"
+        lines.append(f"imap: {imap} since {d['imap_since']}; last wake-up {wake}")
+        m = d["last_message"]
+        lines.append(
+            f"last message: {m['at'] or '-'} {m['message_id'] or '-'} "
+            f"{m['outcome'] or '-'} {m['request'] or ''}".rstrip()
+        )
+    o = report.outbox
+    if not o:
+        return lines
+    lines.append(
+        f"outbox: {o['pending']} pending (oldest {o['oldest_pending'] or '-'}), "
+        f"{o['failed']} failed"
+    )
+    lines.append(f"overdue stages: {report.overdue_stages}")
+    lines.append(f"last digest: {report.last_digest or '-'}")
+    return lines
+
+
+def status_name(username: str, host: str, folder: str) -> str:
+    """Return the daemon_status key of one watched mailbox."""
+    return f"{username}@{host}/{folder}"[:255]

@@ -1,0 +1,132 @@
+"""Sample data for every mail template: check-config renders each one with it."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from mailflow.core.calendar import BusinessCalendar
+from mailflow.jobs.digest import OpenRequest, Publication, PublicationWindow, build_digest
+
+TEMPLATES = (
+    "acknowledgement",
+    "action_needed",
+    "action_recorded",
+    "rejected",
+    "observations_returned",
+    "published",
+    "help",
+    "unauthorized",
+    "delivery_failed",
+    "reminder",
+    "escalation",
+    "window_end",
+    "digest",
+    "confirm_opening",
+)
+
+
+def sample_context(org_name: str, title: str = "Día del Software Libre") -> dict[str, Any]:
+    """Return a context with every variable any shipped template uses."""
+    return {
+        "org_name": org_name,
+        "request": {
+            "code": "RRSS-2026-0042",
+            "title": title,
+            "procedure_name": "Publicación de información específica",
+            "stage_number": 2,
+            "stage_name": "Dirección Ejecutiva aprueba o rechaza",
+            "requester": "analista.uti@ejemplo.gob.bo",
+            "due": datetime.combine(date(2026, 12, 7), time(16, 30)),
+            "publish_from": date(2026, 12, 10),
+            "publish_until": date(2026, 12, 20),
+            "cronograma": [
+                {"stage": 6, "name": "Elaboran material de publicación", "date": date(2026, 12, 4)},
+            ],
+        },
+        "actions": [
+            {"keyword": "APRUEBO", "meaning": "aprueba y deriva a la UGS"},
+            {"keyword": "RECHAZO motivo", "meaning": "rechaza y cierra la solicitud"},
+        ],
+        "note": "Revisar el logo.",
+        "next_step": "la Dirección Ejecutiva revisará la solicitud.",
+        "actor": "directora@ejemplo.gob.bo",
+        "action": "APRUEBO",
+        "event": "",
+        "fyi": False,
+        "urls": ["https://facebook.com/ejemplo/posts/1"],
+        "problems": ["Falta el campo «Título»."],
+        "form": "Tipo: información específica\nTítulo:\n",
+        "original_subject": "Solicitud",
+        "sender": "intruso@otro.bo",
+        "reason": "el remitente no tiene el rol de la etapa",
+        # reminder, escalation, window_end and digest (mailflow.jobs.scheduler)
+        "reminder": {
+            "number": 2,
+            "limit": 2,
+            "overdue_days": 2,
+            "assignees": ["directora@ejemplo.gob.bo"],
+            "superiors": ["jefe.ugs@ejemplo.gob.bo"],
+        },
+        "cronograma": [{"stage": 6, "name": "Elaboran material", "date": date(2026, 12, 4)}],
+        "history": [
+            {
+                "at": datetime.combine(date(2026, 12, 1), time(9, 30)),
+                "actor": "analista.uti@ejemplo.gob.bo",
+                "action": "ENTREGO",
+                "stage": 1,
+                "note": "Solicitud de publicación.",
+            }
+        ],
+        "digest": sample_digest(title),
+        # confirm_opening (mailflow.app.service): a privileged opening held until CONFIRMO
+        "confirm": {
+            "title": title,
+            "procedure_name": "Publicación directa (fotografía, informativa cotidiana)",
+            "summary": [
+                {"label": "Tipo", "value": "fotografía"},
+                {"label": "Título", "value": title},
+                {"label": "Enlace", "value": "https://facebook.com/ejemplo/posts/1"},
+            ],
+            "expires": datetime.combine(date(2026, 12, 4), time(16, 30)),
+        },
+    }
+
+
+def sample_digest(title: str) -> dict[str, Any]:
+    """Return the ``digest`` variable of a small week: two open requests, one published."""
+    zone = ZoneInfo("America/La_Paz")
+    now = datetime(2026, 12, 7, 8, 0, tzinfo=zone)
+    opened = datetime(2026, 12, 1, 9, 30, tzinfo=zone)
+    open_requests = [
+        OpenRequest(
+            "RRSS-2026-0042", title, "Publicación de información específica", 2,
+            "Dirección Ejecutiva aprueba o rechaza", ("directora@ejemplo.gob.bo",), opened,
+            datetime(2026, 12, 2, 16, 30, tzinfo=zone),
+        ),
+        OpenRequest(
+            "RRSS-2026-0043", "Campaña de ciberseguridad", "Publicación de promoción", 3,
+            "Elabora propuesta de contenido", ("promocion@ejemplo.gob.bo",), opened,
+            datetime(2026, 12, 9, 16, 30, tzinfo=zone),
+        ),
+    ]  # fmt: skip
+    published = [
+        Publication(
+            "RRSS-2026-0040", "Feria de servicios digitales",
+            ("https://facebook.com/ejemplo/posts/1",), "community@ejemplo.gob.bo",
+            datetime(2026, 12, 3, 11, 0, tzinfo=zone),
+        )
+    ]  # fmt: skip
+    windows = [
+        PublicationWindow(
+            "RRSS-2026-0040", "Feria de servicios digitales", "publicado", date(2026, 12, 3),
+            date(2026, 12, 10),
+        )
+    ]  # fmt: skip
+    return build_digest(BusinessCalendar(), now, open_requests, published, windows)
+
+
+def sample_contexts(org_name: str) -> dict[str, dict[str, Any]]:
+    """Return one sample context per shipped template name."""
+    return {name: sample_context(org_name) for name in TEMPLATES}
