@@ -35,11 +35,13 @@ $(TSTAMP): $(STAMP)
 
 lint: install-test
 	$(BIN)/ruff check mailflow tests bench scripts daemon.py
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 test: install-test
 	@bash scripts/ensure-test-packages.sh
 	$(BIN)/ruff check mailflow tests bench scripts daemon.py
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
 

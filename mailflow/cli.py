@@ -209,16 +209,20 @@ def _status(inv: Invocation) -> int:
     store = Store.from_url(settings.store.url)
     try:
         imap = settings.imap
-        report = Report(None, {}, 0, None, [problem]) if problem else check(
-            store,
-            status_name(imap.username, imap.host, imap.folder),
-            wall=wall_clock(),
-            now=inv.now(settings.zone),
-            limits=Limits(
-                stale_factor=inv.args.stale_factor,
-                imap_down_seconds=inv.args.max_imap_down,
-                outbox_age_seconds=inv.args.max_outbox_age,
-            ),
+        report = (
+            Report(None, {}, 0, None, [problem])
+            if problem
+            else check(
+                store,
+                status_name(imap.username, imap.host, imap.folder),
+                wall=wall_clock(),
+                now=inv.now(settings.zone),
+                limits=Limits(
+                    stale_factor=inv.args.stale_factor,
+                    imap_down_seconds=inv.args.max_imap_down,
+                    outbox_age_seconds=inv.args.max_outbox_age,
+                ),
+            )
         )
     finally:
         store.close()

@@ -155,7 +155,10 @@ class Runner:
                     done.append(result.item.uid)
                 last = group[-1]
                 self._last_handled = (
-                    last.item.mailbox, last.item.uidvalidity, last.item.uid, last.outcome
+                    last.item.mailbox,
+                    last.item.uidvalidity,
+                    last.item.uid,
+                    last.outcome,
                 )
                 self._alive()
         finally:

@@ -42,9 +42,7 @@ def fecha(value: date | datetime | None) -> str:
     """Format a date (and time) the way a Bolivian office writes it: "lunes 7 de diciembre"."""
     if value is None:
         return "sin plazo"
-    text = (
-        f"{_WEEKDAYS[value.weekday()]} {value.day} de {_MONTHS[value.month - 1]} de {value.year}"
-    )
+    text = f"{_WEEKDAYS[value.weekday()]} {value.day} de {_MONTHS[value.month - 1]} de {value.year}"
     if isinstance(value, datetime):
         text += f", {value:%H:%M}"
     return text

@@ -173,7 +173,7 @@ def export_request(
                     procedure=procedure,
                     events=events,
                     products=[_product(p, zone) for p in products],
-                files=files,
+                    files=files,
                     org_name=org_name,
                     generated=now.astimezone(zone),
                     short_time=short_time,

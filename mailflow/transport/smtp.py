@@ -44,7 +44,6 @@ RETRY_CAP = timedelta(hours=1)
 GIVE_UP_AFTER = timedelta(hours=48)
 
 
-
 def next_attempt_delay(attempts: int) -> timedelta:
     """Return the wait after ``attempts`` failed tries (1-based): 1, 2, 4 … minutes, at most 1 h."""
     if attempts < 1:
@@ -333,9 +332,7 @@ class SmtpSender:
                 raise
             # The hook's error is the one raised; whatever else went wrong is logged.
             for other in group_error.exceptions:
-                if other is not batch.hook_failed and not isinstance(
-                    other, asyncio.CancelledError
-                ):
+                if other is not batch.hook_failed and not isinstance(other, asyncio.CancelledError):
                     log.error("smtp: also failed while stopping the batch: %r", other)
         if batch.hook_failed is not None:
             if batch.fatal is not None:

@@ -91,9 +91,7 @@ def test_a_transient_error_mid_group_redoes_the_whole_group_once(
     scenario: Scenario, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _backlog(scenario)
-    process = FailOnCall(
-        monkeypatch, scenario.runtime.service, "_process", 4, connection_lost()
-    )
+    process = FailOnCall(monkeypatch, scenario.runtime.service, "_process", 4, connection_lost())
     with pytest.raises(OperationalError):
         scenario.run()
     # Nothing of the group is committed, not even the three messages done before.
@@ -179,8 +177,7 @@ def test_groups_committed_before_a_failure_are_moved_to_the_processed_folder(
 
     site = scenario.site
     subjects = [
-        str(parse(raw)["Subject"])
-        for raw in fetch_raw(site.dovecot, site.shared, "Procesados")
+        str(parse(raw)["Subject"]) for raw in fetch_raw(site.dovecot, site.shared, "Procesados")
     ]
     assert subjects == ["Solicitud 0", "Solicitud 1"]
     assert len(fetch_raw(site.dovecot, site.shared)) == TOTAL - 2
