@@ -98,6 +98,9 @@ install-service:
 	      config/mailflow.toml > $(ETC)/mailflow.toml; \
 	  echo "wrote $(ETC)/mailflow.toml: edit it (docs/deployment.md, step 3)"; \
 	else echo "kept $(ETC)/mailflow.toml"; fi
+	@if [ ! -e $(ETC)/poai.toml ]; then install -m 0644 config/poai.toml $(ETC)/poai.toml; \
+	  echo "wrote $(ETC)/poai.toml: set the unit's targets (docs/deployment.md, step 3)"; \
+	else echo "kept $(ETC)/poai.toml"; fi
 	@for s in imap smtp hmac; do [ -e $(ETC)/credentials/$$s ] || \
 	  { install -m 0640 -o root -g mailflow /dev/null $(ETC)/credentials/$$s; \
 	    echo "created empty $(ETC)/credentials/$$s: fill it"; }; done

@@ -318,6 +318,7 @@ class Paths(_Section):
     procedures_dir: Path = PROJECT_ROOT / "config" / "procedures"
     templates_dir: Path = PROJECT_ROOT / "templates" / "mail"
     report_templates_dir: Path = PROJECT_ROOT / "templates" / "report"
+    poai_file: Path = PROJECT_ROOT / "config" / "poai.toml"
 
 
 class Logging(_Section):
@@ -366,70 +367,17 @@ class PoaiFunction(_Section):
     procedures: tuple[str, ...] = ()  # empty: every procedure
 
 
-# Seeded from the POAI 2023 of the content technician (functions, results, sources of
-# verification and weights as written there). The POAI gives no quantities: the targets
-# are examples, to be set from the unit's POA.
-DEFAULT_POAI_FUNCTIONS = (
-    PoaiFunction(
-        id="generacion",
-        name="Generación de contenidos para las redes sociales de la institución",
-        result="Implementar estrategias creativas comunicacionales respecto a generación "
-        "de contenidos digitales",
-        verification="Informe y/o registro fotográfico, y/o capturas de pantalla",
-        weight=30,
-        target=120,
-        actions=("ENTREGO",),
-    ),
-    PoaiFunction(
-        id="difusion",
-        name="Difusión y viralización de contenidos institucionales en redes sociales",
-        result="Registro y/o difusión de los productos o materiales digitales",
-        verification="Archivo de productos visuales o audiovisuales elaborados y/o "
-        "difundidos (enlaces y/o capturas de pantalla)",
-        weight=20,
-        target=240,
-        actions=("PUBLICADO",),
-    ),
-    PoaiFunction(
-        id="monitoreo",
-        name="Monitoreo de información coyuntural y otros que se convenga en plataformas digitales",
-        result="Diseño y difusión de productos de comunicación",
-        verification="Archivo de productos visuales o audiovisuales elaborados y/o "
-        "difundidos (enlaces y/o capturas de pantalla)",
-        weight=20,
-        target=60,
-        product_types=(ProductType.POST, ProductType.FOTOGRAFIA),
-        procedures=("directa",),
-    ),
-    PoaiFunction(
-        id="rutinaria_contenidos",
-        name="Generación de contenidos para las redes sociales",
-        kind="rutinaria",
-        result="Registro y/o difusión de los productos o materiales",
-        verification="Nº de productos diseñados y difundidos",
-        weight=20,
-        target=120,
-    ),
-    PoaiFunction(
-        id="encomendadas",
-        name="Realizar las funciones que sean encomendadas por sus superiores, en el ámbito "
-        "de su competencia",
-        kind="rutinaria",
-        result="A requerimiento",
-        verification="Nº de productos diseñados y difundidos",
-        weight=10,
-        target=24,
-        procedures=("promocion", "imagenes_diseno", "informacion_especifica"),
-    ),
-)
-
-
 class Poai(_Section):
-    """Describe the individual annual plan the POAI report measures products against."""
+    """Describe the individual annual plan the POAI report measures products against.
+
+    It is data, not code: ``config/poai.toml`` (``[paths] poai_file``) holds the functions,
+    weights and the institution's targets. A ``[poai]`` table inside the main config file
+    (how it was kept before) still wins over the file.
+    """
 
     position: str = "Técnico en generación y difusión de contenidos para redes sociales"
     default_product_type: ProductType = ProductType.POST
-    functions: tuple[PoaiFunction, ...] = DEFAULT_POAI_FUNCTIONS
+    functions: tuple[PoaiFunction, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> Poai:
@@ -458,7 +406,7 @@ class Settings(_Section):
     paths: Paths = Paths()
     logging: Logging = Logging()
     metrics: Metrics = Metrics()
-    poai: Poai = Poai()
+    poai: Poai
 
     @property
     def zone(self) -> ZoneInfo:
@@ -536,23 +484,64 @@ def _absolutize(settings: Settings, base: Path) -> Settings:
                     "procedures_dir": (base / paths.procedures_dir).resolve(),
                     "templates_dir": (base / paths.templates_dir).resolve(),
                     "report_templates_dir": (base / paths.report_templates_dir).resolve(),
+                    "poai_file": (base / paths.poai_file).resolve(),
                 }
             ),
         }
     )
 
 
+def _poai_file(raw: Mapping[str, Any], base: Path) -> Path:
+    """Return the POAI file the raw config names (``[paths] poai_file``), or the shipped one."""
+    paths = raw.get("paths")
+    named = paths.get("poai_file") if isinstance(paths, dict) else None
+    if isinstance(named, str) and named:
+        return base / named
+    return Paths().poai_file
+
+
+def _read_poai(path: Path) -> tuple[Any, list[str]]:
+    """Read the POAI file; return its table and the problems of reading it."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8")), []
+    except FileNotFoundError:
+        found = (
+            "file not found; copy config/poai.toml from the source tree beside the config "
+            "file, or leave the key out to use the shipped one"
+        )
+    except OSError as exc:
+        found = f"cannot be read ({exc.strerror})"
+    except tomllib.TOMLDecodeError as exc:
+        found = f"not valid TOML: {exc}"
+    return None, [f"paths.poai_file: {path}: {found}"]
+
+
 def parse_settings(raw: Mapping[str, Any], source: Path, env: Mapping[str, str]) -> Settings:
-    """Validate an already-parsed TOML mapping; raise ConfigError listing every problem."""
+    """Validate an already-parsed TOML mapping; raise ConfigError listing every problem.
+
+    The POAI comes from its own file (``[paths] poai_file``) unless the mapping holds a
+    ``[poai]`` table; problems in that file are reported with its name.
+    """
     base = source.parent
     problems: list[str] = []
     settings: Settings | None = None
+    poai_file: Path | None = None
+    if "poai" not in raw:
+        poai_file = _poai_file(raw, base)
+        poai, problems = _read_poai(poai_file)
+        raw = {**raw, "poai": poai} if poai is not None else raw
     try:
         settings = Settings.model_validate(
             {**raw, "source": source}, context={"env": env, "base": base}
         )
     except ValidationError as exc:
-        problems.extend(_format_error(e) for e in exc.errors())
+        for error in exc.errors():
+            problem = _format_error(error)
+            if poai_file is not None and error["loc"][:1] == ("poai",):
+                if "poai" not in raw:
+                    continue  # the file could not be read: said above
+                problem = f"{poai_file}: {problem.removeprefix('poai').lstrip('.: ')}"
+            problems.append(problem)
     problems.extend(cross_check(raw))
     if problems or settings is None:
         raise ConfigError(str(source), problems)

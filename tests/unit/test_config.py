@@ -67,6 +67,7 @@ def test_password_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
     raw = example()
     del raw["imap"]["password_env"]
     raw["imap"]["password_file"] = "imap.secret"
+    del raw["paths"]["poai_file"]  # the shipped POAI: none beside this copy
     settings = parse_settings(raw, tmp_path / "mailflow.toml", SECRETS)
     assert settings.imap.password.get_secret_value() == "from-file"
 
@@ -134,3 +135,44 @@ def test_config_path_precedence() -> None:
     assert config_path("a.toml", {"MAILFLOW_CONFIG": "b.toml"}) == Path("a.toml")
     assert config_path(None, {"MAILFLOW_CONFIG": "b.toml"}) == Path("b.toml")
     assert config_path(None, {}) == Path("config/mailflow.toml")
+
+
+def test_the_poai_file_is_validated_with_its_own_name(tmp_path: Path) -> None:
+    poai = tomllib.loads((ROOT / "config" / "poai.toml").read_text(encoding="utf-8"))
+    poai["functions"][0]["weight"] = 35  # the weights now add up to 105
+    poai["functions"][1]["target"] = 0
+    lines = [f"position = {poai['position']!r}"]
+    for function in poai["functions"]:
+        lines.append("[[functions]]")
+        lines += [f"{key} = {value!r}" for key, value in function.items()]
+    written = tmp_path / "metas.toml"
+    written.write_text("\n".join(lines).replace("'", '"'), encoding="utf-8")
+    raw = example()
+    raw["paths"]["poai_file"] = str(written)
+
+    problems = problems_of(raw)
+
+    assert f"{written}: functions[1].target: Input should be greater than or equal to 1" in (
+        problems
+    ), problems
+    written.write_text("[[functions]\n", encoding="utf-8")
+    broken = f"paths.poai_file: {written}: not valid TOML"
+    assert any(p.startswith(broken) for p in problems_of(raw))
+    raw["paths"]["poai_file"] = "no-such-poai.toml"
+    assert [p for p in problems_of(raw) if "poai" in p] == [
+        f"paths.poai_file: {ROOT / 'config' / 'no-such-poai.toml'}: file not found; copy "
+        "config/poai.toml from the source tree beside the config file, or leave the key out "
+        "to use the shipped one"
+    ]
+
+
+def test_a_poai_table_in_the_main_file_still_wins_over_the_poai_file() -> None:
+    raw = example()
+    raw["paths"]["poai_file"] = "no-such-poai.toml"
+    raw["poai"] = {
+        "position": "Diseñador",
+        "functions": [{"id": "unica", "name": "Diseño", "weight": 100, "target": 10}],
+    }
+    settings = parse_settings(raw, ROOT / "config" / "x.toml", SECRETS)
+    assert [f.id for f in settings.poai.functions] == ["unica"]
+    assert settings.poai.position == "Diseñador"

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import tomllib
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailflow.config import DEFAULT_POAI_FUNCTIONS, PoaiFunction
+from mailflow.config import PROJECT_ROOT, Poai, PoaiFunction
 from mailflow.reports.poai import ProductFacts, build_report, decimal, people_in, short_time
 
 TZ = ZoneInfo("America/La_Paz")
+# The POAI as shipped in config/poai.toml: the content technician's functions and weights.
+SHIPPED = Poai.model_validate(
+    tomllib.loads((PROJECT_ROOT / "config" / "poai.toml").read_text(encoding="utf-8"))
+).functions
 ANA = "ana@x.bo"  # the content technician: designs and publishes
 DIS = "dis@x.bo"  # a designer
 
@@ -85,8 +90,8 @@ def test_years_and_months_are_those_of_each_act_in_local_time() -> None:
         designer=DIS, designed_at=datetime(2025, 12, 30, 10, tzinfo=TZ),
         publisher=ANA, published_at=datetime(2026, 1, 2, 10, tzinfo=TZ),
     )  # fmt: skip
-    [dis] = build_report([late], DEFAULT_POAI_FUNCTIONS, 2026, DIS)
-    [ana] = build_report([late], DEFAULT_POAI_FUNCTIONS, 2026, ANA)
+    [dis] = build_report([late], SHIPPED, 2026, DIS)
+    [ana] = build_report([late], SHIPPED, 2026, ANA)
 
     assert dis.products == [] and sum(dis.designed) == 0  # designed in 2025
     assert ana.disseminated[0] == 1
@@ -95,14 +100,14 @@ def test_years_and_months_are_those_of_each_act_in_local_time() -> None:
 
 
 def test_everyone_who_acted_gets_a_report_when_no_person_is_given() -> None:
-    reports = build_report([product(1, 5, designer=DIS)], DEFAULT_POAI_FUNCTIONS, 2026)
+    reports = build_report([product(1, 5, designer=DIS)], SHIPPED, 2026)
     assert [r.person for r in reports] == [ANA, DIS]
-    assert build_report([], DEFAULT_POAI_FUNCTIONS, 2026) == []
+    assert build_report([], SHIPPED, 2026) == []
 
 
 def test_the_seeded_functions_follow_the_poai() -> None:
-    assert [f.weight for f in DEFAULT_POAI_FUNCTIONS] == [30, 20, 20, 20, 10]
-    assert [f.kind for f in DEFAULT_POAI_FUNCTIONS].count("rutinaria") == 2
+    assert [f.weight for f in SHIPPED] == [30, 20, 20, 20, 10]
+    assert [f.kind for f in SHIPPED].count("rutinaria") == 2
 
 
 def test_numbers_and_moments_are_written_the_spanish_way() -> None:
@@ -115,10 +120,10 @@ def test_numbers_and_moments_are_written_the_spanish_way() -> None:
     assert short_time(None) == "—"
 
 
-def test_the_shipped_config_documents_exactly_the_seeded_functions() -> None:
+def test_the_shipped_config_reads_the_poai_from_its_own_file() -> None:
     from pathlib import Path
 
-    from mailflow.config import PROJECT_ROOT, load_settings
+    from mailflow.config import load_settings
 
     env = {
         "MAILFLOW_IMAP_PASSWORD": "x",
@@ -126,4 +131,6 @@ def test_the_shipped_config_documents_exactly_the_seeded_functions() -> None:
         "MAILFLOW_SECRET": "a-secret-of-sixteen-chars",
     }
     shipped = load_settings(Path(PROJECT_ROOT / "config" / "mailflow.toml"), env)
-    assert shipped.poai.functions == DEFAULT_POAI_FUNCTIONS
+    assert shipped.paths.poai_file == PROJECT_ROOT / "config" / "poai.toml"
+    assert shipped.poai.functions == SHIPPED
+    assert [f.id for f in SHIPPED][:2] == ["generacion", "difusion"]
