@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import FrameType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -64,6 +64,21 @@ class PassReport:
     handled: int
     outcomes: dict[str, int]
     outbox: FlushReport
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What a runner drives, built by :mod:`mailflow.daemon.runtime` (the composition root).
+
+    A SIGHUP reload hands the running loop a new one (:meth:`Runner.rewire`).
+    """
+
+    service: Service
+    store: Store
+    source: ImapSource
+    outbox: Outbox
+    scheduler: Scheduler | None = None
+    processed_folder: str | None = None
 
 
 class _Result(NamedTuple):
@@ -126,6 +141,32 @@ class Runner:
         self._waiting = False
         self._loop_thread: int | None = None
         self._stop_reason = ""
+
+    @classmethod
+    def wired(cls, wiring: Wiring, clock: Clock, **options: Any) -> Runner:
+        """Return a runner over ``wiring``; ``options`` as for the constructor."""
+        return cls(
+            wiring.service,
+            wiring.store,
+            wiring.source,
+            wiring.outbox,
+            clock,
+            processed_folder=wiring.processed_folder,
+            scheduler=wiring.scheduler,
+            **options,
+        )
+
+    def rewire(self, wiring: Wiring) -> None:
+        """Drive new adapters from the next pass on (a SIGHUP reload, between messages).
+
+        The old IMAP connection is closed; the loop logs in again with the new settings.
+        The new outbox pings this loop's watchdog during a long flush, as the old one did.
+        """
+        self.source.close()
+        wiring.outbox.alive = self._alive
+        self.service, self.store, self.source = wiring.service, wiring.store, wiring.source
+        self.outbox, self.scheduler = wiring.outbox, wiring.scheduler
+        self.processed_folder = wiring.processed_folder
 
     def catch_up(self) -> PassReport:
         """Handle every message after the last recorded UID, then flush the outbox."""

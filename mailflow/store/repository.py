@@ -27,6 +27,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine, create_engine, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.store.schema import Base, CodeSequenceRow, InboundRow, MailboxStateRow, ReminderRow
@@ -158,6 +159,26 @@ def current_revision(url: str | URL) -> str | None:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()
+
+
+def store_problem(url: str | URL) -> str | None:
+    """Return why a read-only command cannot read the store (never creating a SQLite file)."""
+    parsed = store_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        return (
+            f"la base de datos {parsed.database} no existe: el daemon nunca arrancó con esta "
+            "configuración (o [store] url apunta a otro lugar)"
+        )
+    try:
+        revision = current_revision(parsed)
+    except SQLAlchemyError as exc:
+        return f"no se puede leer la base de datos: {exc}".splitlines()[0]
+    if revision != head_revision():
+        return (
+            f"la base de datos está en la migración {revision}, esta versión de mailflow "
+            f"espera {head_revision()}: arranque el daemon o ejecute `mailflow db upgrade`"
+        )
+    return None
 
 
 def head_revision() -> str:

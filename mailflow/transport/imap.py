@@ -46,6 +46,8 @@ import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -105,6 +107,17 @@ class Fetched:
     uidvalidity: int
     uid: int
     raw: RawMail
+
+
+@dataclass(frozen=True)
+class MailboxSurvey:
+    """What ``check-config --live`` saw in the mailbox: size, capabilities, some headers."""
+
+    folder: str
+    count: int
+    uidvalidity: int
+    capabilities: tuple[str, ...]
+    headers: tuple[tuple[str, ...], ...]  # one header's values, per message, newest last
 
 
 def default_ssl_context(settings: Imap | None = None) -> ssl.SSLContext:
@@ -406,6 +419,25 @@ class ImapSource:
     def _vanished(self, uid: int) -> None:
         log.info("IMAP %s: UID %d vanished before it was fetched", self.where, uid)
 
+    def survey(self, header: str, last: int) -> MailboxSurvey:
+        """Describe the selected folder, with the values of ``header`` on its ``last`` mails."""
+        client = self._require()
+        with self._translate("UID SEARCH"):
+            uids = sorted(client.search(["ALL"]))
+        chosen = uids[-last:] if last > 0 else []
+        item = f"BODY.PEEK[HEADER.FIELDS ({header.upper()})]"
+        data: dict[int, Any] = {}
+        if chosen:
+            with self._translate("UID FETCH"):
+                data = client.fetch(chosen, [item])
+        key = item.replace(".PEEK", "").encode()
+        headers = tuple(
+            _header_values(data.get(uid, {}).get(key, b""), header) for uid in chosen if uid in data
+        )
+        with self._translate("CAPABILITY"):
+            capabilities = tuple(sorted(c.decode() for c in client.capabilities()))
+        return MailboxSurvey(self.mailbox, len(uids), self.uidvalidity, capabilities, headers)
+
     # -- waiting --------------------------------------------------------------------------
 
     def wait(self, timeout: float) -> bool:
@@ -671,6 +703,12 @@ def _rounds(sizes: dict[int, int], batch: int) -> Iterator[list[int]]:
         total += size
     if group:
         yield group
+
+
+def _header_values(raw: bytes, name: str) -> tuple[str, ...]:
+    """Return every value of header ``name`` in a raw header block, unfolded, in order."""
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(bytes(raw))
+    return tuple(" ".join(str(v).split()) for v in parsed.get_all(name, []))
 
 
 def _announces_mail(responses: Sequence[tuple[Any, ...]]) -> bool:

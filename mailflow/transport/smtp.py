@@ -71,6 +71,17 @@ def retry_at(
 
 
 @dataclass(frozen=True)
+class SmtpFound:
+    """What an SMTP server said of itself when mailflow connected and logged in."""
+
+    where: str
+    greeting: str
+    extensions: tuple[str, ...]
+    encrypted: bool
+    logged_in: bool
+
+
+@dataclass(frozen=True)
 class Outgoing:
     """One rendered outbox message: its row key, SMTP envelope and exact bytes."""
 
@@ -354,13 +365,28 @@ class SmtpSender:
         """Run ``send_many`` in a fresh event loop, for the daemon's synchronous loop."""
         return asyncio.run(self.send_many(items, on_result))
 
-    async def check(self) -> None:
-        """Connect, secure and log in once, raising what ``send_many`` would hit first."""
+    async def check(self) -> SmtpFound:
+        """Connect, secure and log in once, raising what ``send_many`` would hit first.
+
+        Return what the server said of itself (``check-config --live`` prints it).
+        """
         try:
             conn = await self._connect()
         except _UnavailableError as exc:
             raise SmtpError(f"SMTP server {self._where} is unavailable: {exc}") from exc
+        found = SmtpFound(
+            where=self._where,
+            greeting=_greeting(conn),
+            extensions=tuple(sorted(conn.esmtp_extensions)),
+            encrypted=self._settings.security != "none",
+            logged_in=self._settings.auth == "xoauth2" or self._settings.username is not None,
+        )
         await _quit(conn)
+        return found
+
+    def check_sync(self) -> SmtpFound:
+        """Run :meth:`check` in a fresh event loop."""
+        return asyncio.run(self.check())
 
     async def _work(self, batch: _Batch) -> None:
         """Send queued messages over one connection until none are left or it fails."""
@@ -610,3 +636,11 @@ class SmtpSender:
                 len(result.accepted),
                 extra={"outbox_id": item.key, "outcome": "sent"},
             )
+
+
+def _greeting(conn: aiosmtplib.SMTP) -> str:
+    """Return the first line of the server's EHLO answer (its name), for people."""
+    response = conn.last_ehlo_response
+    if response is None:
+        return ""
+    return response.message.splitlines()[0][:200] if response.message else ""

@@ -398,7 +398,7 @@ def test_a_long_flush_pings_the_watchdog_after_each_group_even_after_a_reload(
     assert spy.pings == 3  # groups of 20, 20 and the last 5
 
     reloaded = build_runtime(load_settings(scenario.site.config_path, {}))
-    reloaded.install_into(runner)
+    runner.rewire(reloaded.wiring(previous=runner.source.tokens))
     try:
         _queue_mails(scenario, 25)
         runner.outbox.flush(scenario.now)

@@ -149,7 +149,7 @@ def test_daemon_speaks_sd_notify_reloads_on_sighup_and_stops_on_sigterm(
         fake_systemd.wait_for("RELOADING=1", count=2)
         fake_systemd.wait_for("READY=1", count=3)
         assert daemon.poll() is None
-        assert "reload refused" in log.read_text() and "not valid TOML" in log.read_text()
+        assert "reload refused" in log.read_text() and "no es TOML válido" in log.read_text()
         code = str(action["Subject"]).split("[")[1].split("]")[0]
         site.reply("nueva.directora", action, "APRUEBO")
         site.wait_for("jefe.ugs", about(code, "Acción requerida"))

@@ -81,24 +81,35 @@ def test_every_problem_is_reported_at_once_with_its_key_path() -> None:
     del raw["roles"]["administrador_rrss"]
     problems = problems_of(raw, {})
     joined = "\n".join(problems)
-    assert 'roles.jefatura_ugs.members[0]: "jefe@@x" is not a valid address' in joined
-    assert 'roles.jefatura_ugs.superior: "direccion_general" is not a configured role' in joined
+    assert 'roles.jefatura_ugs.members[0]: "jefe@@x" no es una dirección de correo válida' in joined
+    assert 'roles.jefatura_ugs.superior: "direccion_general" no es un rol configurado' in joined
     assert "organization.timezone:" in joined
-    assert "organization.colour: unknown key" in joined
-    assert 'schedule.digest_to[0]: "jefe" is not a configured role' in joined
-    assert "roles.administrador_rrss: missing" in joined
-    assert "imap: password_env names $MAILFLOW_IMAP_PASSWORD, which is not set" in joined
+    assert "organization.colour: clave desconocida" in joined
+    assert 'schedule.digest_to[0]: "jefe" no es un rol configurado' in joined
+    assert "roles.administrador_rrss: falta" in joined
+    assert (
+        "imap.password_env: nombra la variable $MAILFLOW_IMAP_PASSWORD, que no está definida"
+        in joined
+    )
     assert len(problems) >= 8
 
 
 @pytest.mark.parametrize(
     ("section", "change", "expected"),
     [
-        ("imap", {"password": "x"}, "imap: set only one of password, password_env"),
+        (
+            "imap",
+            {"password": "x"},
+            "imap.password_env: indique solo una de password, password_env",
+        ),
         ("smtp", {"from_address": "nadie"}, "smtp.from_address:"),
         ("smtp", {"security": "ssl"}, "smtp.security:"),
         ("organization", {"code_prefix": "rr ss"}, "organization.code_prefix:"),
-        ("organization", {"office_hours_end": "07:00"}, "office_hours_start must be earlier"),
+        (
+            "organization",
+            {"office_hours_end": "07:00"},
+            "organization.office_hours_end: 07:00 no es posterior a office_hours_start",
+        ),
         ("imap", {"idle_seconds": 3600}, "imap.idle_seconds:"),
         ("security", {"secret_env": None}, "security.secret"),
     ],
@@ -116,17 +127,17 @@ def test_single_mistakes_are_named(section: str, change: dict[str, Any], expecte
 def test_vacant_role_needs_a_superior() -> None:
     raw = example()
     raw["roles"]["direccion_ejecutiva"]["members"] = []
-    assert any("vacant" in p for p in problems_of(raw))
+    assert any("acéfalo" in p for p in problems_of(raw))
     raw["roles"]["jefatura_ugs"]["members"] = []  # vacant but has a superior: fine
     assert not any("jefatura_ugs" in p for p in problems_of(raw))
 
 
 def test_missing_and_broken_files(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="file not found"):
+    with pytest.raises(ConfigError, match="el archivo no existe"):
         load_settings(tmp_path / "nope.toml", {})
     bad = tmp_path / "bad.toml"
     bad.write_text("[organization\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="not valid TOML"):
+    with pytest.raises(ConfigError, match="no es TOML válido"):
         load_settings(bad, {})
 
 
