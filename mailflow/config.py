@@ -308,6 +308,10 @@ class Imap(_Section):
     password: SecretStr | None = None
     folder: str = "INBOX"
     processed_folder: str | None = None
+    # Notice UIDs that vanished before mailflow fetched them (someone moved or deleted the
+    # mail). It relies on the server numbering a folder's messages consecutively (as
+    # Dovecot, Cyrus and Zimbra do); turn it off for a server that skips numbers.
+    report_gaps: bool = True
     poll_seconds: int = Field(60, ge=5, le=3600)
     idle_seconds: int = Field(540, ge=30, le=600)
     timeout_seconds: int = Field(60, ge=5, le=600)
@@ -484,6 +488,9 @@ class Schedule(_Section):
     digest_weekday: Weekday = "monday"
     digest_time: time = time(8, 0)
     digest_to: tuple[str, ...] = ("jefatura_ugs", "direccion_ejecutiva")
+    # Who hears, once a day, of mail that vanished from the mailbox before it was read:
+    # role ids or addresses.
+    gap_report_to: tuple[str, ...] = ("administrador_rrss",)
     cronograma_default_days: int = Field(5, ge=1, le=90)
 
 
@@ -681,12 +688,31 @@ def cross_check(raw: Mapping[str, Any]) -> list[str]:
             )
     schedule = raw.get("schedule") if isinstance(raw.get("schedule"), dict) else {}
     assert isinstance(schedule, dict)
+    return problems + _recipient_problems(schedule, known)
+
+
+def _recipient_problems(schedule: Mapping[str, Any], known: set[str]) -> list[str]:
+    """Check that [schedule] names configured roles (and, for gap reports, addresses)."""
+    problems = []
     for i, role_id in enumerate(schedule.get("digest_to", ())):
         if role_id not in known:
             problems.append(
                 f'schedule.digest_to[{i}]: "{role_id}" no es un rol configurado'
                 f"{_did_you_mean(str(role_id), known)}"
             )
+    for i, name in enumerate(schedule.get("gap_report_to", ())):
+        if not isinstance(name, str) or name in known:
+            continue
+        if "@" not in name:
+            problems.append(
+                f'schedule.gap_report_to[{i}]: "{name}" no es un rol configurado ni una '
+                f"dirección{_did_you_mean(name, known)}"
+            )
+            continue
+        try:
+            normalize_address(name)
+        except ValueError as exc:
+            problems.append(f"schedule.gap_report_to[{i}]: {exc}")
     return problems
 
 

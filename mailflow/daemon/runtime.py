@@ -248,6 +248,7 @@ class Runtime:
             outbox=self.outbox,
             scheduler=self.scheduler,
             processed_folder=self.settings.imap.processed_folder,
+            report_gaps=self.settings.imap.report_gaps,
         )
 
     def runner(self, clock: Clock, **options: Any) -> Runner:

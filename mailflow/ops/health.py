@@ -23,15 +23,16 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from mailflow import __version__
 from mailflow.core.model import Status
-from mailflow.store.repository import Store
+from mailflow.store.repository import Store, count_gaps_to_report, recent_gaps
 from mailflow.store.schema import (
     DaemonStatusRow,
     InboundRow,
@@ -44,6 +45,8 @@ from mailflow.store.schema import (
 log = logging.getLogger("mailflow.ops.health")
 
 WallClock = Callable[[], datetime]
+# `mailflow status` lists the mail that vanished in the last days.
+GAPS_SHOWN_DAYS = 7
 
 
 def wall_clock() -> datetime:
@@ -173,6 +176,9 @@ class Report:
     overdue_stages: int
     last_digest: str | None
     problems: list[str] = field(default_factory=list)
+    # Mail that vanished from the mailbox before it was fetched: people's doing, reported
+    # but never unhealthy (see mailflow.daemon.runner, "gaps").
+    gaps: dict[str, Any] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -186,6 +192,7 @@ class Report:
             "outbox": self.outbox,
             "overdue_stages": self.overdue_stages,
             "last_digest": self.last_digest,
+            "gaps": self.gaps,
         }
 
 
@@ -217,6 +224,7 @@ def check(
         digest = session.scalar(
             select(func.max(ReminderRow.created_at)).where(ReminderRow.kind == "digest")
         )
+        gaps = _gaps(session, now)
     daemon: dict[str, Any] | None = None
     if row is None:
         problems.append(f"ningún daemon ha trabajado nunca en {name}")
@@ -267,7 +275,19 @@ def check(
             problems.append(
                 f"{count} {waiting} salir, el más antiguo desde hace {waited / 60:.0f} min"
             )
-    return Report(daemon, outbox, int(overdue or 0), _iso(digest), problems)
+    return Report(daemon, outbox, int(overdue or 0), _iso(digest), problems, gaps)
+
+
+def _gaps(session: Session, now: datetime) -> dict[str, Any]:
+    """Return the vanished mail: how many ever, how many unreported, those of the week."""
+    total, recent = recent_gaps(session, now - timedelta(days=GAPS_SHOWN_DAYS))
+    return {
+        "total": total,
+        "unreported": count_gaps_to_report(session),
+        "recent": [
+            {"mailbox": g.mailbox, "uid": g.uid, "noticed_at": _iso(g.noticed_at)} for g in recent
+        ],
+    }
 
 
 def describe(report: Report) -> list[str]:
@@ -296,6 +316,16 @@ def describe(report: Report) -> list[str]:
     )
     lines.append(f"etapas vencidas: {report.overdue_stages}")
     lines.append(f"último resumen semanal: {report.last_digest or '-'}")
+    g = report.gaps
+    if g:
+        lines.append(
+            f"correos que desaparecieron del buzón sin procesar: {g['total']} en total, "
+            f"{g['unreported']} sin informar aún"
+        )
+        lines += [
+            f"  UID {item['uid']} ({item['mailbox']}), notado {item['noticed_at']}"
+            for item in g["recent"]
+        ]
     return lines
 
 

@@ -73,6 +73,8 @@ _KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 15, "TCP_KEEPCNT": 4}
 BATCH_BYTES = 8 * 1024 * 1024
 # A large message is fetched in pieces of this size (BODY.PEEK[]<offset.length>).
 PIECE_BYTES = 1024 * 1024
+# At most this many UIDs above the last one read are checked for gaps in one pass.
+MAX_GAP_SCAN = 100_000
 
 
 class ImapError(MailflowError):
@@ -156,6 +158,7 @@ class ImapSource:
         self._uidvalidity: int | None = None
         self._known_folders: set[str] = set()
         self._ahead = 0
+        self._missing: list[int] = []
 
     # -- connection -----------------------------------------------------------------------
 
@@ -324,7 +327,12 @@ class ImapSource:
     # -- reading --------------------------------------------------------------------------
 
     def fetch_after(
-        self, last_uid: int, batch: int = 50, *, spool_dir: Path | None = None
+        self,
+        last_uid: int,
+        batch: int = 50,
+        *,
+        spool_dir: Path | None = None,
+        gaps: bool = False,
     ) -> Iterator[Fetched]:
         """Yield every message with a UID above ``last_uid``, in UID order, unmarked.
 
@@ -335,8 +343,17 @@ class ImapSource:
         system's temporary folder by default), hashed while written. A message expunged
         between SEARCH and FETCH is skipped. Check :attr:`uidvalidity` against the stored
         one before trusting ``last_uid``.
+
+        ``gaps``: also find the UIDs above ``last_uid`` that were given to a message which
+        is no longer there (moved or deleted by someone else before it was fetched); they
+        are in :attr:`missing` as the iteration goes. Only meaningful when ``last_uid`` is
+        a position read from this very UIDVALIDITY.
         """
         client = self._require()
+        self._missing = []
+        # UIDNEXT before the NOOP: every UID below it belongs to a message delivered before
+        # the NOOP announces what is there, so SEARCH lists it unless it is gone.
+        uidnext = self._uidnext(client) if gaps else None
         with self._translate("NOOP"):
             client.noop()  # the server shows only announced mail: make it announce now
         self._drain()
@@ -344,6 +361,10 @@ class ImapSource:
             found = client.search(["UID", f"{last_uid + 1}:*"])
         # "N:*" always matches the highest UID, even when it is below N (RFC 3501 6.4.8).
         uids = sorted(uid for uid in found if uid > last_uid)
+        if uidnext is not None:
+            listed = set(uids)
+            top = min(uidnext, last_uid + 1 + MAX_GAP_SCAN)
+            self._missing = [uid for uid in range(last_uid + 1, top) if uid not in listed]
         if uids:
             log.info("IMAP %s: %d new message(s) after UID %d", self.where, len(uids), last_uid)
         uidvalidity = self.uidvalidity
@@ -367,6 +388,17 @@ class ImapSource:
                     self._ahead = len(present) - index - 1
                     yield Fetched(self.mailbox, uidvalidity, uid, raw)
                 self._ahead = 0
+
+    @property
+    def missing(self) -> list[int]:
+        """Return the UIDs the current :meth:`fetch_after` found gone, in order."""
+        return sorted(self._missing)
+
+    def _uidnext(self, client: Any) -> int:
+        """Return the UID the server will give the next message of the folder."""
+        with self._translate("STATUS UIDNEXT"):
+            status = client.folder_status(self.mailbox, [b"UIDNEXT"])
+        return int(status[b"UIDNEXT"])
 
     @property
     def ahead(self) -> int:
@@ -417,7 +449,8 @@ class ImapSource:
             spooled.discard()
 
     def _vanished(self, uid: int) -> None:
-        log.info("IMAP %s: UID %d vanished before it was fetched", self.where, uid)
+        log.info("IMAP %s: UID %d vanished between SEARCH and FETCH", self.where, uid)
+        self._missing.append(uid)
 
     def survey(self, header: str, last: int) -> MailboxSurvey:
         """Describe the selected folder, with the values of ``header`` on its ``last`` mails."""
