@@ -230,7 +230,7 @@ class ImapSource:
             # Read-write (not EXAMINE) so that MOVE works; bodies are only ever PEEKed.
             selected = client.select_folder(s.folder)
         if b"UIDVALIDITY" not in selected:
-            raise ImapCommandError(f"IMAP {self.where}: {s.folder} has no UIDVALIDITY")
+            raise ImapCommandError(f"IMAP {self.where}: la carpeta {s.folder} no tiene UIDVALIDITY")
         self._uidvalidity = int(selected[b"UIDVALIDITY"])
         self._drain()  # SELECT's EXISTS is the starting point, not news: catch up first
         waiting = "IDLE" if self.has_idle else f"no IDLE, polling every {s.poll_seconds} s"
@@ -276,19 +276,19 @@ class ImapSource:
             return self._tokens.token()
         except OAuth2UnavailableError as error:
             self._drop()
-            raise ImapUnavailableError(f"IMAP {self.where}: no access token: {error}") from None
+            raise ImapUnavailableError(f"IMAP {self.where}: sin token de acceso: {error}") from None
         except OAuth2Error as error:
             self._drop()
-            raise ImapAuthError(f"IMAP {self.where}: no access token: {error}") from None
+            raise ImapAuthError(f"IMAP {self.where}: sin token de acceso: {error}") from None
 
     def _no_xoauth2(self, client: Any) -> ImapError:
         mechanisms = [c for c in client.capabilities() if c.startswith(b"AUTH=")]
         offered = sorted(c.decode().removeprefix("AUTH=") for c in mechanisms)
         self._drop()
         return ImapAuthError(
-            f"IMAP {self.where}: the server does not offer XOAUTH2 (it offers "
-            f'{", ".join(offered) or "no AUTH mechanism"}); set imap.auth = "password", '
-            "or check imap.host and imap.security (some servers offer it only over TLS)"
+            f"IMAP {self.where}: el servidor no ofrece XOAUTH2 (ofrece "
+            f'{", ".join(offered) or "ningún mecanismo AUTH"}); ponga imap.auth = "password", '
+            "o revise imap.host e imap.security (algunos servidores solo lo ofrecen con TLS)"
         )
 
     def close(self) -> None:
@@ -537,7 +537,7 @@ class ImapSource:
                 text = b" ".join(part for part in response[1:] if isinstance(part, bytes))
                 self._drop()
                 raise ImapUnavailableError(
-                    f"IMAP {self.where}: server closed the connection: "
+                    f"IMAP {self.where}: el servidor cerró la conexión: "
                     f"{text.decode('utf-8', 'replace')}"
                 )
 
@@ -579,8 +579,8 @@ class ImapSource:
                 self._copy_and_expunge(client, uids, folder)
             else:
                 raise ImapCommandError(
-                    f"IMAP {self.where}: the server has neither MOVE nor UIDPLUS, so mail "
-                    "cannot be moved safely; remove imap.processed_folder from the config"
+                    f"IMAP {self.where}: el servidor no ofrece MOVE ni UIDPLUS, así que no se "
+                    "puede mover correo sin riesgo; quite imap.processed_folder de la configuración"
                 )
         log.info("IMAP %s: moved UID(s) %s to %s", self.where, _uid_list(uids), folder)
 
@@ -667,42 +667,45 @@ class ImapSource:
         except (imaplib.IMAP4.abort, OSError) as error:  # OSError covers timeouts and TLS
             self._drop()
             reason = str(error) or type(error).__name__
-            raise ImapUnavailableError(f"IMAP {self.where}: {action} failed: {reason}") from None
+            raise ImapUnavailableError(f"IMAP {self.where}: {action} falló: {reason}") from None
         except imaplib.IMAP4.error as error:
-            raise ImapCommandError(f"IMAP {self.where}: {action} refused: {error}") from None
+            raise ImapCommandError(f"IMAP {self.where}: {action} rechazado: {error}") from None
 
     def _login_error(self, error: LoginError, *, oauth: bool = False) -> ImapError:
         """Classify a refused login: temporary ([UNAVAILABLE], RFC 5530) or the operator's."""
         self._drop()
         text = str(error)
         if "[UNAVAILABLE]" in text:
-            return ImapUnavailableError(f"IMAP {self.where}: login temporarily refused: {text}")
+            return ImapUnavailableError(
+                f"IMAP {self.where}: inicio de sesión rechazado por ahora: {text}"
+            )
         if oauth:
             return ImapAuthError(
-                f"IMAP {self.where}: XOAUTH2 login refused even with a freshly issued access "
-                f"token ({text}); check that imap.username is the mailbox the token is for, "
-                "that the app registration grants IMAP access ([oauth2] scope) and that IMAP "
-                "is enabled for the mailbox (docs/providers.md)"
+                f"IMAP {self.where}: inicio de sesión XOAUTH2 rechazado aun con un token de acceso "
+                f"recién emitido ({text}); revise que imap.username sea el buzón del token, que "
+                "el registro de la aplicación permita IMAP ([oauth2] scope) y que el buzón "
+                "tenga IMAP habilitado (docs/providers.md)"
             )
         return ImapAuthError(
-            f"IMAP {self.where}: login refused ({text}); check imap.username and the password "
-            "(imap.password, password_env or password_file) and that the account may use IMAP"
+            f"IMAP {self.where}: inicio de sesión rechazado ({text}); revise imap.username y la "
+            "contraseña (imap.password_env, password_file, password_credential o password) y "
+            "que la cuenta pueda usar IMAP"
         )
 
     def _tls_error(self, action: str, error: ssl.SSLError) -> ImapError:
         """Classify a TLS failure: the peer hanging up is transient, the rest is config."""
         self._drop()
         if isinstance(error, ssl.SSLEOFError | ssl.SSLZeroReturnError):
-            return ImapUnavailableError(f"IMAP {self.where}: {action} failed: {error}")
+            return ImapUnavailableError(f"IMAP {self.where}: {action} falló: {error}")
         if isinstance(error, ssl.SSLCertVerificationError):
             advice = certificate_advice(error, "imap", self._settings.host)
             return ImapTlsError(
-                f"IMAP {self.where}: the server's TLS certificate was refused "
+                f"IMAP {self.where}: el certificado TLS del servidor no fue aceptado "
                 f"({error.verify_message}): {advice}"
             )
         return ImapTlsError(
-            f"IMAP {self.where}: TLS failed ({error.reason or error}); check imap.security "
-            'and imap.port ("tls" is usually port 993, "starttls" port 143)'
+            f"IMAP {self.where}: TLS falló ({error.reason or error}); revise imap.security "
+            'e imap.port ("tls" suele ser el puerto 993, "starttls" el 143)'
         )
 
     def _capability_error(self, action: str, error: CapabilityError) -> ImapError:
@@ -710,8 +713,8 @@ class ImapSource:
         if action == "STARTTLS":
             self._drop()
             return ImapTlsError(
-                f"IMAP {self.where}: the server does not offer STARTTLS; use "
-                'security = "tls" (usually port 993), or fix the server'
+                f"IMAP {self.where}: el servidor no ofrece STARTTLS; use "
+                'security = "tls" (suele ser el puerto 993), o corrija el servidor'
             )
         return ImapCommandError(f"IMAP {self.where}: {action}: {error}")
 

@@ -145,3 +145,162 @@ def test_config_path_precedence() -> None:
     assert config_path("a.toml", {"MAILFLOW_CONFIG": "b.toml"}) == Path("a.toml")
     assert config_path(None, {"MAILFLOW_CONFIG": "b.toml"}) == Path("b.toml")
     assert config_path(None, {}) == Path("config/mailflow.toml")
+
+
+# -- what check-config catches before production does -------------------------------------
+
+
+def _with(raw: dict[str, Any], section: str, **values: Any) -> dict[str, Any]:
+    for key, value in values.items():
+        if value is None:
+            raw[section].pop(key, None)
+        else:
+            raw[section][key] = value
+    return raw
+
+
+def test_an_empty_secret_file_is_named_with_its_key(tmp_path: Path) -> None:
+    (tmp_path / "imap.secret").write_text("\n", encoding="utf-8")
+    raw = _with(example(), "imap", password_env=None, password_file="imap.secret")
+    problems = problems_of_at(raw, tmp_path)
+    assert problems == [
+        f"imap.password_file: el archivo {tmp_path / 'imap.secret'} no contiene nada; "
+        "ponga ahí el secreto"
+    ]
+
+
+def test_an_unreadable_secret_file_says_why(tmp_path: Path) -> None:
+    (tmp_path / "carpeta").mkdir()
+    raw = _with(example(), "smtp", password_env=None, password_file="no-existe")
+    raw = _with(raw, "security", secret_env=None, secret_file="carpeta")
+    problems = problems_of_at(raw, tmp_path)
+    assert f"smtp.password_file: {tmp_path / 'no-existe'} no se puede leer (no existe)" in problems
+    assert (
+        f"security.secret_file: {tmp_path / 'carpeta'} no se puede leer "
+        "(es una carpeta, no un archivo)" in problems
+    )
+
+
+def test_an_empty_variable_is_caught_too() -> None:
+    problems = problems_of(example(), {**SECRETS, "MAILFLOW_SMTP_PASSWORD": "  "})
+    assert problems == [
+        "smtp.password_env: la variable $MAILFLOW_SMTP_PASSWORD no contiene nada; "
+        "ponga ahí el secreto"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("imap", "port", "993x",
+         'imap.port: "993x" no es válido; se espera un número entero, sin comillas '
+         "(p. ej. port = 993)"),
+        ("smtp", "security", "ssl",
+         'smtp.security: "ssl" no es válido; se espera uno de "tls", "starttls" o "none" '
+         '(p. ej. security = "starttls")'),
+        ("schedule", "reminder_time", "9am",
+         'schedule.reminder_time: "9am" no es válido; se espera una hora entre comillas, '
+         '"HH:MM" (p. ej. reminder_time = "09:00")'),
+        ("metrics", "enabled", "quizás",
+         'metrics.enabled: "quizás" no es válido; se espera true o false, sin comillas '
+         "(p. ej. enabled = false)"),
+        ("imap", "idle_seconds", 3600,
+         "imap.idle_seconds: 3600 no es válido; se espera un número menor o igual que 600 "
+         "(p. ej. idle_seconds = 540)"),
+        ("organization", "extra_holidays", "16/07/2026",
+         'organization.extra_holidays: "16/07/2026" no es válido; se espera una lista entre '
+         'corchetes, p. ej. ["…", "…"]'),
+        ("organization", "code_prefix", "rr ss",
+         'organization.code_prefix: "rr ss" no es válido; se espera de 2 a 10 mayúsculas o '
+         'cifras, empezando por una letra (p. ej. code_prefix = "RRSS")'),
+    ],
+)  # fmt: skip
+def test_a_wrong_type_echoes_the_value_and_the_expected_form(
+    section: str, key: str, value: Any, expected: str
+) -> None:
+    assert problems_of(_with(example(), section, **{key: value})) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (("imap", "pasword_env"),
+         "imap.pasword_env: clave desconocida (¿quiso decir «password_env»?)"),
+        (("imapp",), "imapp: clave desconocida (¿quiso decir «imap»?)"),
+        (("schedule", "digest_day"),
+         "schedule.digest_day: clave desconocida (¿quiso decir «digest_weekday»?)"),
+        (("security", "trusted_authserv"),
+         "security.trusted_authserv: clave desconocida (¿quiso decir «trusted_authserv_id»?)"),
+        (("metrics", "zzz"), "metrics.zzz: clave desconocida; aquí valen: enabled, listen"),
+    ],
+)  # fmt: skip
+def test_an_unknown_key_names_the_nearest_valid_one(path: tuple[str, ...], expected: str) -> None:
+    raw = example()
+    target = raw
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = {} if len(path) == 1 else "x"
+    assert expected in problems_of(raw)
+
+
+def test_an_unknown_key_deep_inside_a_list_of_tables() -> None:
+    raw = example()
+    raw["roles"]["jefatura_ugs"]["substitutes"][0]["form"] = "2026-12-21"
+    assert problems_of(raw) == [
+        "roles.jefatura_ugs.substitutes[0].form: clave desconocida (¿quiso decir «from»?)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("secret", "source"),
+    [
+        ("corto", "la variable $MAILFLOW_SECRET"),
+        ("123456789012345", "la variable $MAILFLOW_SECRET"),
+    ],
+)
+def test_a_too_short_secret_is_named_with_where_it_came_from(secret: str, source: str) -> None:
+    problems = problems_of(example(), {**SECRETS, "MAILFLOW_SECRET": secret})
+    assert problems == [
+        f"security.secret_env: {source} tiene {len(secret)} caracteres; el secreto necesita "
+        "al menos 16 (p. ej. la salida de `openssl rand -hex 32`)"
+    ]
+
+
+def test_a_too_short_secret_written_in_the_file_is_caught_as_well() -> None:
+    raw = _with(example(), "security", secret_env=None, secret="corto")
+    assert problems_of(raw) == [
+        "security.secret: el valor tiene 5 caracteres; el secreto necesita al menos 16 "
+        "(p. ej. la salida de `openssl rand -hex 32`)"
+    ]
+
+
+def test_every_problem_of_a_section_at_once_secrets_included() -> None:
+    raw = _with(example(), "imap", port="x", folder=3)
+    problems = problems_of(raw, {})
+    assert [p.split(":")[0] for p in problems if p.startswith("imap")] == [
+        "imap.port",
+        "imap.folder",
+        "imap.password_env",
+    ]
+
+
+def test_gap_reports_go_to_roles_or_addresses() -> None:
+    raw = example()
+    raw["schedule"]["gap_report_to"] = ["administrador_rrss", "soporte@ejemplo.gob.bo", "admin"]
+    assert problems_of(raw) == [
+        'schedule.gap_report_to[2]: "admin" no es un rol configurado ni una dirección'
+    ]
+
+
+def test_read_only_loading_reads_no_secret_at_all(tmp_path: Path) -> None:
+    raw = _with(example(), "imap", password_env=None, password_file="no-existe")
+    settings = parse_settings(raw, tmp_path / "mailflow.toml", {}, secrets=False)
+    assert settings.imap.password is not None
+    with pytest.raises(RuntimeError, match="without the mail secrets"):
+        settings.security.secret.get_secret_value()
+
+
+def problems_of_at(raw: dict[str, Any], folder: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_settings(raw, folder / "mailflow.toml", SECRETS)
+    return info.value.problems
