@@ -340,7 +340,7 @@ def _target(transition: Transition) -> dict[str, Any]:
 
 
 def procedures_as_json(procedures: Mapping[str, Procedure]) -> list[dict[str, Any]]:
-    """Return the DESIGN.md §4 shape of ``mailflow procedures --json``."""
+    """Return the docs/design.md §7 shape of ``mailflow procedures --json``."""
     result: list[dict[str, Any]] = []
     for procedure in procedures.values():
         stages: list[dict[str, Any]] = []

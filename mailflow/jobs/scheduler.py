@@ -7,12 +7,12 @@ in the same transaction as its outbox rows and its history entry: the claim and 
 commit together or not at all, so a crash repeats nothing and loses nothing, and two
 daemons on one PostgreSQL database never both send it.
 
-DESIGN names the ``schedule`` library "or equivalent". ``schedule`` computes wall-clock
+Why not the ``schedule`` library for the slots: it computes wall-clock
 slots in the process's local time from ``time.time()``; our clock is injectable (``--now``)
 and lives in the institution's zone (America/La_Paz) whatever the server's zone is, and
 the slot must be recomputable after a restart for catch-up. So the slots are computed from
 ``[schedule]`` directly (:func:`mailflow.core.deadlines.reminder_slot`, ``digest_slot``) and
-checked on every pass, which is the equivalent.
+checked on every pass.
 """
 
 from __future__ import annotations

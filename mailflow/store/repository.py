@@ -1,6 +1,6 @@
 """Open mailflow's database, migrate it, and answer the queries every adapter shares.
 
-The tables are declared in :mod:`mailflow.store.schema`. Design (DESIGN §5): one inbound message
+The tables are declared in :mod:`mailflow.store.schema`. Design (docs/design.md §8): one inbound message
 is handled in one :meth:`Store.transaction` (the runner shares one among a group of messages,
 a savepoint each), which records the ledger row, the state change and the outgoing mails
 together; a crash before the commit leaves nothing behind, so the message is simply

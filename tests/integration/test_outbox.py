@@ -249,7 +249,7 @@ def test_rows_sent_before_an_operator_error_are_recorded_as_sent(scenario: Scena
 
 
 def test_two_flushes_at_once_never_send_one_row_twice(scenario: Scenario, relay: SmtpRelay) -> None:
-    """Two daemons sharing the store (DESIGN §5) never take the same row."""
+    """Two daemons sharing the store (docs/design.md §8) never take the same row."""
     _open_request(scenario)
     with relay.refusing_connections():
         scenario.run()  # intake recorded, both mails deferred
