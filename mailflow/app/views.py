@@ -16,7 +16,7 @@ from mailflow.store.schema import AttachmentRow, HistoryRow, RefusalRow, Request
 _MEANINGS = {
     Action.APRUEBO: "aprueba",
     Action.APRUEBO_COMITE: "aprueba y envía al Comité (información protegida por norma)",
-    Action.RECHAZO: "rechaza, seguido del motivo; la solicitud termina",
+    Action.RECHAZO: "rechaza, seguido del motivo",
     Action.OBSERVO: "devuelve con observaciones, seguidas del texto",
     Action.DERIVO: "deriva",
     Action.ENTREGO: "entrega la propuesta o el material (adjunte los archivos; "
@@ -26,9 +26,19 @@ _MEANINGS = {
 }
 
 
+# How a request ends, said of the request ("la solicitud queda rechazada").
+_ENDINGS = {
+    "publicado": "se da por publicada",
+    "rechazado": "queda rechazada y termina",
+    "eliminado": "se da por eliminada",
+    "cancelado": "queda anulada",
+}
+
+
 def _where(procedure: Procedure, transition: Transition) -> str:
     if transition.end is not None:
-        return f"la solicitud termina ({transition.end.value})"
+        ending = _ENDINGS.get(transition.end.value, f"termina ({transition.end.value})")
+        return f"la solicitud {ending}"
     target = procedure.stages[transition.to or 0]
     return f"pasa a la etapa {target.number}: {target.name}"
 
@@ -111,7 +121,7 @@ def request_json(
     now: datetime,
     zone: ZoneInfo,
 ) -> dict[str, Any]:
-    """Return the JSON object of `requests show` (DESIGN.md §4)."""
+    """Return the JSON object of `requests show` (docs/design.md §7)."""
     state = state_of(row)
     roles = list(row.stage_roles)
     open_ = row.status == "en_curso"
