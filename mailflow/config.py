@@ -426,6 +426,16 @@ class Store(_Section):
     url: str = "sqlite:///store/mailflow.db"
     archive_dir: Path = Path("store/archive")
 
+    @field_validator("url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+            raise ValueError(
+                f'"{value}" no es una base que mailflow use: "sqlite:///ruta/mailflow.db" o '
+                '"postgresql+psycopg://usuario@servidor/base"'
+            )
+        return value
+
 
 class SubstituteEntry(_Section):
     address: Address
