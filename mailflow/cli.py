@@ -184,6 +184,7 @@ def _run(inv: Invocation) -> int:
         runtime.reload_check(inv.path, inv.env),
         env=inv.env,
         start=inv.now(zone) if inv.now_text else None,
+        loaded=settings,
         on_settings=lambda new: _apply_logging(inv, new),
     )
     if daemon.first_run:

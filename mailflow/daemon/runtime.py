@@ -328,7 +328,8 @@ def replay_files(
 class Daemon:
     """The lifecycle of `mailflow run`: runtime, runner, heartbeat, metrics, reloads.
 
-    ``settings`` reads the config file as it is now (at start and on each SIGHUP).
+    ``settings`` reads the config file as it is now (on each SIGHUP; at start too unless
+    ``loaded`` is given); ``check`` lists its problems before a reload takes it.
     """
 
     def __init__(
@@ -338,10 +339,11 @@ class Daemon:
         *,
         env: Mapping[str, str],
         start: datetime | None,
+        loaded: Settings | None = None,
         on_settings: Callable[[Settings], None] = lambda _s: None,
     ) -> None:
         self._settings, self._check, self._on_settings = settings, check, on_settings
-        first = settings()
+        first = loaded if loaded is not None else settings()
         on_settings(first)  # before build_runtime, whose adapters log already
         self.runtime = build_runtime(first)
         self.first_run = self.runtime.first_run()
