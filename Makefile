@@ -1,5 +1,5 @@
-# mailflow — the four commands of DESIGN.md §4, each installing what it needs on a
-# fresh Debian machine (run as root, or with sudo available for apt-get).
+# mailflow — `make help` lists the targets (docs/design.md §7). Each one installs what it
+# needs on a fresh Debian machine (run as root, or with sudo available for apt-get).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -11,6 +11,8 @@ TSTAMP := $(VENV)/.installed-test
 
 help:
 	@echo "make install   create .venv/ with mailflow and its pinned dependencies"
+	@echo "make lint      ruff (lint and format check) and mypy"
+	@echo "make unit      the pure-core tests only (no servers, seconds)"
 	@echo "make demo      play a request through a procedure against throwaway local mail servers"
 	@echo "make test      lint, type-check and run the whole test suite (real Dovecot, SMTP, PostgreSQL)"
 	@echo "make chaos     the reliability suite at full size (>= 50 kill -9 per store, server faults)"
@@ -95,6 +97,7 @@ install-service:
 	      -e 's|^password_env = "MAILFLOW_IMAP_PASSWORD"|password_credential = "imap"|' \
 	      -e 's|^password_env = "MAILFLOW_SMTP_PASSWORD"|password_credential = "smtp"|' \
 	      -e 's|^secret_env = "MAILFLOW_SECRET"|secret_credential = "hmac"|' \
+	      -e 's|^# poai_file = "poai.toml"|poai_file = "poai.toml"|' \
 	      config/mailflow.toml > $(ETC)/mailflow.toml; \
 	  echo "wrote $(ETC)/mailflow.toml: edit it (docs/deployment.md, step 3)"; \
 	else echo "kept $(ETC)/mailflow.toml"; fi

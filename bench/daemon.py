@@ -27,7 +27,9 @@ atexit.register(_hwm)
 from mailflow.cli import main
 main()
 """
-_SUMMARY = re.compile(r"handled (\d+) message.*outbox: sent (\d+), deferred (\d+), failed (\d+)")
+_SUMMARY = re.compile(
+    r"(\d+) correos? leídos?.*salida: enviados (\d+), diferidos (\d+), fallidos (\d+)"
+)
 
 
 class DaemonError(RuntimeError):

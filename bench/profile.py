@@ -70,7 +70,7 @@ def main() -> int:
             started = time.perf_counter()
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
             seconds = time.perf_counter() - started
-            summary = [line for line in done.stdout.splitlines() if "handled" in line]
+            summary = [line for line in done.stdout.splitlines() if "salida:" in line]
             outcome = summary[-1] if summary else done.stderr[-500:]
             print(f"{store} N={args.n}: {seconds:.1f} s {outcome}")
             if args.profile or args.queries:

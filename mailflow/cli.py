@@ -1,7 +1,14 @@
-"""Command line: parse arguments, build the real adapters, run one command.
+"""Command line: arguments → one call into :mod:`mailflow.daemon.runtime` → Spanish output.
 
 This is the only module that reads the environment and the real clock; everything it
-calls gets them as arguments.
+calls gets them as arguments. It builds no adapter: :data:`COMMANDS` says what each
+command needs (:class:`~mailflow.daemon.needs.Needs`), and the runtime builds that and
+nothing more. The runtime is imported only when a command runs (it loads every adapter),
+so ``--help`` stays fast. Flags and JSON keys are English and stable; everything else a
+person reads is Spanish.
+
+To add a command: write ``_handler(inv) -> int`` and add one :class:`Command` row; a
+command that only reads takes ``Needs.READ`` and never sees a mail secret.
 """
 
 from __future__ import annotations
@@ -10,29 +17,79 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
 from mailflow import __version__
-from mailflow.config import Settings, config_path, load_settings
+from mailflow.config import Settings, config_path
+from mailflow.daemon.needs import Needs
 from mailflow.errors import ConfigError, MailflowError
 from mailflow.ops.logs import setup_logging
-
-if TYPE_CHECKING:
-    from mailflow.daemon.runner import Runner
-    from mailflow.daemon.runtime import Runtime
 
 log = logging.getLogger("mailflow")
 
 EPILOG = """\
-Configuration: --config PATH, else $MAILFLOW_CONFIG, else config/mailflow.toml.
-Start with `mailflow check-config`; it lists every problem of the file at once.
-Documentation: README.md in the source tree."""
+Configuración: --config RUTA, si no $MAILFLOW_CONFIG, si no config/mailflow.toml.
+Empiece con `mailflow check-config`: lista todos los problemas del archivo a la vez.
+Los comandos de consulta (procedures, requests, evidence, report, archive verify, status)
+no necesitan los secretos del correo.
+Documentación: README.md y docs/ (docs/design.md: procedimientos, protocolo, comandos)."""
+
+
+# -- arguments in Spanish -----------------------------------------------------------------
+
+# argparse's own messages, as it formats them, and how a person reads them here.
+_ARGPARSE_MESSAGES = (
+    (r"the following arguments are required: (.*)", r"faltan argumentos obligatorios: \1"),
+    (r"argument (.*?): invalid choice: (.*) \(choose from (.*)\)", r"\1: \2 no existe; use \3"),
+    (r"unrecognized arguments: (.*)", r"argumentos no reconocidos: \1"),
+    (r"argument (.*?): expected one argument", r"\1 necesita un valor"),
+    (r"argument (.*?): expected at least one argument", r"\1 necesita al menos un valor"),
+    (r"argument (.*?): invalid \w+ value: (.*)", r"\1: \2 no es un valor válido"),
+    (r"ambiguous option: (.*) could match (.*)", r"opción ambigua: \1 puede ser \2"),
+)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Print "uso:" instead of "usage:"."""
+
+    def add_usage(
+        self,
+        usage: str | None,
+        actions: Any,
+        groups: Any,
+        prefix: str | None = None,
+    ) -> None:
+        super().add_usage(usage, actions, groups, "uso: " if prefix is None else prefix)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose help and errors are Spanish."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["add_help"] = False
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+        # argparse names its two groups in English and offers no option to rename them.
+        self._positionals.title = "argumentos"
+        self._optionals.title = "opciones"
+        self.add_argument("-h", "--help", action="help", help="muestra esta ayuda y termina")
+
+    def error(self, message: str) -> NoReturn:
+        """Print the usage and the error in Spanish; exit 2 as argparse does."""
+        for english, spanish in _ARGPARSE_MESSAGES:
+            message = re.sub(english, spanish, message)
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# -- what every command receives ----------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -42,10 +99,18 @@ class Invocation:
     args: argparse.Namespace
     env: Mapping[str, str]
     now_text: str | None
+    command: Command
+
+    @property
+    def path(self) -> Path:
+        """Return the config file named by the options."""
+        return config_path(self.args.config, self.env)
 
     def settings(self) -> Settings:
-        """Load and validate the configuration named by the options."""
-        return load_settings(config_path(self.args.config, self.env), self.env)
+        """Load the configuration as the command needs it (mail secrets only when it does)."""
+        from mailflow.daemon.runtime import load
+
+        return load(self.path, self.env, self.command.needs)
 
     def now(self, zone: ZoneInfo) -> datetime:
         """Return --now (naive values are local time of ``zone``) or the real clock."""
@@ -55,120 +120,102 @@ class Invocation:
         return value.replace(tzinfo=zone) if value.tzinfo is None else value
 
 
-Command = Callable[[Invocation], int]
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
+    print()
+
+
+# -- the commands -------------------------------------------------------------------------
 
 
 def _check_config(inv: Invocation) -> int:
-    from mailflow.ops.checks import check_everything
+    from mailflow.app.views import plural
+    from mailflow.daemon.runtime import check_config
 
-    path = config_path(inv.args.config, inv.env)
-    problems = check_everything(path, inv.env)
-    if problems:
-        print(f"{path}: {len(problems)} problem(s):", file=sys.stderr)
-        for problem in problems:
+    path = inv.path
+    checked = check_config(path, inv.env, live=inv.args.live)
+    for line in checked.found:
+        print(line)
+    for warning in checked.warnings:
+        print(f"aviso: {warning}", file=sys.stderr)
+    if checked.problems:
+        what = plural(len(checked.problems), "problema", "problemas")
+        print(f"{path}: {what}:", file=sys.stderr)
+        for problem in checked.problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
-    print(f"{path}: configuration is valid")
+    print(f"{path}: la configuración es válida")
     return 0
 
 
 def _procedures(inv: Invocation) -> int:
-    from mailflow.app.build import procedures_of
+    from mailflow.app.build import directory_of
+    from mailflow.app.views import procedure_lines
     from mailflow.core.procedures import procedures_as_json
-
-    data = procedures_as_json(procedures_of(inv.settings()))
-    if inv.args.json:
-        json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
-        print()
-        return 0
-    for proc in data:
-        print(f"{proc['id']}: {proc['name']} ({len(proc['stages'])} etapas)")
-        for stage in proc["stages"]:
-            roles = " / ".join(stage.get("roles", [stage["role"]]))
-            print(f"  {stage['number']:>2}. {stage['name']}")
-            print(f"      rol: {roles}; plazo: {stage['deadline']}")
-            print(f"      acciones: {', '.join(stage['actions'])}")
-    return 0
-
-
-def _db_upgrade(inv: Invocation) -> int:
-    from mailflow.store.repository import current_revision, upgrade
+    from mailflow.daemon.runtime import procedures
 
     settings = inv.settings()
-    upgrade(settings.store.url)
-    print(f"database at revision {current_revision(settings.store.url)}")
+    loaded = procedures(settings)
+    if inv.args.json:
+        _print_json(procedures_as_json(loaded))
+        return 0
+    directory = directory_of(settings)
+    print("\n\n".join("\n".join(procedure_lines(p, directory)) for p in loaded.values()))
     return 0
-
-
-def _runtime(inv: Invocation) -> Runtime:
-    from mailflow.daemon.runtime import build_runtime
-
-    return build_runtime(inv.settings())
 
 
 def _run(inv: Invocation) -> int:
-    from mailflow.daemon.runner import offset_clock
-    from mailflow.daemon.runtime import build_runtime
+    from mailflow.daemon import runtime
 
     settings = inv.settings()
-    _apply_logging(inv, settings)  # before build_runtime, whose adapters log already
-    rt = build_runtime(settings)
-    zone = rt.settings.zone
-    start = inv.now(zone) if inv.now_text else None
+    _apply_logging(inv, settings)  # before the runtime, whose adapters log already
+    zone = settings.zone
     if inv.args.once:
-        fixed = inv.now(zone)
-        runner = rt.runner(lambda: fixed)
-        report = runner.run_once()
-        summary = ", ".join(f"{k}={v}" for k, v in sorted(report.outcomes.items())) or "none"
-        box = report.outbox
-        print(
-            f"handled {report.handled} message(s) ({summary}); "
-            f"outbox: sent {box.sent}, deferred {box.deferred}, failed {box.failed}"
-        )
+        report, first = runtime.pass_once(settings, inv.now(zone))
+        if first:
+            print(FIRST_RUN)
+        outcomes = sorted(report.outcomes.items())
+        summary = ", ".join(f"{OUTCOMES.get(k, k)}: {v}" for k, v in outcomes) or "ninguno"
+        handled = "correo leído" if report.handled == 1 else "correos leídos"
+        print(f"{report.handled} {handled} ({summary}); {_outbox_words(report.outbox)}")
         return 0
-    from mailflow.ops.health import Heartbeat, status_name
-    from mailflow.ops.sd_notify import Notifier
-
-    notifier = Notifier(inv.env)
-    wait = 60.0
-    imap = rt.settings.imap
-    heartbeat = Heartbeat(rt.store, status_name(imap.username, imap.host, imap.folder), wait)
-    runner = rt.runner(offset_clock(start), notifier=notifier, heartbeat=heartbeat)
-    runner.wait_seconds = wait
-    current = [rt]
-
-    def reload(runner: Runner) -> None:
-        new = _reloaded_runtime(inv)
-        if new is None:
-            return
-        _apply_logging(inv, new.settings)
-        new.install_into(runner)
-        heartbeat.store = new.store
-        current[0].store.close()
-        current[0] = new
-        log.info("configuration reloaded from %s", new.settings.source)
-
-    runner.on_reload = reload
-    runner.install_signal_handlers()
-    metrics = None
-    if settings.metrics.enabled:
-        from mailflow.ops.metrics import MetricsServer, StoreCollector
-
-        collector = StoreCollector(lambda: runner.store, heartbeat.name, runner.clock)
-        try:
-            metrics = MetricsServer(settings.metrics.listen, collector)
-        except OSError as exc:
-            raise MailflowError(
-                f"metrics.listen {settings.metrics.listen}: cannot listen ({exc.strerror})"
-            ) from None
-    log.info("mailflow %s watching %s", __version__, rt.settings.imap.folder)
-    try:
-        runner.run_forever()
-    finally:
-        notifier.close()
-        if metrics is not None:
-            metrics.stop()
+    daemon = runtime.Daemon(
+        inv.settings,
+        runtime.reload_check(inv.path, inv.env),
+        env=inv.env,
+        start=inv.now(zone) if inv.now_text else None,
+        loaded=settings,
+        on_settings=lambda new: _apply_logging(inv, new),
+    )
+    if daemon.first_run:
+        print(FIRST_RUN, flush=True)
+    daemon.run()
     return 0
+
+
+# Printed the first time a mailbox is read: what people sharing it must not do.
+FIRST_RUN = """\
+mailflow lee este buzón por primera vez. Avise a quienes lo comparten: no muevan ni borren
+correos del buzón compartido (ni de su carpeta de entrada). Un correo que desaparece antes de
+que mailflow lo lea nunca se procesa; mailflow lo cuenta, lo muestra en `mailflow status` y
+lo informa una vez al día (docs/deployment.md, «Correos que desaparecen»)."""
+
+
+# What became of a message (the ledger's outcome), in words.
+OUTCOMES = {
+    "processed": "procesado",
+    "duplicate": "repetido",
+    "seen": "ya visto",
+    "auto_reply": "automático, archivado",
+    "format_error": "no entendido, se respondió con ayuda",
+    "unauthorized": "no autorizado",
+    "unknown_sender": "remitente desconocido",
+    "quarantined": "en cuarentena",
+}
+
+
+def _outbox_words(report: Any) -> str:
+    return f"salida: enviados {report.sent}, diferidos {report.deferred}, fallidos {report.failed}"
 
 
 def _apply_logging(inv: Invocation, settings: Settings) -> None:
@@ -178,203 +225,114 @@ def _apply_logging(inv: Invocation, settings: Settings) -> None:
     setup_logging(level, inv.env, json_lines=json_lines)
 
 
-def _reloaded_runtime(inv: Invocation) -> Runtime | None:
-    """Build a runtime from the config file as it is now; None (logged) when it is unusable."""
-    from mailflow.daemon.runtime import build_runtime
-    from mailflow.ops.checks import check_everything
-
-    path = config_path(inv.args.config, inv.env)
-    problems = check_everything(path, inv.env)
-    if problems:
-        log.error(
-            "reload refused, still running the previous configuration: %s: %s",
-            path,
-            "; ".join(problems),
-        )
-        return None
-    try:
-        return build_runtime(inv.settings())
-    except Exception as exc:  # the running daemon must survive any broken new config
-        log.error("reload failed, still running the previous configuration: %s", exc)
-        return None
-
-
 def _status(inv: Invocation) -> int:
-    from mailflow.ops.health import Limits, Report, check, describe, status_name, wall_clock
-    from mailflow.store.repository import Store
+    from mailflow.daemon.runtime import health
+    from mailflow.ops.health import Limits, describe
 
     settings = inv.settings()
-    # No build_runtime: status must not migrate the store nor need the daemon's rights.
-    problem = _store_problem(settings.store.url)
-    store = Store.from_url(settings.store.url)
-    try:
-        imap = settings.imap
-        report = (
-            Report(None, {}, 0, None, [problem])
-            if problem
-            else check(
-                store,
-                status_name(imap.username, imap.host, imap.folder),
-                wall=wall_clock(),
-                now=inv.now(settings.zone),
-                limits=Limits(
-                    stale_factor=inv.args.stale_factor,
-                    imap_down_seconds=inv.args.max_imap_down,
-                    outbox_age_seconds=inv.args.max_outbox_age,
-                ),
-            )
-        )
-    finally:
-        store.close()
+    limits = Limits(
+        stale_factor=inv.args.stale_factor,
+        imap_down_seconds=inv.args.max_imap_down,
+        outbox_age_seconds=inv.args.max_outbox_age,
+    )
+    report = health(settings, inv.now(settings.zone), limits)
     if inv.args.json:
-        json.dump(report.as_json(), sys.stdout, ensure_ascii=False, indent=2)
-        print()
+        _print_json(report.as_json())
     else:
         print("\n".join(describe(report)))
     return 0 if report.healthy else 1
 
 
-def _store_problem(url: str) -> str | None:
-    """Return why the store cannot be read by `status` (never creating a SQLite file)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from mailflow.store.repository import current_revision, head_revision
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
-        return f"the store {parsed.database} does not exist: the daemon has never started"
-    try:
-        revision = current_revision(url)
-    except SQLAlchemyError as exc:
-        return f"the store cannot be read: {exc}".splitlines()[0]
-    if revision != head_revision():
-        return (
-            f"the store is at migration {revision}, this mailflow expects {head_revision()}: "
-            "start the daemon (or run `mailflow db upgrade`)"
-        )
-    return None
-
-
-def _db_backup(inv: Invocation) -> int:
-    from mailflow.store.backup import backup
+def _requests_list(inv: Invocation) -> int:
+    from mailflow.app.views import STATUS_NAMES
+    from mailflow.daemon.runtime import reader
 
     settings = inv.settings()
-    print(backup(settings.store.url, Path(inv.args.out)))
-    return 0
-
-
-def _requests_list(inv: Invocation) -> int:
-    rt = _runtime(inv)
-    rows = rt.requests.summaries(status=inv.args.status)
+    with reader(settings) as opened:
+        rows = opened.requests.summaries(status=inv.args.status)
+        names = {p.id: p.name for p in opened.core.procedures.values()}
     if inv.args.json:
-        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2)
-        print()
+        _print_json(rows)
         return 0
     if not rows:
-        print("no requests")
+        print("no hay solicitudes")
     for r in rows:
-        where = f"{r['status']:<10} etapa {r['stage']:<2} {r['procedure']:<24}"
-        print(f"{r['code']}  {where} {r['title']}")
+        status = STATUS_NAMES.get(r["status"], r["status"])
+        where = f"{status:<10} etapa {r['stage']:<2} {names.get(r['procedure'], r['procedure'])}"
+        print(f"{r['code']}  {where}: {r['title']}")
     return 0
 
 
 def _requests_show(inv: Invocation) -> int:
-    rt = _runtime(inv)
-    data = rt.requests.show(inv.args.code, inv.now(rt.settings.zone))
+    from mailflow.app.views import request_lines
+    from mailflow.daemon.runtime import reader
+
+    settings = inv.settings()
+    with reader(settings) as opened:
+        data = opened.requests.show(inv.args.code, inv.now(settings.zone))
+        core = opened.core
     if data is None:
-        print(f"error: no request {inv.args.code}; see `mailflow requests list`", file=sys.stderr)
+        print(
+            f"error: no existe la solicitud {inv.args.code}; vea `mailflow requests list`",
+            file=sys.stderr,
+        )
         return 1
     if inv.args.json:
-        json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
-        print()
+        _print_json(data)
         return 0
-    stage = data["stage"]
-    print(f"{data['code']} — {data['title']}")
-    print(f"  procedimiento: {data['procedure']}   estado: {data['status']}")
-    print(f"  etapa {stage['number']} ({', '.join(stage.get('roles', [stage['role']]))})")
-    print(f"  a cargo de: {', '.join(stage['assignees']) or '-'}   plazo: {stage['due'] or '-'}")
-    for h in data["history"]:
-        print(f"  {_short(h['at'])}  {h['actor']:<32} {h['action']:<16} etapa {h['stage']}")
-    for r in data["refused"]:
-        print(f"  refused {_short(r['at'])}  {r['sender']}  {r['action']}: {r['reason']}")
+    procedure = core.procedures.get(data["procedure"])
+    print("\n".join(request_lines(data, procedure, core.directory, settings.zone)))
     return 0
 
 
-def _short(moment: str) -> str:
-    """Return an ISO moment as local "2026-12-01 09:30" for people to read."""
-    return datetime.fromisoformat(moment).strftime("%Y-%m-%d %H:%M")
-
-
 def _replay(inv: Invocation) -> int:
-    from mailflow.mail.spool import Spooled, read_file
+    from mailflow.daemon.runtime import replay_files
 
-    rt = _runtime(inv)
-    now = inv.now(rt.settings.zone)
-    for path in inv.args.files:
-        raw = read_file(Path(path), rt.service.archive.scratch)
-        try:
-            handled = rt.replay(raw, now)
-        finally:
-            if isinstance(raw, Spooled):
-                raw.discard()
-        print(f"{path}: {handled.outcome} {handled.code or ''} {handled.detail}".rstrip())
-    report = rt.outbox.flush(now)
-    print(f"outbox: sent {report.sent}, deferred {report.deferred}, failed {report.failed}")
+    settings = inv.settings()
+
+    def told(path: str, handled: Any) -> None:
+        outcome = OUTCOMES.get(handled.outcome, handled.outcome)
+        detail = f" [{handled.detail}]" if handled.detail else ""
+        print(f"{path}: {outcome} {handled.code or ''}{detail}".replace("  ", " "))
+
+    report = replay_files(settings, inv.args.files, inv.now(settings.zone), told)
+    print(_outbox_words(report))
     return 0
 
 
 def _evidence(inv: Invocation) -> int:
-    from mailflow.reports.evidence import export_request
+    from mailflow.daemon.runtime import reader
 
-    rt = _runtime(inv)
-    settings = rt.settings
+    settings = inv.settings()
     out = Path(inv.args.out)
-    with rt.store.transaction() as session:
-        files = export_request(
-            session,
-            rt.service.archive,
-            inv.args.code,
-            out,
-            procedure_of=rt.core.workflow.procedure,
-            org_name=settings.organization.name,
-            zone=settings.zone,
-            templates_dir=settings.paths.report_templates_dir,
-            now=inv.now(settings.zone),
-        )
-    print(f"{out}: {files} archivos; compruébelos con `sha256sum -c MANIFEST.sha256`")
+    with reader(settings) as opened:
+        code = inv.args.code.upper()
+        files = opened.evidence(code, out, inv.now(settings.zone))
+    print(f"{out}: {files} archivos. Para comprobar que ninguno cambió:")
+    print(f"  unzip {out} && cd {code} && sha256sum -c MANIFEST.sha256")
     return 0
 
 
 def _report_poai(inv: Invocation) -> int:
-    from mailflow.reports.poai_files import load_products, write_report
+    from mailflow.daemon.runtime import reader
 
-    rt = _runtime(inv)
+    settings = inv.settings()
     out = Path(inv.args.out)
-    with rt.store.transaction() as session:
-        products = load_products(session, inv.args.year, rt.settings.zone)
-    reports = write_report(
-        products,
-        rt.service.archive,
-        rt.settings,
-        year=inv.args.year,
-        person=inv.args.person,
-        out=out,
-        now=inv.now(rt.settings.zone),
-    )
+    with reader(settings) as opened:
+        reports = opened.poai(inv.args.year, inv.args.person, out, inv.now(settings.zone))
     for r in reports:
-        print(f"{r.person}: {len(r.products)} productos, cumplimiento {r.weighted:.1%}")
+        count = len(r.products)
+        print(f"{r.person}: {count} {'producto' if count == 1 else 'productos'}, "
+              f"cumplimiento {r.weighted:.1%}")  # fmt: skip
     print(f"{out / 'index.html'}, {out / 'products.csv'}")
     return 0
 
 
 def _archive_verify(inv: Invocation) -> int:
-    from mailflow.store.catalog import indexed_digests
+    from mailflow.daemon.runtime import reader
 
-    rt = _runtime(inv)
-    with rt.store.transaction() as session:
-        wanted = indexed_digests(session)
-    result = rt.service.archive.verify(wanted)
+    with reader(inv.settings()) as opened:
+        result = opened.verify_archive()
     for path in result.altered:
         print(f"ALTERADO {path}")
     for sha256 in result.missing:
@@ -386,137 +344,257 @@ def _archive_verify(inv: Invocation) -> int:
     return 0 if result.ok else 1
 
 
-def _add_status(sub: Any) -> None:
-    p = sub.add_parser(
-        "status",
-        help="the daemon's health for monitoring: exit 0 healthy, 1 unhealthy",
-        description="Report the daemon's heartbeat, IMAP state, last message, outbox, "
-        "overdue stages and last digest. Unhealthy (exit 1): no heartbeat for "
-        "STALE_FACTOR x the loop's wait, IMAP down longer than MAX_IMAP_DOWN, or a mail "
-        "waiting to be sent longer than MAX_OUTBOX_AGE. See docs/deployment.md.",
-    )
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--stale-factor", type=float, default=3.0, metavar="N")
-    p.add_argument("--max-imap-down", type=float, default=300.0, metavar="SECONDS")
-    p.add_argument("--max-outbox-age", type=float, default=3600.0, metavar="SECONDS")
-    p.set_defaults(func=_status)
+def _db_upgrade(inv: Invocation) -> int:
+    from mailflow.daemon.runtime import upgrade_store
+
+    print(f"base de datos en la migración {upgrade_store(inv.settings())}")
+    return 0
 
 
-def _add_backup(db: Any) -> None:
-    q = db.add_parser(
-        "backup",
-        help="copy the SQLite store consistently, even while the daemon runs",
-        description="SQLite: an online backup (sqlite3 backup API) into FILE. PostgreSQL: "
-        "use pg_dump; this command says how.",
-    )
-    q.add_argument("--out", required=True, metavar="FILE", help="the backup file to write")
-    q.set_defaults(func=_db_backup)
+def _db_backup(inv: Invocation) -> int:
+    from mailflow.daemon.runtime import backup_store
+
+    print(backup_store(inv.settings(), Path(inv.args.out)))
+    return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of every command."""
-    parser = argparse.ArgumentParser(
-        prog="mailflow",
-        description=(
-            "Run the social-network publication procedures of an institution over e-mail: "
-            "read requests and replies from a shared mailbox, advance each request through "
-            "its procedure, and mail the next responsible person."
-        ),
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"mailflow {__version__}")
-    parser.add_argument("--config", metavar="PATH", help="configuration file (TOML)")
-    parser.add_argument(
-        "--now",
-        metavar="ISO-8601",
-        help="act as if it were this moment (simulation, dry runs, tests); "
-        "without an offset it is the institution's local time",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
-    parser.add_argument(
-        "--log-json",
+# -- the table of commands ----------------------------------------------------------------
+
+
+def _json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="imprime JSON (docs/design.md §4)")
+
+
+def _no_arguments(_p: argparse.ArgumentParser) -> None:
+    return None
+
+
+def _check_config_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--live",
         action="store_true",
-        help="log one JSON object per line (time, level, logger, message, request, "
-        'message_id, outcome, ...); also [logging] format = "json"',
+        help="además, conecta a IMAP y SMTP, dice qué encontró y revisa "
+        "[security] trusted_authserv_id en los últimos correos del buzón",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser(
-        "check-config",
-        help="validate the configuration, procedures and templates; exit 1 listing every problem",
-    )
-    p.set_defaults(func=_check_config)
 
-    p = sub.add_parser("procedures", help="list the loaded procedures and their stages")
-    p.add_argument("--json", action="store_true", help="print JSON (see DESIGN.md §4)")
-    p.set_defaults(func=_procedures)
-
-    p = sub.add_parser(
-        "run",
-        help="the daemon: watch the mailbox (IMAP IDLE), process mail, send the outbox",
-        description="Watch the shared mailbox and run the procedures until SIGTERM.",
-    )
+def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--once",
         action="store_true",
-        help="one full pass (fetch and process all new mail, flush the outbox), then exit",
+        help="una pasada completa (leer y procesar el correo nuevo, tareas programadas, "
+        "enviar la salida) y termina",
     )
-    p.set_defaults(func=_run)
 
-    _add_status(sub)
 
-    p = sub.add_parser("requests", help="list or show requests")
-    rq = p.add_subparsers(dest="requests_command", metavar="ACTION", required=True)
-    q = rq.add_parser("list", help="every request, newest first")
-    q.add_argument("--json", action="store_true", help="print a JSON list")
-    q.add_argument("--status", help="only this status (en_curso, publicado, rechazado, …)")
-    q.set_defaults(func=_requests_list)
-    q = rq.add_parser("show", help="one request with its stage, history and refusals")
-    q.add_argument("code", metavar="CODE", help="e.g. RRSS-2026-0042")
-    q.add_argument("--json", action="store_true", help="print JSON (see DESIGN.md §4)")
-    q.set_defaults(func=_requests_show)
+def _status_arguments(p: argparse.ArgumentParser) -> None:
+    _json_flag(p)
+    p.add_argument("--stale-factor", type=float, default=3.0, metavar="N")
+    p.add_argument("--max-imap-down", type=float, default=300.0, metavar="SEGUNDOS")
+    p.add_argument("--max-outbox-age", type=float, default=3600.0, metavar="SEGUNDOS")
 
-    p = sub.add_parser(
+
+def _list_arguments(p: argparse.ArgumentParser) -> None:
+    _json_flag(p)
+    p.add_argument("--status", help="solo este estado (en_curso, publicado, rechazado, …)")
+
+
+def _code_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("code", metavar="CÓDIGO", help="p. ej. RRSS-2026-0042")
+
+
+def _show_arguments(p: argparse.ArgumentParser) -> None:
+    _code_argument(p)
+    _json_flag(p)
+
+
+def _replay_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", metavar="ARCHIVO.eml")
+
+
+def _evidence_arguments(p: argparse.ArgumentParser) -> None:
+    _code_argument(p)
+    p.add_argument("--out", required=True, metavar="ARCHIVO.zip", help="el ZIP a escribir")
+
+
+def _poai_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--year", type=int, required=True, metavar="AAAA")
+    p.add_argument("--person", metavar="CORREO", help="solo esta persona (si no, todas)")
+    p.add_argument("--out", required=True, metavar="CARPETA", help="carpeta donde escribir")
+
+
+def _backup_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, metavar="ARCHIVO", help="la copia a escribir")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command: its words, what it may load, its handler and its help."""
+
+    words: str
+    needs: Needs
+    run: Callable[[Invocation], int]
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
+    description: str | None = None
+
+    @property
+    def reads_only(self) -> bool:
+        """Tell whether the command only reads (and so never needs a mail secret)."""
+        return self.needs is Needs.READ
+
+
+# The words of the commands with subcommands, and their help.
+GROUPS = {
+    "requests": "consultar solicitudes",
+    "report": "informes de evidencia",
+    "archive": "mantenimiento del archivo",
+    "db": "mantenimiento de la base de datos",
+}
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "check-config",
+        Needs.CHECK,
+        _check_config,
+        "valida configuración, procedimientos y plantillas; sale con 1 y lista cada problema",
+        _check_config_arguments,
+    ),
+    Command(
+        "procedures",
+        Needs.READ,
+        _procedures,
+        "los procedimientos cargados y sus etapas",
+        _json_flag,
+    ),
+    Command(
+        "run",
+        Needs.MAIL,
+        _run,
+        "el daemon: vigila el buzón (IMAP IDLE), procesa el correo, envía la salida",
+        _run_arguments,
+        "Vigila el buzón compartido y lleva los procedimientos hasta recibir SIGTERM.",
+    ),
+    Command(
+        "status",
+        Needs.READ,
+        _status,
+        "la salud del daemon para el monitoreo: sale con 0 si está sano, 1 si no",
+        _status_arguments,
+        "Informa del latido del daemon, el estado de IMAP, el último mensaje, la salida, "
+        "las etapas vencidas, el último resumen y los correos que desaparecieron del buzón. "
+        "No está sano (sale con 1) cuando no hay latido desde STALE_FACTOR veces la espera "
+        "del bucle, IMAP lleva caído más de MAX_IMAP_DOWN segundos o un correo espera salir "
+        "más de MAX_OUTBOX_AGE segundos. Vea docs/deployment.md.",
+    ),
+    Command(
+        "requests list",
+        Needs.READ,
+        _requests_list,
+        "todas las solicitudes, la más reciente primero",
+        _list_arguments,
+    ),
+    Command(
+        "requests show",
+        Needs.READ,
+        _requests_show,
+        "una solicitud con su etapa, historial e intentos rechazados",
+        _show_arguments,
+    ),
+    Command(
         "replay",
-        help="process .eml files as if they had arrived in the mailbox (once each)",
-    )
-    p.add_argument("files", nargs="+", metavar="FILE.eml")
-    p.set_defaults(func=_replay)
-
-    p = sub.add_parser(
+        Needs.MAIL,
+        _replay,
+        "procesa archivos .eml como si hubieran llegado al buzón (una vez cada uno)",
+        _replay_arguments,
+    ),
+    Command(
         "evidence",
-        help="export every mail and file of one request, a timeline and SHA-256 sums (ZIP)",
-    )
-    p.add_argument("code", metavar="CODE", help="e.g. RRSS-2026-0042")
-    p.add_argument("--out", required=True, metavar="FILE.zip", help="the ZIP to write")
-    p.set_defaults(func=_evidence)
+        Needs.READ,
+        _evidence,
+        "exporta cada correo y archivo de una solicitud, su cronología y sumas SHA-256 (ZIP)",
+        _evidence_arguments,
+    ),
+    Command(
+        "report poai",
+        Needs.READ,
+        _report_poai,
+        "productos diseñados y difundidos por persona, función del POAI y mes",
+        _poai_arguments,
+        "Escribe CARPETA/index.html (imprimible) y CARPETA/products.csv de un año.",
+    ),
+    Command(
+        "archive verify",
+        Needs.READ,
+        _archive_verify,
+        "vuelve a calcular el SHA-256 de cada archivo; sale con 1 si falta o cambió alguno",
+    ),
+    Command(
+        "db upgrade",
+        Needs.STORE,
+        _db_upgrade,
+        "aplica las migraciones pendientes (también se hace en cada arranque)",
+    ),
+    Command(
+        "db backup",
+        Needs.STORE,
+        _db_backup,
+        "copia coherente de la base SQLite, aun con el daemon en marcha",
+        _backup_arguments,
+        "SQLite: una copia en caliente (API de backup de sqlite3) en ARCHIVO. PostgreSQL: "
+        "use pg_dump; este comando dice cómo.",
+    ),
+)
 
-    p = sub.add_parser("report", help="evidence reports")
-    rp = p.add_subparsers(dest="report_command", metavar="REPORT", required=True)
-    q = rp.add_parser(
-        "poai",
-        help="products designed and disseminated per person, POAI function and month",
-        description="Write DIR/index.html (printable) and DIR/products.csv for one year.",
-    )
-    q.add_argument("--year", type=int, required=True, metavar="YYYY")
-    q.add_argument("--person", metavar="EMAIL", help="only this person (default: everyone)")
-    q.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
-    q.set_defaults(func=_report_poai)
 
-    p = sub.add_parser("archive", help="archive maintenance")
-    ar = p.add_subparsers(dest="archive_command", metavar="ACTION", required=True)
-    q = ar.add_parser(
-        "verify",
-        help="re-hash every archived file; exit 1 if any is altered or missing",
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of every command of :data:`COMMANDS`."""
+    parser = _Parser(
+        prog="mailflow",
+        description=(
+            "Lleva los procedimientos de publicación en redes sociales de una institución por "
+            "correo electrónico: lee solicitudes y respuestas de un buzón compartido, avanza "
+            "cada solicitud por su procedimiento y escribe a la siguiente persona responsable."
+        ),
+        epilog=EPILOG,
     )
-    q.set_defaults(func=_archive_verify)
-
-    p = sub.add_parser("db", help="database maintenance")
-    db = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    q = db.add_parser("upgrade", help="apply pending migrations (also done at every start)")
-    q.set_defaults(func=_db_upgrade)
-    _add_backup(db)
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"mailflow {__version__}",
+        help="muestra la versión y termina",
+    )
+    parser.add_argument("--config", metavar="RUTA", help="archivo de configuración (TOML)")
+    parser.add_argument(
+        "--now",
+        metavar="ISO-8601",
+        help="actúa como si fuera este momento (simulación, pruebas); sin zona horaria es "
+        "la hora local de la institución",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="registra más detalles")
+    parser.add_argument(
+        "--log-json",
+        action="store_true",
+        help="registro en JSON, un objeto por línea (time, level, logger, message, request, "
+        'message_id, outcome, …); también [logging] format = "json"',
+    )
+    top = parser.add_subparsers(dest="command", metavar="COMANDO", required=True)
+    groups: dict[str, Any] = {}
+    for command in COMMANDS:
+        head, _, tail = command.words.partition(" ")
+        where = top
+        if tail:
+            if head not in groups:
+                group = top.add_parser(head, help=GROUPS[head], description=GROUPS[head])
+                groups[head] = group.add_subparsers(
+                    dest=f"{head}_command", metavar="ACCIÓN", required=True
+                )
+            where = groups[head]
+        p = where.add_parser(
+            tail or head, help=command.help, description=command.description or command.help
+        )
+        command.arguments(p)
+        p.set_defaults(command_spec=command)
     return parser
 
 
@@ -526,7 +604,7 @@ def _validate_now(parser: argparse.ArgumentParser, text: str | None) -> None:
     try:
         datetime.fromisoformat(text)
     except ValueError:
-        parser.error(f"--now {text!r} is not an ISO-8601 moment, e.g. 2026-12-01T09:30")
+        parser.error(f"--now {text!r} no es un momento ISO-8601, p. ej. 2026-12-01T09:30")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -537,12 +615,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     setup_logging(
         logging.DEBUG if args.verbose else logging.INFO, os.environ, json_lines=args.log_json
     )
-    inv = Invocation(args=args, env=os.environ, now_text=args.now)
+    command: Command = args.command_spec
+    inv = Invocation(args=args, env=os.environ, now_text=args.now, command=command)
     try:
-        status = args.func(inv)
+        status = command.run(inv)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        print("Run `mailflow check-config` after fixing the file.", file=sys.stderr)
+        if command.needs is Needs.MAIL:
+            print(
+                f"`mailflow {command.words}` necesita los secretos del correo (contraseñas de "
+                "IMAP y SMTP, clave de los tokens); los comandos de consulta no.",
+                file=sys.stderr,
+            )
+        print("Corrija el archivo y compruébelo con `mailflow check-config`.", file=sys.stderr)
         status = 1
     except MailflowError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -15,4 +15,5 @@ class ConfigError(MailflowError):
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         count = len(self.problems)
-        super().__init__(f"{source}: {count} problem(s) in the configuration:\n{lines}")
+        what = "1 problema" if count == 1 else f"{count} problemas"
+        super().__init__(f"{source}: {what} en la configuración:\n{lines}")

@@ -363,12 +363,13 @@ def run(args: argparse.Namespace, out: Printer) -> int:
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="mailflow-demo-"))
     daemon = Daemon(root / "mailflow.toml", root / "daemon.log")
-    kept = [root]
+    kept: list[Dovecot] = []
+    code = ""
     try:
         with servers(args.keep) as (dovecot, relay):
-            kept.append(dovecot.root)
+            kept.append(dovecot)
             try:
-                latencies = story_on(dovecot, relay, daemon, root, out)
+                code, latencies = story_on(dovecot, relay, daemon, root, out)
             except Exception as error:
                 # Before the servers stop: their logs go away with them.
                 report_failure(error, daemon, dovecot)
@@ -381,17 +382,46 @@ def run(args: argparse.Namespace, out: Printer) -> int:
         return 1
     finally:
         if args.keep:
-            where = ", ".join(str(path) for path in kept)
-            print(f"\n--keep: config, base de datos, log del daemon y buzones en {where}")
+            print(kept_hint(root, kept[0] if kept else None, code))
         else:
             shutil.rmtree(root, ignore_errors=True)
     summary(latencies, time.monotonic() - started, out)
     return 0
 
 
+def kept_hint(root: Path, dovecot: Dovecot | None, code: str) -> str:
+    """Say where --keep left the demo's files and what to do with them."""
+    mailflow = Path(sys.executable).parent / "mailflow"
+    command = f"{mailflow} --config {root / 'mailflow.toml'}"
+    lines = [
+        "",
+        "--keep: los servidores ya se detuvieron; se conservan los archivos de la demo:",
+        f"  configuración     {root / 'mailflow.toml'}",
+        f"  base de datos     {root / 'mailflow.db'}",
+        f"  archivo de correo {root / 'archive'}  (cada correo y adjunto, por su SHA-256)",
+        f"  log del daemon    {root / 'daemon.log'}",
+    ]
+    if dovecot is not None:
+        lines.append(f"  buzones (Maildir) {dovecot.mail_root / DOMAIN}  (una carpeta por persona)")
+    shown = code or "RRSS-2026-0001"
+    lines += [
+        "Para mirarlos (los comandos de consulta no necesitan los servidores ni secretos):",
+        f"  {command} requests list",
+        f"  {command} requests show {shown}",
+        f"  {command} evidence {shown} --out {root / 'evidencia.zip'}",
+        f"  less {root / 'daemon.log'}",
+    ]
+    if dovecot is not None:
+        inbox = dovecot.maildir(f"jefe.ugs@{DOMAIN}") / "new"
+        lines.append(f"  ls {inbox}    (lo que recibió la Jefatura UGS, un archivo por correo)")
+    folders = " ".join(str(p) for p in (root, dovecot.root if dovecot else None) if p)
+    lines.append(f"Para borrarlos: rm -rf {folders}")
+    return "\n".join(lines)
+
+
 def story_on(
     dovecot: Dovecot, relay: SmtpRelay, daemon: Daemon, root: Path, out: Printer
-) -> list[float]:
+) -> tuple[str, list[float]]:
     """Start the daemon on the running servers, play the story, stop the daemon."""
     site = Site(dovecot, relay, DOMAIN, f"sqlite:///{root / 'mailflow.db'}", root)
     out.say(
@@ -409,7 +439,7 @@ def story_on(
     if status != 0:
         raise DemoError(f"the daemon did not exit 0 on SIGTERM (status {status})")
     out.say("\ndaemon detenido con SIGTERM (estado 0)", always=True)
-    return latencies
+    return code, latencies
 
 
 def report_failure(error: Exception, daemon: Daemon, dovecot: Dovecot | None) -> None:

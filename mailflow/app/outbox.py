@@ -86,7 +86,7 @@ class Outbox:
                     .where(OutboxRow.next_attempt_at <= now)
                     .order_by(OutboxRow.id)
                     .limit(batch)
-                    # Several daemons may share a PostgreSQL store (DESIGN §5): each row is
+                    # Several daemons may share a PostgreSQL store (docs/design.md §8): each row is
                     # claimed by one flush (locked now, then pushed past `now`), never sent
                     # by two. SQLite ignores the clause; its BEGIN IMMEDIATE serializes.
                     .with_for_update(skip_locked=True)

@@ -89,7 +89,7 @@ class Incoming:
     raw: RawMail
 
     def ledger_row(self, now: datetime, outcome: str, detail: str | None = None) -> InboundRow:
-        """Return the ledger row that claims this message (see DESIGN §5)."""
+        """Return the ledger row that claims this message (see docs/design.md §8)."""
         return InboundRow(
             mailbox=self.mailbox,
             uidvalidity=self.uidvalidity,
@@ -517,7 +517,12 @@ def _explain(exc: WorkflowError, action: Action) -> str:
         accepted = ", ".join(a.value for a in exc.accepted)
         return f"la etapa {exc.stage} no acepta {exc.action.value}; acepta: {accepted}"
     if isinstance(exc, MissingReasonError):
-        return f"{action.value} debe ir seguido del motivo o de las sugerencias"
+        if action is Action.RECHAZO:
+            return "RECHAZO debe ir seguido del motivo, p. ej. «RECHAZO el logo no es el vigente»"
+        return (
+            f"{action.value} debe ir seguido de las observaciones, p. ej. "
+            f"«{action.value} cambiar la foto de portada»"
+        )
     if isinstance(exc, RequestClosedError):
         return "la solicitud ya terminó; no admite más acciones"
     return str(exc)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +16,7 @@ from mailflow.store.schema import AttachmentRow, HistoryRow, RefusalRow, Request
 _MEANINGS = {
     Action.APRUEBO: "aprueba",
     Action.APRUEBO_COMITE: "aprueba y envía al Comité (información protegida por norma)",
-    Action.RECHAZO: "rechaza, seguido del motivo; la solicitud termina",
+    Action.RECHAZO: "rechaza, seguido del motivo",
     Action.OBSERVO: "devuelve con observaciones, seguidas del texto",
     Action.DERIVO: "deriva",
     Action.ENTREGO: "entrega la propuesta o el material (adjunte los archivos; "
@@ -26,9 +26,19 @@ _MEANINGS = {
 }
 
 
+# How a request ends, said of the request ("la solicitud queda rechazada").
+_ENDINGS = {
+    "publicado": "se da por publicada",
+    "rechazado": "queda rechazada y termina",
+    "eliminado": "se da por eliminada",
+    "cancelado": "queda anulada",
+}
+
+
 def _where(procedure: Procedure, transition: Transition) -> str:
     if transition.end is not None:
-        return f"la solicitud termina ({transition.end.value})"
+        ending = _ENDINGS.get(transition.end.value, f"termina ({transition.end.value})")
+        return f"la solicitud {ending}"
     target = procedure.stages[transition.to or 0]
     return f"pasa a la etapa {target.number}: {target.name}"
 
@@ -111,7 +121,7 @@ def request_json(
     now: datetime,
     zone: ZoneInfo,
 ) -> dict[str, Any]:
-    """Return the JSON object of `requests show` (DESIGN.md §4)."""
+    """Return the JSON object of `requests show` (docs/design.md §7)."""
     state = state_of(row)
     roles = list(row.stage_roles)
     open_ = row.status == "en_curso"
@@ -158,3 +168,139 @@ def request_json(
             "until": _iso(row.publish_until, zone),
         },
     }
+
+
+# -- the institution's words, for `requests show` and `procedures` ------------------------
+
+# The manual's names of the roles; a [roles.<id>] name in the config wins.
+ROLE_NAMES = {
+    "direccion_ejecutiva": "Dirección Ejecutiva",
+    "jefatura_ugs": "Jefatura de la Unidad de Gestión de Servicios",
+    "profesional_promocion": "Profesional en Promoción de Servicios",
+    "equipo_diseno": "Equipo de diseño",
+    "administrador_rrss": "Administrador Principal de Redes Sociales",
+    "comite_rrss": "Comité de aprobación de RRSS",
+    "solicitante": "Solicitante",
+    "jefatura_solicitante": "Jefatura de la unidad solicitante",
+    "miembro_unidad": "Miembros de las unidades",
+}
+STATUS_NAMES = {
+    "en_curso": "en curso",
+    "publicado": "publicado",
+    "rechazado": "rechazado",
+    "cancelado": "cancelado",
+    "eliminado": "eliminado",
+}
+_DAYS = ("lun", "mar", "mié", "jue", "vie", "sáb", "dom")
+_MONTHS = ("ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic")
+
+
+def plural(count: int, one: str, many: str) -> str:
+    """Return ``1 etapa`` / ``9 etapas``."""
+    return f"{count} {one if count == 1 else many}"
+
+
+def short_date(moment: datetime | date | None, zone: ZoneInfo | None = None) -> str:
+    """Return ``lun 8 dic 2026, 16:30`` (a date alone has no time), local to ``zone``."""
+    if moment is None:
+        return "—"
+    if isinstance(moment, datetime):
+        local_moment = moment.astimezone(zone) if zone else moment
+        day = local_moment.date()
+        clock = f", {local_moment:%H:%M}"
+    else:
+        day, clock = moment, ""
+    return f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}{clock}"
+
+
+def role_name(directory: Directory, role_id: str) -> str:
+    """Return how the institution calls a role: its configured name, else the manual's."""
+    role = directory.roles.get(role_id)
+    if role is not None and role.name:
+        return role.name
+    return ROLE_NAMES.get(role_id, role_id)
+
+
+def deadline_words(stage: Stage) -> str:
+    """Return a stage's deadline rule as people say it: ``1 día hábil``, ``según cronograma``."""
+    kind = stage.deadline.kind.value
+    if kind == "business_days":
+        return plural(stage.deadline.days, "día hábil", "días hábiles")
+    return "según cronograma" if kind == "cronograma" else "variable"
+
+
+def procedure_lines(procedure: Procedure, directory: Directory) -> list[str]:
+    """Return `mailflow procedures` for one procedure, in the manual's words."""
+    lines = [
+        f"{procedure.name} ({procedure.id}): {plural(len(procedure.stages), 'etapa', 'etapas')}"
+    ]
+    for stage in procedure.stages.values():
+        roles = " o ".join(role_name(directory, r) for r in stage.roles)
+        lines.append(f"  {stage.number:>2}. {stage.name}")
+        lines.append(f"      a cargo de: {roles}; plazo: {deadline_words(stage)}")
+        lines.append(f"      responde con: {', '.join(a.value for a in stage.actions)}")
+    return lines
+
+
+def request_lines(
+    data: dict[str, Any], procedure: Procedure | None, directory: Directory, zone: ZoneInfo
+) -> list[str]:
+    """Return `mailflow requests show` for people: names and local dates, not ids.
+
+    ``data`` is the JSON of :func:`request_json` (so both outputs say the same thing).
+    """
+    stage = data["stage"]
+    stages = procedure.stages if procedure is not None else {}
+    current = stages.get(stage["number"])
+    status = STATUS_NAMES.get(data["status"], data["status"])
+    lines = [
+        f"{data['code']} — {data['title']}",
+        f"  Procedimiento: {procedure.name if procedure else data['procedure']}",
+        f"  Estado: {status}",
+        f"  Solicitante: {data['requester']}",
+        f"  Abierta: {short_date(_moment(data['created_at']))}",
+    ]
+    if data["status"] == "en_curso":
+        roles = " o ".join(role_name(directory, r) for r in stage.get("roles", [stage["role"]]))
+        where = f"Etapa {stage['number']} de {len(stages)}" if stages else "Etapa"
+        lines.append(f"  {where}: {current.name if current else stage['number']}")
+        lines.append(f"  A cargo de: {roles} ({', '.join(stage['assignees']) or 'sin titular'})")
+        lines.append(
+            f"  Plazo: {short_date(_moment(stage['due'])) if stage['due'] else 'sin plazo'}"
+        )
+    history = data["history"]
+    lines.append(f"Historial ({plural(len(history), 'entrada', 'entradas')}):")
+    for h in history:
+        who = "mailflow" if h["actor"] == "sistema" else h["actor"]
+        lines.append(
+            f"  {short_date(_moment(h['at']))}  {h['action']:<13} {who}"
+            f"  ({_stage_words(stages, h['stage'], directory)})"
+        )
+    refused = data["refused"]
+    if refused:
+        lines.append(f"Intentos rechazados ({plural(len(refused), 'intento', 'intentos')}):")
+        for r in refused:
+            lines.append(f"  {short_date(_moment(r['at']))}  {r['action']:<13} {r['sender']}")
+            lines.append(f"      motivo: {r['reason']}")
+    files = data["attachments"]
+    if files:
+        lines.append(f"Archivos ({plural(len(files), 'archivo', 'archivos')}):")
+        lines += [f"  {a['filename']}" for a in files]
+    urls = data["publication"]["urls"]
+    if urls:
+        lines.append("Publicación: " + " ".join(urls))
+    return lines
+
+
+def _moment(text: str | None) -> datetime | None:
+    """Parse an ISO moment of the JSON back; it already carries the local offset."""
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _stage_words(stages: Mapping[int, Stage], number: int, directory: Directory) -> str:
+    """Return ``etapa 2, Dirección Ejecutiva`` for a history line."""
+    stage = stages.get(number)
+    if stage is None:
+        return f"etapa {number}"
+    who = stage.responsible or " o ".join(role_name(directory, r) for r in stage.roles)
+    return f"etapa {number}, {who}"

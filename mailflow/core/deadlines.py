@@ -20,6 +20,9 @@ The rules, and why:
 * **Window end**: key ``window_end:<code>``, at the reminder time of the first business day
   after ``Publicar hasta``: the administrator withdraws or archives the post in office.
 * **Publicar desde**: a publishing stage is not overdue before the end of that day.
+* **Gap report**: key ``gap_report:<day>``, at the reminder time of business days when
+  some UIDs vanished from the mailbox before mailflow fetched them and no report told of
+  them yet: the administrator hears of mail nobody processed once a day, not per pass.
 * **Epoch**: the first pass ever records when the scheduler started; slots before it were
   never missed (mailflow was not running them), so a fresh install does not send last
   Monday's digest on its first Wednesday.
@@ -57,6 +60,7 @@ class Kind(StrEnum):
     ESCALATION = "escalation"
     DIGEST = "digest"
     WINDOW_END = "window_end"
+    GAP_REPORT = "gap_report"
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,11 @@ def digest_key(day: date) -> str:
 def window_end_key(code: str) -> str:
     """Return the key of the end-of-window notice of one request."""
     return f"{Kind.WINDOW_END}:{code}"
+
+
+def gap_report_key(day: date) -> str:
+    """Return the key of the report of vanished mail made on ``day``."""
+    return f"{Kind.GAP_REPORT}:{day.isoformat()}"
 
 
 def weekday_number(name: str) -> int:
@@ -271,6 +280,25 @@ def plan_window_ends(
         for w in windows
         if w.until < today and window_end_key(w.code) not in done
     ]
+
+
+def plan_gap_report(
+    calendar: BusinessCalendar,
+    rules: Rules,
+    now: datetime,
+    *,
+    epoch: datetime,
+    waiting: int,
+    done: Set[str] = frozenset(),
+) -> Work | None:
+    """Return today's report of vanished mail if ``waiting`` gaps were not reported yet."""
+    slot = _today_slot(calendar, rules, now, epoch)
+    if slot is None or waiting <= 0:
+        return None
+    key = gap_report_key(slot.date())
+    if key in done:
+        return None
+    return Work(Kind.GAP_REPORT, ((key, Kind.GAP_REPORT),), day=slot.date())
 
 
 def superiors_of(

@@ -208,18 +208,18 @@ def check_directory(directory: Directory) -> list[str]:
     known = set(directory.roles) | DYNAMIC_ROLES
     for role in directory.roles.values():
         if role.superior is not None and role.superior not in known:
-            problems.append(f"roles.{role.id}.superior: unknown role {role.superior!r}")
+            problems.append(f'roles.{role.id}.superior: rol desconocido "{role.superior}"')
         chain: list[str] = [role.id]
         nxt = role.superior
         while nxt is not None and nxt in directory.roles:
             if nxt in chain:
                 loop = " -> ".join([*chain[chain.index(nxt) :], nxt])
-                problems.append(f"roles.{role.id}.superior: cycle {loop}")
+                problems.append(f"roles.{role.id}.superior: ciclo {loop}")
                 break
             chain.append(nxt)
             nxt = directory.roles[nxt].superior
         for index, sub in enumerate(role.substitutes):
             if sub.end < sub.start:
                 where = f"roles.{role.id}.substitutes[{index}]"
-                problems.append(f"{where}: until {sub.end} is before from {sub.start}")
+                problems.append(f"{where}: until {sub.end} es anterior a from {sub.start}")
     return problems

@@ -41,7 +41,7 @@ _STAGE_KEYS = {
     "deadline", "actions", "cc", "rechazo_report_to",
 }  # fmt: skip
 _TRANSITION_KEYS = {"to", "end", "role", "notify", "cc"}
-_DEADLINE_HELP = "one of 'variable', 'cronograma' or { business_days = N }"
+_DEADLINE_HELP = 'uno de "variable", "cronograma" o { business_days = N }'
 
 
 class _Problems:
@@ -60,7 +60,7 @@ def _strings(value: object, path: str, problems: _Problems) -> tuple[str, ...]:
         return (value,)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    problems.add(path, "must be a string or a list of strings")
+    problems.add(path, 'debe ser un texto o una lista de textos, p. ej. ["jefatura_ugs"]')
     return ()
 
 
@@ -68,18 +68,18 @@ def _roles(value: object, path: str, known: frozenset[str], problems: _Problems)
     roles = _strings(value, path, problems)
     for role in roles:
         if role not in known:
-            problems.add(path, f"unknown role id {role!r}")
+            problems.add(path, f'rol desconocido "{role}"')
     return roles
 
 
 def _unknown_keys(data: Mapping[str, Any], allowed: set[str], path: str, p: _Problems) -> None:
     for key in sorted(set(data) - allowed):
-        p.add(f"{path}{key}", "unknown key")
+        p.add(f"{path}{key}", "clave desconocida")
 
 
 def _deadline(value: object, path: str, problems: _Problems) -> Deadline | None:
     if value is None:
-        problems.add(path, f"missing deadline rule ({_DEADLINE_HELP})")
+        problems.add(path, f"falta la regla de plazo ({_DEADLINE_HELP})")
         return None
     if value in (DeadlineKind.VARIABLE.value, DeadlineKind.CRONOGRAMA.value):
         return Deadline(DeadlineKind(value))
@@ -87,7 +87,7 @@ def _deadline(value: object, path: str, problems: _Problems) -> Deadline | None:
         days = value["business_days"]
         if isinstance(days, int) and not isinstance(days, bool) and days >= 0:
             return Deadline(DeadlineKind.BUSINESS_DAYS, days)
-    problems.add(path, f"invalid deadline rule {value!r} ({_DEADLINE_HELP})")
+    problems.add(path, f"regla de plazo no válida {value!r}; se espera {_DEADLINE_HELP}")
     return None
 
 
@@ -97,23 +97,23 @@ def _transition(
     if isinstance(raw, int) and not isinstance(raw, bool):
         raw = {"to": raw}
     if not isinstance(raw, dict):
-        p.add(path, 'must be a stage number or a table { to = N } / { end = "status" }')
+        p.add(path, 'debe ser un número de etapa o una tabla { to = N } / { end = "estado" }')
         return None
     _unknown_keys(raw, _TRANSITION_KEYS, f"{path}.", p)
     to, end = raw.get("to"), raw.get("end")
     if (to is None) == (end is None):
-        p.add(path, "needs exactly one of 'to' (a stage number) or 'end' (a final status)")
+        p.add(path, 'necesita uno solo de "to" (número de etapa) o "end" (estado final)')
         return None
     if to is not None and (not isinstance(to, int) or isinstance(to, bool)):
-        p.add(f"{path}.to", f"must be a stage number, not {to!r}")
+        p.add(f"{path}.to", f"debe ser un número de etapa, no {to!r}")
         return None
     terminal = sorted(s.value for s in TERMINAL_STATUSES)
     if end is not None and end not in terminal:
-        p.add(f"{path}.end", f"{end!r} is not a final status (one of {', '.join(terminal)})")
+        p.add(f"{path}.end", f'"{end}" no es un estado final (uno de {", ".join(terminal)})')
         return None
     role = raw.get("role")
     if role is not None and role not in known:
-        p.add(f"{path}.role", f"unknown role id {role!r}")
+        p.add(f"{path}.role", f'rol desconocido "{role}"')
     return Transition(
         action=action,
         to=to,
@@ -128,13 +128,13 @@ def _transitions(
     raw: object, path: str, known: frozenset[str], p: _Problems
 ) -> dict[Action, Transition]:
     if not isinstance(raw, dict) or not raw:
-        p.add(path, "missing: a stage must accept at least one action")
+        p.add(path, "falta: una etapa debe aceptar al menos una acción")
         return {}
     result: dict[Action, Transition] = {}
     valid = ", ".join(a.value for a in Action)
     for name, target in raw.items():
         if name not in {a.value for a in Action}:
-            p.add(f"{path}.{name}", f"unknown action (one of {valid})")
+            p.add(f"{path}.{name}", f"acción desconocida (una de {valid})")
             continue
         transition = _transition(Action(name), target, f"{path}.{name}", known, p)
         if transition is not None:
@@ -144,19 +144,19 @@ def _transitions(
 
 def _stage(raw: object, index: int, known: frozenset[str], p: _Problems) -> Stage | None:
     if not isinstance(raw, dict):
-        p.add(f"stages[{index}]", "must be a table ([[stages]])")
+        p.add(f"stages[{index}]", "debe ser una tabla ([[stages]])")
         return None
     number = raw.get("number")
     if not isinstance(number, int) or isinstance(number, bool):
-        p.add(f"stages[{index}].number", "missing or not an integer (stages are numbered from 1)")
+        p.add(f"stages[{index}].number", "falta o no es un entero (las etapas se numeran desde 1)")
         return None
     path = f"stages[{number}]"
     _unknown_keys(raw, _STAGE_KEYS, f"{path}.", p)
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
-        p.add(f"{path}.name", "missing (the manual's wording of the activity)")
+        p.add(f"{path}.name", "falta (la actividad con las palabras del manual)")
     if ("role" in raw) == ("roles" in raw):
-        p.add(path, "needs exactly one of 'role' or 'roles'")
+        p.add(path, 'necesita uno solo de "role" o "roles"')
     key = "role" if "role" in raw else "roles"
     roles = _roles(raw.get(key, []), f"{path}.{key}", known, p)
     deadline = _deadline(raw.get("deadline"), f"{path}.deadline", p)
@@ -183,22 +183,24 @@ def _check_graph(stages: Mapping[int, Stage], opening: Action, p: _Problems) -> 
     """Check targets exist, role choices fit, every stage is reachable and can finish."""
     numbers = sorted(stages)
     if numbers and numbers != list(range(1, len(numbers) + 1)):
-        p.add("stages", f"numbers must be 1..{len(numbers)} without gaps, found {numbers}")
+        p.add("stages", f"los números deben ir de 1 a {len(numbers)} sin huecos; hay {numbers}")
     for stage in stages.values():
         for action, t in stage.transitions.items():
             path = f"stages[{stage.number}].actions.{action.value}"
             target = stages.get(t.to) if t.to is not None else None
             if t.to is not None and target is None:
-                p.add(path, f"leads to stage {t.to}, which does not exist")
+                p.add(path, f"lleva a la etapa {t.to}, que no existe")
             elif target is not None and target.alternatives and t.role not in target.roles:
                 choices = ", ".join(target.roles)
-                p.add(path, f"must say which role of stage {t.to} acts (role = one of {choices})")
+                p.add(
+                    path, f"debe decir qué rol de la etapa {t.to} actúa (role = uno de {choices})"
+                )
             elif target is not None and not target.alternatives and t.role is not None:
-                p.add(f"{path}.role", f"stage {t.to} has no alternative roles to choose from")
+                p.add(f"{path}.role", f"la etapa {t.to} no tiene roles alternativos que elegir")
             elif t.to is None and t.role is not None:
-                p.add(f"{path}.role", "a transition that ends the request cannot choose a role")
+                p.add(f"{path}.role", "una transición que termina la solicitud no elige rol")
     if 1 in stages and opening not in stages[1].transitions:
-        p.add("opening_action", f"stage 1 does not accept {opening.value}, the opening action")
+        p.add("opening_action", f"la etapa 1 no acepta {opening.value}, la acción de apertura")
     _check_reachability(stages, p)
 
 
@@ -215,7 +217,7 @@ def _check_reachability(stages: Mapping[int, Stage], p: _Problems) -> None:
             reached.add(n)
             todo.extend(edges[n])
     for n in sorted(set(stages) - reached):
-        p.add(f"stages[{n}]", "unreachable from stage 1")
+        p.add(f"stages[{n}]", "no se llega a ella desde la etapa 1")
     finishing = {n for n, s in stages.items() if any(t.end for t in s.transitions.values())}
     changed = True
     while changed:
@@ -223,18 +225,18 @@ def _check_reachability(stages: Mapping[int, Stage], p: _Problems) -> None:
         finishing |= {n for n, targets in edges.items() if targets & finishing}
         changed = len(finishing) != before
     for n in sorted(set(stages) - finishing):
-        p.add(f"stages[{n}]", "no sequence of actions from here ever ends the request")
+        p.add(f"stages[{n}]", "ninguna secuencia de acciones desde aquí termina la solicitud")
 
 
 def _stages(raw_stages: object, known: frozenset[str], p: _Problems) -> dict[int, Stage]:
     if not isinstance(raw_stages, list) or not raw_stages:
-        p.add("stages", "missing: at least one [[stages]] table")
+        p.add("stages", "falta: al menos una tabla [[stages]]")
         return {}
     stages: dict[int, Stage] = {}
     for index, raw in enumerate(raw_stages):
         stage = _stage(raw, index, known, p)
         if stage is not None and stage.number in stages:
-            p.add(f"stages[{stage.number}]", "number used twice")
+            p.add(f"stages[{stage.number}]", "número repetido")
         elif stage is not None:
             stages[stage.number] = stage
     return stages
@@ -249,22 +251,22 @@ def parse_procedure(
     _unknown_keys(data, _PROCEDURE_KEYS, "", p)
     pid, name = data.get("id"), data.get("name")
     if not isinstance(pid, str) or not pid:
-        p.add("id", "missing (the procedure id, e.g. 'promocion')")
+        p.add("id", 'falta (el id del procedimiento, p. ej. "promocion")')
     if not isinstance(name, str) or not name:
-        p.add("name", "missing (the manual's name of the procedure)")
+        p.add("name", "falta (el nombre del procedimiento en el manual)")
     started_by = _roles(data.get("started_by", []), "started_by", known, p)
     if not started_by:
-        p.add("started_by", "missing: who may start this procedure (role ids)")
+        p.add("started_by", "falta: quién puede iniciar este procedimiento (ids de rol)")
     opening = data.get("opening_action", Action.ENTREGO.value)
     if opening not in {a.value for a in Action}:
-        p.add("opening_action", f"unknown action {opening!r}")
+        p.add("opening_action", f'acción desconocida "{opening}"')
         opening = Action.ENTREGO.value
     stages = _stages(data.get("stages"), known, p)
     _check_graph(stages, Action(opening), p)
     aliases = _strings(data.get("aliases", []), "aliases", p)
     order = data.get("order", 100)
     if not isinstance(order, int) or isinstance(order, bool):
-        p.add("order", f"must be an integer, not {order!r}")
+        p.add("order", f"debe ser un entero, no {order!r}")
     if p.items:
         return None, p.items
     procedure = Procedure(
@@ -294,7 +296,7 @@ def build_procedures(
             continue
         if procedure.id in procedures:
             other = procedures[procedure.id].source
-            problems.append(f"{source}: id: {procedure.id!r} is already defined in {other}")
+            problems.append(f'{source}: id: "{procedure.id}" ya está definido en {other}')
             continue
         procedures[procedure.id] = procedure
     # The manual's order (order = N in each file), not the file names' alphabetical one.
@@ -308,14 +310,14 @@ def load_procedures(
     """Read every ``*.toml`` of ``directory``; return the valid procedures and all problems."""
     files = sorted(Path(directory).glob("*.toml"))
     if not files:
-        return {}, [f"{directory}: no procedure files (*.toml)"]
+        return {}, [f"{directory}: no hay archivos de procedimientos (*.toml)"]
     documents: dict[str, Mapping[str, Any]] = {}
     problems: list[str] = []
     for path in files:
         try:
             documents[path.name] = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            problems.append(f"{path.name}: cannot read: {exc}")
+            problems.append(f"{path.name}: no se puede leer: {exc}")
     procedures, found = build_procedures(documents, role_ids)
     return procedures, problems + found
 
@@ -338,7 +340,7 @@ def _target(transition: Transition) -> dict[str, Any]:
 
 
 def procedures_as_json(procedures: Mapping[str, Procedure]) -> list[dict[str, Any]]:
-    """Return the DESIGN.md §4 shape of ``mailflow procedures --json``."""
+    """Return the docs/design.md §7 shape of ``mailflow procedures --json``."""
     result: list[dict[str, Any]] = []
     for procedure in procedures.values():
         stages: list[dict[str, Any]] = []

@@ -90,6 +90,13 @@ def _aligned(domain: str, from_domain: str) -> bool:
     return bool(domain) and (from_domain == domain or from_domain.endswith("." + domain))
 
 
+def authserv_id(headers: Iterable[str]) -> str | None:
+    """Return the authserv-id of the topmost Authentication-Results (RFC 8601), if any."""
+    first = next(iter(headers), "")[:4096]
+    words = first.partition(";")[0].split()
+    return words[0] if words else None
+
+
 def authenticated(headers: Iterable[str], trusted_id: str | None, sender: str) -> bool:
     """Tell whether the trusted server's topmost Authentication-Results vouches for ``sender``.
 
@@ -99,9 +106,9 @@ def authenticated(headers: Iterable[str], trusted_id: str | None, sender: str) -
     if not trusted_id:
         return False
     first = next(iter(headers), "")[:4096]
-    authserv, _, rest = first.partition(";")
-    if authserv.strip().split()[:1] != [trusted_id]:
+    if authserv_id([first]) != trusted_id:
         return False
+    rest = first.partition(";")[2]
     from_domain = _domain(sender)
     for resinfo in rest.split(";"):
         found = _RESINFO.search(resinfo)

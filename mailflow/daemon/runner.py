@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import FrameType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -30,7 +30,13 @@ from mailflow.mail.spool import Spooled, size_of
 from mailflow.ops.health import Heartbeat
 from mailflow.ops.sd_notify import Notifier
 from mailflow.store.archive import ArchiveError
-from mailflow.store.repository import Store, get_mailbox_state, ledger_seen, set_mailbox_state
+from mailflow.store.repository import (
+    Store,
+    get_mailbox_state,
+    ledger_seen,
+    record_gaps,
+    set_mailbox_state,
+)
 from mailflow.store.schema import InboundOutcome
 from mailflow.transport.imap import (
     Fetched,
@@ -66,6 +72,22 @@ class PassReport:
     outbox: FlushReport
 
 
+@dataclass(frozen=True)
+class Wiring:
+    """What a runner drives, built by :mod:`mailflow.daemon.runtime` (the composition root).
+
+    A SIGHUP reload hands the running loop a new one (:meth:`Runner.rewire`).
+    """
+
+    service: Service
+    store: Store
+    source: ImapSource
+    outbox: Outbox
+    scheduler: Scheduler | None = None
+    processed_folder: str | None = None
+    report_gaps: bool = True
+
+
 class _Result(NamedTuple):
     """One message of a group: its outcome, and its service log line (None: quarantined).
 
@@ -95,6 +117,7 @@ class Runner:
         notifier: Notifier | None = None,
         heartbeat: Heartbeat | None = None,
         retry_seconds: float = 30.0,
+        report_gaps: bool = True,
     ) -> None:
         self.service = service
         self.store = store
@@ -103,6 +126,8 @@ class Runner:
         outbox.alive = self._alive  # a long flush pings the watchdog between groups
         self.clock = clock
         self.processed_folder = processed_folder
+        # Record the UIDs that vanished before they were fetched (see _record_gaps).
+        self.report_gaps = report_gaps
         # The longest wait without a pass: deferred outbox rows (retries are due 1 min or
         # more after a failure) are sent by the pass that follows a quiet wait.
         self.wait_seconds = wait_seconds
@@ -127,6 +152,33 @@ class Runner:
         self._loop_thread: int | None = None
         self._stop_reason = ""
 
+    @classmethod
+    def wired(cls, wiring: Wiring, clock: Clock, **options: Any) -> Runner:
+        """Return a runner over ``wiring``; ``options`` as for the constructor."""
+        return cls(
+            wiring.service,
+            wiring.store,
+            wiring.source,
+            wiring.outbox,
+            clock,
+            processed_folder=wiring.processed_folder,
+            scheduler=wiring.scheduler,
+            report_gaps=wiring.report_gaps,
+            **options,
+        )
+
+    def rewire(self, wiring: Wiring) -> None:
+        """Drive new adapters from the next pass on (a SIGHUP reload, between messages).
+
+        The old IMAP connection is closed; the loop logs in again with the new settings.
+        The new outbox pings this loop's watchdog during a long flush, as the old one did.
+        """
+        self.source.close()
+        wiring.outbox.alive = self._alive
+        self.service, self.store, self.source = wiring.service, wiring.store, wiring.source
+        self.outbox, self.scheduler = wiring.outbox, wiring.scheduler
+        self.processed_folder, self.report_gaps = wiring.processed_folder, wiring.report_gaps
+
     def catch_up(self) -> PassReport:
         """Handle every message after the last recorded UID, then flush the outbox."""
         mailbox = self.source.mailbox
@@ -143,11 +195,15 @@ class Runner:
         done: list[int] = []
         # A large message is spooled next to the archive it will be copied into.
         spool = self.service.archive.scratch
-        fetched = iter(self.source.fetch_after(last_uid, spool_dir=spool))
+        # Gaps are meaningful only above a position read from this very UIDVALIDITY.
+        gaps = self.report_gaps and last_uid > 0
+        fetched = iter(self.source.fetch_after(last_uid, spool_dir=spool, gaps=gaps))
+        complete = False
         try:
             while not self.stopping.is_set():
                 group = self._group(mailbox, fetched)
                 if not group:
+                    complete = True
                     break
                 for result in group:
                     _log_committed(result)
@@ -165,10 +221,34 @@ class Runner:
             # Only committed groups are in ``done``. They are moved even when a later group
             # failed: the position is already past them, so they would never be moved.
             self._move(done)
+        if gaps:
+            self._record_gaps(mailbox, uidvalidity, done if not complete else None)
         if self.scheduler is not None:
             self.scheduler.run_due(self.clock())
         report = self.outbox.flush(self.clock())
         return PassReport(len(done), outcomes, report)
+
+    def _record_gaps(self, mailbox: str, uidvalidity: int, done: list[int] | None) -> None:
+        """Record the UIDs this pass found gone: moved or deleted before they were fetched.
+
+        ``done``: the UIDs handled, when the pass stopped early; only the gaps below them
+        are sure (the next pass reads the rest again and finds the others).
+        """
+        missing = self.source.missing
+        if done is not None:
+            missing = [uid for uid in missing if uid < max(done, default=0)]
+        if not missing:
+            return
+        with self.store.transaction() as session:
+            recorded = record_gaps(session, mailbox, uidvalidity, missing, self.clock())
+        for uid in recorded:
+            log.warning(
+                "IMAP %s: UID %d disappeared before mailflow fetched it (moved or deleted by "
+                "someone else): it was not processed",
+                mailbox,
+                uid,
+                extra={"uid": uid, "mailbox": mailbox, "outcome": "gap"},
+            )
 
     def _move(self, uids: list[int]) -> None:
         """Move handled messages to ``processed_folder`` (when set); never raise."""

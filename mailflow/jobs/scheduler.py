@@ -7,12 +7,12 @@ in the same transaction as its outbox rows and its history entry: the claim and 
 commit together or not at all, so a crash repeats nothing and loses nothing, and two
 daemons on one PostgreSQL database never both send it.
 
-DESIGN names the ``schedule`` library "or equivalent". ``schedule`` computes wall-clock
+Why not the ``schedule`` library for the slots: it computes wall-clock
 slots in the process's local time from ``time.time()``; our clock is injectable (``--now``)
 and lives in the institution's zone (America/La_Paz) whatever the server's zone is, and
 the slot must be recomputable after a restart for catch-up. So the slots are computed from
 ``[schedule]`` directly (:func:`mailflow.core.deadlines.reminder_slot`, ``digest_slot``) and
-checked on every pass, which is the equivalent.
+checked on every pass.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -40,6 +40,7 @@ from mailflow.core.deadlines import (
     effective_due,
     overdue_days,
     plan_digest,
+    plan_gap_report,
     plan_reminders,
     plan_window_ends,
     superiors_of,
@@ -49,7 +50,12 @@ from mailflow.core.deadlines import (
 from mailflow.core.model import Status
 from mailflow.core.people import NO_REQUEST, holders_of
 from mailflow.jobs.weekly import digest_of, watch_of
-from mailflow.store.repository import Store, claim_reminder
+from mailflow.store.repository import (
+    Store,
+    claim_reminder,
+    count_gaps_to_report,
+    gaps_to_report,
+)
 from mailflow.store.requeststate import state_of
 from mailflow.store.schema import HistoryRow, ReminderRow, RequestRow
 
@@ -142,15 +148,18 @@ class Scheduler:
                     RequestRow.publish_until < today,
                 )
             ).all()
+            gaps = count_gaps_to_report(session)
         done = {c.key for c in claimed}
         watches = [self._watch(r, claimed) for r in requests]
         windows = [Window(i, code, until) for i, code, until in ended if until is not None]
         rules = self.rules
         digest = plan_digest(calendar, rules, now, epoch=epoch, done=done)
+        gap_report = plan_gap_report(calendar, rules, now, epoch=epoch, waiting=gaps, done=done)
         return [
             *plan_reminders(watches, calendar, rules, now, epoch=epoch, done=done),
             *plan_window_ends(windows, calendar, rules, now, epoch=epoch, done=done),
             *([digest] if digest is not None else []),
+            *([gap_report] if gap_report is not None else []),
         ]
 
     def _epoch(self, session: Session, now: datetime) -> datetime:
@@ -199,6 +208,9 @@ class Scheduler:
                 return False
         if work.kind is Kind.DIGEST:
             self._digest(session, now)
+            return True
+        if work.kind is Kind.GAP_REPORT:
+            self._gap_report(session, now)
             return True
         assert request is not None
         if work.kind is Kind.WINDOW_END:
@@ -314,6 +326,46 @@ class Scheduler:
             request_id=None,
         )  # fmt: skip
         session.add_all(rows)
+
+    def _gap_report(self, session: Session, now: datetime) -> None:
+        """Tell the ``gap_report_to`` people of the mail that vanished before it was read."""
+        gaps = gaps_to_report(session)
+        if not gaps:
+            return
+        today = self.core.calendar.local(now).date()
+        to = self._people(self.settings.schedule.gap_report_to, today)
+        if not to:
+            log.warning(
+                "%d vanished mail(s) not reported: schedule.gap_report_to is empty", len(gaps)
+            )
+            return
+        zone = self.settings.zone
+        imap = self.settings.imap
+        context = {
+            "request": None,
+            "fyi": True,
+            "gaps": {
+                "count": len(gaps),
+                "mailbox": imap.username,
+                "folder": imap.folder,
+                "since": gaps[0].noticed_at.astimezone(zone),
+                "until": now.astimezone(zone),
+                "entries": [{"uid": g.uid, "noticed": g.noticed_at.astimezone(zone)} for g in gaps],
+            },
+        }
+        rows = self.composer.rows(
+            "mailbox_gaps", to, (), context=context, code=None, stage=0, references=(), now=now,
+            request_id=None,
+        )  # fmt: skip
+        session.add_all(rows)
+        for gap in gaps:
+            gap.reported_at = now
+
+    def _people(self, names: Sequence[str], today: date) -> tuple[str, ...]:
+        """Return the addresses of ``names``: role ids (their holders today) or addresses."""
+        roles = tuple(n for n in names if "@" not in n)
+        found = holders_of(self.core.directory, roles, NO_REQUEST, today) if roles else ()
+        return tuple(dict.fromkeys([*found, *(n for n in names if "@" in n)]))
 
     def _history(self, session: Session, request: RequestRow) -> list[dict[str, Any]]:
         rows = session.scalars(

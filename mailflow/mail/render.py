@@ -90,11 +90,11 @@ class Renderer:
                 html=html_t.render(context),
             )
         except jinja2.TemplateNotFound as exc:
-            raise TemplateError(f"mail template {exc.name} not found") from None
+            raise TemplateError(f"no existe la plantilla de correo {exc.name}") from None
         except KeyError:
-            raise TemplateError(f"mail template {name}.txt.j2 has no subject block") from None
+            raise TemplateError(f"la plantilla {name}.txt.j2 no tiene bloque subject") from None
         except jinja2.TemplateError as exc:
-            raise TemplateError(f"mail template {name}: {exc}") from None
+            raise TemplateError(f"la plantilla de correo {name} falla: {exc}") from None
 
     def names(self) -> list[str]:
         """Return the names of every template with both a text and an HTML part."""

@@ -23,15 +23,16 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from mailflow import __version__
 from mailflow.core.model import Status
-from mailflow.store.repository import Store
+from mailflow.store.repository import Store, count_gaps_to_report, recent_gaps
 from mailflow.store.schema import (
     DaemonStatusRow,
     InboundRow,
@@ -44,6 +45,8 @@ from mailflow.store.schema import (
 log = logging.getLogger("mailflow.ops.health")
 
 WallClock = Callable[[], datetime]
+# `mailflow status` lists the mail that vanished in the last days.
+GAPS_SHOWN_DAYS = 7
 
 
 def wall_clock() -> datetime:
@@ -173,6 +176,9 @@ class Report:
     overdue_stages: int
     last_digest: str | None
     problems: list[str] = field(default_factory=list)
+    # Mail that vanished from the mailbox before it was fetched: people's doing, reported
+    # but never unhealthy (see mailflow.daemon.runner, "gaps").
+    gaps: dict[str, Any] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -186,6 +192,7 @@ class Report:
             "outbox": self.outbox,
             "overdue_stages": self.overdue_stages,
             "last_digest": self.last_digest,
+            "gaps": self.gaps,
         }
 
 
@@ -217,9 +224,10 @@ def check(
         digest = session.scalar(
             select(func.max(ReminderRow.created_at)).where(ReminderRow.kind == "digest")
         )
+        gaps = _gaps(session, now)
     daemon: dict[str, Any] | None = None
     if row is None:
-        problems.append(f"no daemon has ever run on {name}")
+        problems.append(f"ningún daemon ha trabajado nunca en {name}")
     else:
         age = (wall - row.heartbeat_at).total_seconds()
         daemon = {
@@ -243,16 +251,16 @@ def check(
         }
         limit = limits.stale_factor * row.wait_seconds
         if row.stopped_at is not None:
-            problems.append(f"the daemon stopped at {_iso(row.stopped_at)}")
+            problems.append(f"el daemon se detuvo el {_iso(row.stopped_at)}")
         elif age > limit:
             problems.append(
-                f"no heartbeat for {age:.0f} s (more than {limit:.0f} s): "
-                f"the daemon (pid {row.pid} on {row.host}) is stuck or gone"
+                f"sin latido desde hace {age:.0f} s (más de {limit:.0f} s): "
+                f"el daemon (pid {row.pid} en {row.host}) está trabado o ya no existe"
             )
         elif not row.imap_connected:
             down = (wall - row.imap_since).total_seconds()
             if down > limits.imap_down_seconds:
-                problems.append(f"IMAP disconnected for {down:.0f} s")
+                problems.append(f"IMAP desconectado desde hace {down:.0f} s")
     count, oldest = pending
     outbox: dict[str, Any] = {
         "pending": int(count or 0),
@@ -263,38 +271,61 @@ def check(
         waited = (now - oldest).total_seconds()
         outbox["oldest_pending_age_seconds"] = round(waited, 1)
         if waited > limits.outbox_age_seconds:
+            waiting = "correo espera" if count == 1 else "correos esperan"
             problems.append(
-                f"{count} mail(s) waiting to be sent, the oldest for {waited / 60:.0f} min"
+                f"{count} {waiting} salir, el más antiguo desde hace {waited / 60:.0f} min"
             )
-    return Report(daemon, outbox, int(overdue or 0), _iso(digest), problems)
+    return Report(daemon, outbox, int(overdue or 0), _iso(digest), problems, gaps)
+
+
+def _gaps(session: Session, now: datetime) -> dict[str, Any]:
+    """Return the vanished mail: how many ever, how many unreported, those of the week."""
+    total, recent = recent_gaps(session, now - timedelta(days=GAPS_SHOWN_DAYS))
+    return {
+        "total": total,
+        "unreported": count_gaps_to_report(session),
+        "recent": [
+            {"mailbox": g.mailbox, "uid": g.uid, "noticed_at": _iso(g.noticed_at)} for g in recent
+        ],
+    }
 
 
 def describe(report: Report) -> list[str]:
     """Return the report as lines for people."""
-    lines = [("healthy" if report.healthy else "UNHEALTHY")]
-    lines += [f"  problem: {p}" for p in report.problems]
+    lines = [("sano" if report.healthy else "NO ESTÁ SANO")]
+    lines += [f"  problema: {p}" for p in report.problems]
     d = report.daemon
     if d is not None:
         age = d["heartbeat_age_seconds"]
-        state = "stopped" if d["stopped_at"] else f"heartbeat {age:.0f} s ago"
-        lines.append(f"daemon: pid {d['pid']} on {d['host']}, mailflow {d['version']}, {state}")
-        imap = "connected" if d["imap_connected"] else "disconnected"
+        state = "detenido" if d["stopped_at"] else f"último latido hace {age:.0f} s"
+        lines.append(f"daemon: pid {d['pid']} en {d['host']}, mailflow {d['version']}, {state}")
+        imap = "conectado" if d["imap_connected"] else "desconectado"
         wake = d["last_wake_at"] or "-"
-        lines.append(f"imap: {imap} since {d['imap_since']}; last wake-up {wake}")
+        lines.append(f"imap: {imap} desde {d['imap_since']}; último aviso de correo {wake}")
         m = d["last_message"]
         lines.append(
-            f"last message: {m['at'] or '-'} {m['message_id'] or '-'} "
+            f"último mensaje: {m['at'] or '-'} {m['message_id'] or '-'} "
             f"{m['outcome'] or '-'} {m['request'] or ''}".rstrip()
         )
     o = report.outbox
     if not o:
         return lines
     lines.append(
-        f"outbox: {o['pending']} pending (oldest {o['oldest_pending'] or '-'}), "
-        f"{o['failed']} failed"
+        f"salida: {o['pending']} por enviar (el más antiguo {o['oldest_pending'] or '-'}), "
+        f"{o['failed']} fallidos"
     )
-    lines.append(f"overdue stages: {report.overdue_stages}")
-    lines.append(f"last digest: {report.last_digest or '-'}")
+    lines.append(f"etapas vencidas: {report.overdue_stages}")
+    lines.append(f"último resumen semanal: {report.last_digest or '-'}")
+    g = report.gaps
+    if g:
+        lines.append(
+            f"correos que desaparecieron del buzón sin procesar: {g['total']} en total, "
+            f"{g['unreported']} sin informar aún"
+        )
+        lines += [
+            f"  UID {item['uid']} ({item['mailbox']}), notado {item['noticed_at']}"
+            for item in g["recent"]
+        ]
     return lines
 
 

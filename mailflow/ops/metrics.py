@@ -21,7 +21,14 @@ from sqlalchemy import func, select
 
 from mailflow.core.model import Status
 from mailflow.store.repository import Store
-from mailflow.store.schema import DaemonStatusRow, InboundRow, OutboxRow, OutboxStatus, RequestRow
+from mailflow.store.schema import (
+    DaemonStatusRow,
+    InboundRow,
+    MailboxGapRow,
+    OutboxRow,
+    OutboxStatus,
+    RequestRow,
+)
 
 log = logging.getLogger("mailflow.ops.metrics")
 
@@ -53,6 +60,7 @@ class StoreCollector(Collector):
                 )
             )
             daemon = session.get(DaemonStatusRow, self.name)
+            gaps = session.scalar(select(func.count(MailboxGapRow.id)))
         messages = CounterMetricFamily(
             "mailflow_messages", "Inbound messages handled, by outcome", labels=["outcome"]
         )
@@ -79,6 +87,12 @@ class StoreCollector(Collector):
             "mailflow_outbox_oldest_pending_age_seconds",
             "Age of the oldest mail waiting to be sent (0 when none)",
             value=0.0 if oldest is None else max(0.0, (now - oldest).total_seconds()),
+        )
+        yield CounterMetricFamily(
+            "mailflow_mailbox_gaps",
+            "Messages that vanished from the mailbox (moved or deleted) before mailflow "
+            "fetched them: never processed",
+            value=gaps or 0,
         )
         yield GaugeMetricFamily(
             "mailflow_overdue_stages",

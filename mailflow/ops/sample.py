@@ -24,6 +24,7 @@ TEMPLATES = (
     "window_end",
     "digest",
     "confirm_opening",
+    "mailbox_gaps",
 )
 
 
@@ -80,6 +81,18 @@ def sample_context(org_name: str, title: str = "Día del Software Libre") -> dic
             }
         ],
         "digest": sample_digest(title),
+        # mailbox_gaps (mailflow.jobs.scheduler): mail that vanished before it was read
+        "gaps": {
+            "count": 2,
+            "mailbox": "rrss@ejemplo.gob.bo",
+            "folder": "INBOX",
+            "since": datetime.combine(date(2026, 12, 7), time(10, 2)),
+            "until": datetime.combine(date(2026, 12, 8), time(9, 0)),
+            "entries": [
+                {"uid": 41, "noticed": datetime.combine(date(2026, 12, 7), time(10, 2))},
+                {"uid": 42, "noticed": datetime.combine(date(2026, 12, 7), time(10, 2))},
+            ],
+        },
         # confirm_opening (mailflow.app.service): a privileged opening held until CONFIRMO
         "confirm": {
             "title": title,

@@ -28,19 +28,19 @@ def backup(url: str, out: Path) -> str:
     """Back the store at ``url`` up into ``out``; return a line saying what was written."""
     parsed = make_url(url)
     if out.exists():
-        raise BackupError(f"{out} exists; choose a new file (a backup never overwrites)")
+        raise BackupError(f"{out} ya existe; elija otro archivo (una copia nunca sobrescribe)")
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return _sqlite(parsed.database or "", out)
     if backend == "postgresql":
         return _postgresql(url, out)
-    raise BackupError(f"no backup for a {backend} store")
+    raise BackupError(f"no hay copia para una base {backend}")
 
 
 def _sqlite(database: str, out: Path) -> str:
     source_path = Path(database)
     if not database or database == ":memory:" or not source_path.is_file():
-        raise BackupError(f"the SQLite store {database or '(memory)'} does not exist")
+        raise BackupError(f"la base SQLite {database or '(en memoria)'} no existe")
     partial = out.with_name(out.name + ".partial")
     partial.unlink(missing_ok=True)
     source = sqlite3.connect(f"{source_path.resolve().as_uri()}?mode=ro", uri=True)
@@ -50,7 +50,7 @@ def _sqlite(database: str, out: Path) -> str:
             source.backup(target)  # all pages in one step: one consistent snapshot
             check = target.execute("PRAGMA integrity_check").fetchone()
             if check is None or check[0] != "ok":
-                raise BackupError(f"the copy failed its integrity check: {check}")
+                raise BackupError(f"la copia no pasó la comprobación de integridad: {check}")
             tables = target.execute(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
             ).fetchone()[0]
@@ -58,11 +58,11 @@ def _sqlite(database: str, out: Path) -> str:
             target.close()
     except sqlite3.Error as exc:
         partial.unlink(missing_ok=True)
-        raise BackupError(f"backup of {source_path} failed: {exc}") from None
+        raise BackupError(f"la copia de {source_path} falló: {exc}") from None
     finally:
         source.close()
     partial.rename(out)
-    return f"{out}: {tables} tables, {out.stat().st_size} bytes, copied from {source_path}"
+    return f"{out}: {tables} tablas, {out.stat().st_size} bytes, copiadas de {source_path}"
 
 
 def _postgresql(url: str, out: Path) -> str:
@@ -71,8 +71,8 @@ def _postgresql(url: str, out: Path) -> str:
     target = parsed.set(password=None).render_as_string(hide_password=False)
     if pg_dump is None:
         raise BackupError(
-            "the store is PostgreSQL: back it up with pg_dump (Debian package "
-            f"postgresql-client), e.g. pg_dump --format=custom --file={out} '{target}'"
+            "la base es PostgreSQL: cópiela con pg_dump (paquete Debian postgresql-client), "
+            f"p. ej. pg_dump --format=custom --file={out} '{target}'"
         )
     env = dict(os.environ)
     if parsed.password:
@@ -86,5 +86,8 @@ def _postgresql(url: str, out: Path) -> str:
     )
     if result.returncode != 0:
         out.unlink(missing_ok=True)
-        raise BackupError(f"pg_dump failed: {result.stderr.strip()}")
-    return f"{out}: pg_dump custom format (restore with pg_restore), {out.stat().st_size} bytes"
+        raise BackupError(f"pg_dump falló: {result.stderr.strip()}")
+    return (
+        f"{out}: formato custom de pg_dump (se restaura con pg_restore), "
+        f"{out.stat().st_size} bytes"
+    )

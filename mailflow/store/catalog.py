@@ -17,6 +17,7 @@ from email.utils import getaddresses
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailflow.mail.spool import header_block
 from mailflow.store.schema import (
     ArchiveEntryRow,
     ArchiveKind,
@@ -26,7 +27,6 @@ from mailflow.store.schema import (
     OutboxRow,
     ProductRow,
 )
-from mailflow.mail.spool import header_block
 
 _HEADER_BYTES = 64 * 1024
 _ADDRESS = 320

@@ -1,6 +1,6 @@
 """Open mailflow's database, migrate it, and answer the queries every adapter shares.
 
-The tables are declared in :mod:`mailflow.store.schema`. Design (DESIGN §5): one inbound message
+The tables are declared in :mod:`mailflow.store.schema`. Design (docs/design.md §8): one inbound message
 is handled in one :meth:`Store.transaction` (the runner shares one among a group of messages,
 a savepoint each), which records the ledger row, the state change and the outgoing mails
 together; a crash before the commit leaves nothing behind, so the message is simply
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,12 +24,20 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Connection, Engine, create_engine, event, select, update
+from sqlalchemy import URL, Connection, Engine, create_engine, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailflow.store.schema import Base, CodeSequenceRow, InboundRow, MailboxStateRow, ReminderRow
+from mailflow.store.schema import (
+    Base,
+    CodeSequenceRow,
+    InboundRow,
+    MailboxGapRow,
+    MailboxStateRow,
+    ReminderRow,
+)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -160,6 +168,26 @@ def current_revision(url: str | URL) -> str | None:
         engine.dispose()
 
 
+def store_problem(url: str | URL) -> str | None:
+    """Return why a read-only command cannot read the store (never creating a SQLite file)."""
+    parsed = store_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        return (
+            f"la base de datos {parsed.database} no existe: el daemon nunca arrancó con esta "
+            "configuración (o [store] url apunta a otro lugar)"
+        )
+    try:
+        revision = current_revision(parsed)
+    except SQLAlchemyError as exc:
+        return f"no se puede leer la base de datos: {exc}".splitlines()[0]
+    if revision != head_revision():
+        return (
+            f"la base de datos está en la migración {revision}, esta versión de mailflow "
+            f"espera {head_revision()}: arranque el daemon o ejecute `mailflow db upgrade`"
+        )
+    return None
+
+
 def head_revision() -> str:
     """Return the newest migration shipped with this version of mailflow."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -281,3 +309,72 @@ def set_mailbox_state(session: Session, mailbox: str, uidvalidity: int, last_uid
     else:
         # Several daemons: one that is behind must not take the position back.
         row.last_uid = max(row.last_uid, last_uid)
+
+
+# -- gaps: UIDs that disappeared before they were fetched --------------------------------
+
+# At most this many gaps are recorded per pass (one row each); more are only counted in the
+# log line. A mailbox emptied by hand must not turn one pass into a million inserts.
+MAX_GAPS_PER_PASS = 10_000
+
+
+def record_gaps(
+    session: Session, mailbox: str, uidvalidity: int, uids: Iterable[int], now: dt.datetime
+) -> list[int]:
+    """Record UIDs that vanished before they were fetched; return those newly recorded.
+
+    A UID in the ledger is no gap: another daemon handled it, then moved it away. A UID
+    already recorded (a later pass noticing the same hole) is not recorded twice.
+    """
+    wanted = sorted(set(uids))[:MAX_GAPS_PER_PASS]
+    if not wanted:
+        return []
+    handled = set(
+        session.scalars(
+            select(InboundRow.uid).where(
+                InboundRow.mailbox == mailbox,
+                InboundRow.uidvalidity == uidvalidity,
+                InboundRow.uid.in_(wanted),
+            )
+        )
+    )
+    recorded = []
+    for uid in wanted:
+        if uid in handled:
+            continue
+        values = {"mailbox": mailbox, "uidvalidity": uidvalidity, "uid": uid, "noticed_at": now}
+        if _insert_if_absent(session, MailboxGapRow.__tablename__, values):
+            recorded.append(uid)
+    return recorded
+
+
+def gaps_to_report(session: Session) -> list[MailboxGapRow]:
+    """Return the gaps no daily report has told yet, oldest first, locked for the report."""
+    query = (
+        select(MailboxGapRow)
+        .where(MailboxGapRow.reported_at.is_(None))
+        .order_by(MailboxGapRow.noticed_at, MailboxGapRow.id)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(session.scalars(query))
+
+
+def count_gaps_to_report(session: Session) -> int:
+    """Return how many gaps wait for the daily report."""
+    found = session.scalar(
+        select(func.count(MailboxGapRow.id)).where(MailboxGapRow.reported_at.is_(None))
+    )
+    return int(found or 0)
+
+
+def recent_gaps(session: Session, since: dt.datetime) -> tuple[int, list[MailboxGapRow]]:
+    """Return how many gaps were ever noticed, and those noticed since ``since``."""
+    total = session.scalar(select(func.count(MailboxGapRow.id)))
+    rows = session.scalars(
+        select(MailboxGapRow)
+        .where(MailboxGapRow.noticed_at >= since)
+        .order_by(MailboxGapRow.noticed_at, MailboxGapRow.id)
+        .limit(50)
+    )
+    return int(total or 0), list(rows)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from mailflow.store.schema import RequestRow
 from mailflow.core.model import Action, Cronograma, RequestState, Status, Vote
+from mailflow.store.schema import RequestRow
 
 
 def state_of(row: RequestRow) -> RequestState:

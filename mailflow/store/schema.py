@@ -400,3 +400,24 @@ class DaemonStatusRow(Base):
     last_outcome: Mapped[str | None] = mapped_column(String(32))
     last_request: Mapped[str | None] = mapped_column(String(32))
     stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class MailboxGapRow(Base):
+    """Record a UID that disappeared from the mailbox before mailflow fetched it.
+
+    Someone moved or deleted the message (people work in shared mailboxes): it was never
+    processed. `mailflow status` lists these, the metrics count them, and the scheduler
+    reports them once a day (``reported_at``).
+    """
+
+    __tablename__ = "mailbox_gaps"
+    __table_args__ = (
+        UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_mailbox_gaps_mailbox_uid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(255))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    noticed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    reported_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)

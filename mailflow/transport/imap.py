@@ -46,6 +46,8 @@ import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -71,6 +73,8 @@ _KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 15, "TCP_KEEPCNT": 4}
 BATCH_BYTES = 8 * 1024 * 1024
 # A large message is fetched in pieces of this size (BODY.PEEK[]<offset.length>).
 PIECE_BYTES = 1024 * 1024
+# At most this many UIDs above the last one read are checked for gaps in one pass.
+MAX_GAP_SCAN = 100_000
 
 
 class ImapError(MailflowError):
@@ -105,6 +109,17 @@ class Fetched:
     uidvalidity: int
     uid: int
     raw: RawMail
+
+
+@dataclass(frozen=True)
+class MailboxSurvey:
+    """What ``check-config --live`` saw in the mailbox: size, capabilities, some headers."""
+
+    folder: str
+    count: int
+    uidvalidity: int
+    capabilities: tuple[str, ...]
+    headers: tuple[tuple[str, ...], ...]  # one header's values, per message, newest last
 
 
 def default_ssl_context(settings: Imap | None = None) -> ssl.SSLContext:
@@ -143,6 +158,7 @@ class ImapSource:
         self._uidvalidity: int | None = None
         self._known_folders: set[str] = set()
         self._ahead = 0
+        self._missing: list[int] = []
 
     # -- connection -----------------------------------------------------------------------
 
@@ -214,7 +230,7 @@ class ImapSource:
             # Read-write (not EXAMINE) so that MOVE works; bodies are only ever PEEKed.
             selected = client.select_folder(s.folder)
         if b"UIDVALIDITY" not in selected:
-            raise ImapCommandError(f"IMAP {self.where}: {s.folder} has no UIDVALIDITY")
+            raise ImapCommandError(f"IMAP {self.where}: la carpeta {s.folder} no tiene UIDVALIDITY")
         self._uidvalidity = int(selected[b"UIDVALIDITY"])
         self._drain()  # SELECT's EXISTS is the starting point, not news: catch up first
         waiting = "IDLE" if self.has_idle else f"no IDLE, polling every {s.poll_seconds} s"
@@ -260,19 +276,19 @@ class ImapSource:
             return self._tokens.token()
         except OAuth2UnavailableError as error:
             self._drop()
-            raise ImapUnavailableError(f"IMAP {self.where}: no access token: {error}") from None
+            raise ImapUnavailableError(f"IMAP {self.where}: sin token de acceso: {error}") from None
         except OAuth2Error as error:
             self._drop()
-            raise ImapAuthError(f"IMAP {self.where}: no access token: {error}") from None
+            raise ImapAuthError(f"IMAP {self.where}: sin token de acceso: {error}") from None
 
     def _no_xoauth2(self, client: Any) -> ImapError:
         mechanisms = [c for c in client.capabilities() if c.startswith(b"AUTH=")]
         offered = sorted(c.decode().removeprefix("AUTH=") for c in mechanisms)
         self._drop()
         return ImapAuthError(
-            f"IMAP {self.where}: the server does not offer XOAUTH2 (it offers "
-            f'{", ".join(offered) or "no AUTH mechanism"}); set imap.auth = "password", '
-            "or check imap.host and imap.security (some servers offer it only over TLS)"
+            f"IMAP {self.where}: el servidor no ofrece XOAUTH2 (ofrece "
+            f'{", ".join(offered) or "ningún mecanismo AUTH"}); ponga imap.auth = "password", '
+            "o revise imap.host e imap.security (algunos servidores solo lo ofrecen con TLS)"
         )
 
     def close(self) -> None:
@@ -311,7 +327,12 @@ class ImapSource:
     # -- reading --------------------------------------------------------------------------
 
     def fetch_after(
-        self, last_uid: int, batch: int = 50, *, spool_dir: Path | None = None
+        self,
+        last_uid: int,
+        batch: int = 50,
+        *,
+        spool_dir: Path | None = None,
+        gaps: bool = False,
     ) -> Iterator[Fetched]:
         """Yield every message with a UID above ``last_uid``, in UID order, unmarked.
 
@@ -322,8 +343,17 @@ class ImapSource:
         system's temporary folder by default), hashed while written. A message expunged
         between SEARCH and FETCH is skipped. Check :attr:`uidvalidity` against the stored
         one before trusting ``last_uid``.
+
+        ``gaps``: also find the UIDs above ``last_uid`` that were given to a message which
+        is no longer there (moved or deleted by someone else before it was fetched); they
+        are in :attr:`missing` as the iteration goes. Only meaningful when ``last_uid`` is
+        a position read from this very UIDVALIDITY.
         """
         client = self._require()
+        self._missing = []
+        # UIDNEXT before the NOOP: every UID below it belongs to a message delivered before
+        # the NOOP announces what is there, so SEARCH lists it unless it is gone.
+        uidnext = self._uidnext(client) if gaps else None
         with self._translate("NOOP"):
             client.noop()  # the server shows only announced mail: make it announce now
         self._drain()
@@ -331,6 +361,10 @@ class ImapSource:
             found = client.search(["UID", f"{last_uid + 1}:*"])
         # "N:*" always matches the highest UID, even when it is below N (RFC 3501 6.4.8).
         uids = sorted(uid for uid in found if uid > last_uid)
+        if uidnext is not None:
+            listed = set(uids)
+            top = min(uidnext, last_uid + 1 + MAX_GAP_SCAN)
+            self._missing = [uid for uid in range(last_uid + 1, top) if uid not in listed]
         if uids:
             log.info("IMAP %s: %d new message(s) after UID %d", self.where, len(uids), last_uid)
         uidvalidity = self.uidvalidity
@@ -354,6 +388,17 @@ class ImapSource:
                     self._ahead = len(present) - index - 1
                     yield Fetched(self.mailbox, uidvalidity, uid, raw)
                 self._ahead = 0
+
+    @property
+    def missing(self) -> list[int]:
+        """Return the UIDs the current :meth:`fetch_after` found gone, in order."""
+        return sorted(self._missing)
+
+    def _uidnext(self, client: Any) -> int:
+        """Return the UID the server will give the next message of the folder."""
+        with self._translate("STATUS UIDNEXT"):
+            status = client.folder_status(self.mailbox, [b"UIDNEXT"])
+        return int(status[b"UIDNEXT"])
 
     @property
     def ahead(self) -> int:
@@ -404,7 +449,27 @@ class ImapSource:
             spooled.discard()
 
     def _vanished(self, uid: int) -> None:
-        log.info("IMAP %s: UID %d vanished before it was fetched", self.where, uid)
+        log.info("IMAP %s: UID %d vanished between SEARCH and FETCH", self.where, uid)
+        self._missing.append(uid)
+
+    def survey(self, header: str, last: int) -> MailboxSurvey:
+        """Describe the selected folder, with the values of ``header`` on its ``last`` mails."""
+        client = self._require()
+        with self._translate("UID SEARCH"):
+            uids = sorted(client.search(["ALL"]))
+        chosen = uids[-last:] if last > 0 else []
+        item = f"BODY.PEEK[HEADER.FIELDS ({header.upper()})]"
+        data: dict[int, Any] = {}
+        if chosen:
+            with self._translate("UID FETCH"):
+                data = client.fetch(chosen, [item])
+        key = item.replace(".PEEK", "").encode()
+        headers = tuple(
+            _header_values(data.get(uid, {}).get(key, b""), header) for uid in chosen if uid in data
+        )
+        with self._translate("CAPABILITY"):
+            capabilities = tuple(sorted(c.decode() for c in client.capabilities()))
+        return MailboxSurvey(self.mailbox, len(uids), self.uidvalidity, capabilities, headers)
 
     # -- waiting --------------------------------------------------------------------------
 
@@ -472,7 +537,7 @@ class ImapSource:
                 text = b" ".join(part for part in response[1:] if isinstance(part, bytes))
                 self._drop()
                 raise ImapUnavailableError(
-                    f"IMAP {self.where}: server closed the connection: "
+                    f"IMAP {self.where}: el servidor cerró la conexión: "
                     f"{text.decode('utf-8', 'replace')}"
                 )
 
@@ -514,8 +579,8 @@ class ImapSource:
                 self._copy_and_expunge(client, uids, folder)
             else:
                 raise ImapCommandError(
-                    f"IMAP {self.where}: the server has neither MOVE nor UIDPLUS, so mail "
-                    "cannot be moved safely; remove imap.processed_folder from the config"
+                    f"IMAP {self.where}: el servidor no ofrece MOVE ni UIDPLUS, así que no se "
+                    "puede mover correo sin riesgo; quite imap.processed_folder de la configuración"
                 )
         log.info("IMAP %s: moved UID(s) %s to %s", self.where, _uid_list(uids), folder)
 
@@ -602,42 +667,45 @@ class ImapSource:
         except (imaplib.IMAP4.abort, OSError) as error:  # OSError covers timeouts and TLS
             self._drop()
             reason = str(error) or type(error).__name__
-            raise ImapUnavailableError(f"IMAP {self.where}: {action} failed: {reason}") from None
+            raise ImapUnavailableError(f"IMAP {self.where}: {action} falló: {reason}") from None
         except imaplib.IMAP4.error as error:
-            raise ImapCommandError(f"IMAP {self.where}: {action} refused: {error}") from None
+            raise ImapCommandError(f"IMAP {self.where}: {action} rechazado: {error}") from None
 
     def _login_error(self, error: LoginError, *, oauth: bool = False) -> ImapError:
         """Classify a refused login: temporary ([UNAVAILABLE], RFC 5530) or the operator's."""
         self._drop()
         text = str(error)
         if "[UNAVAILABLE]" in text:
-            return ImapUnavailableError(f"IMAP {self.where}: login temporarily refused: {text}")
+            return ImapUnavailableError(
+                f"IMAP {self.where}: inicio de sesión rechazado por ahora: {text}"
+            )
         if oauth:
             return ImapAuthError(
-                f"IMAP {self.where}: XOAUTH2 login refused even with a freshly issued access "
-                f"token ({text}); check that imap.username is the mailbox the token is for, "
-                "that the app registration grants IMAP access ([oauth2] scope) and that IMAP "
-                "is enabled for the mailbox (docs/providers.md)"
+                f"IMAP {self.where}: inicio de sesión XOAUTH2 rechazado aun con un token de acceso "
+                f"recién emitido ({text}); revise que imap.username sea el buzón del token, que "
+                "el registro de la aplicación permita IMAP ([oauth2] scope) y que el buzón "
+                "tenga IMAP habilitado (docs/providers.md)"
             )
         return ImapAuthError(
-            f"IMAP {self.where}: login refused ({text}); check imap.username and the password "
-            "(imap.password, password_env or password_file) and that the account may use IMAP"
+            f"IMAP {self.where}: inicio de sesión rechazado ({text}); revise imap.username y la "
+            "contraseña (imap.password_env, password_file, password_credential o password) y "
+            "que la cuenta pueda usar IMAP"
         )
 
     def _tls_error(self, action: str, error: ssl.SSLError) -> ImapError:
         """Classify a TLS failure: the peer hanging up is transient, the rest is config."""
         self._drop()
         if isinstance(error, ssl.SSLEOFError | ssl.SSLZeroReturnError):
-            return ImapUnavailableError(f"IMAP {self.where}: {action} failed: {error}")
+            return ImapUnavailableError(f"IMAP {self.where}: {action} falló: {error}")
         if isinstance(error, ssl.SSLCertVerificationError):
             advice = certificate_advice(error, "imap", self._settings.host)
             return ImapTlsError(
-                f"IMAP {self.where}: the server's TLS certificate was refused "
+                f"IMAP {self.where}: el certificado TLS del servidor no fue aceptado "
                 f"({error.verify_message}): {advice}"
             )
         return ImapTlsError(
-            f"IMAP {self.where}: TLS failed ({error.reason or error}); check imap.security "
-            'and imap.port ("tls" is usually port 993, "starttls" port 143)'
+            f"IMAP {self.where}: TLS falló ({error.reason or error}); revise imap.security "
+            'e imap.port ("tls" suele ser el puerto 993, "starttls" el 143)'
         )
 
     def _capability_error(self, action: str, error: CapabilityError) -> ImapError:
@@ -645,8 +713,8 @@ class ImapSource:
         if action == "STARTTLS":
             self._drop()
             return ImapTlsError(
-                f"IMAP {self.where}: the server does not offer STARTTLS; use "
-                'security = "tls" (usually port 993), or fix the server'
+                f"IMAP {self.where}: el servidor no ofrece STARTTLS; use "
+                'security = "tls" (suele ser el puerto 993), o corrija el servidor'
             )
         return ImapCommandError(f"IMAP {self.where}: {action}: {error}")
 
@@ -671,6 +739,12 @@ def _rounds(sizes: dict[int, int], batch: int) -> Iterator[list[int]]:
         total += size
     if group:
         yield group
+
+
+def _header_values(raw: bytes, name: str) -> tuple[str, ...]:
+    """Return every value of header ``name`` in a raw header block, unfolded, in order."""
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(bytes(raw))
+    return tuple(" ".join(str(v).split()) for v in parsed.get_all(name, []))
 
 
 def _announces_mail(responses: Sequence[tuple[Any, ...]]) -> bool:

@@ -71,6 +71,17 @@ def retry_at(
 
 
 @dataclass(frozen=True)
+class SmtpFound:
+    """What an SMTP server said of itself when mailflow connected and logged in."""
+
+    where: str
+    greeting: str
+    extensions: tuple[str, ...]
+    encrypted: bool
+    logged_in: bool
+
+
+@dataclass(frozen=True)
 class Outgoing:
     """One rendered outbox message: its row key, SMTP envelope and exact bytes."""
 
@@ -354,13 +365,28 @@ class SmtpSender:
         """Run ``send_many`` in a fresh event loop, for the daemon's synchronous loop."""
         return asyncio.run(self.send_many(items, on_result))
 
-    async def check(self) -> None:
-        """Connect, secure and log in once, raising what ``send_many`` would hit first."""
+    async def check(self) -> SmtpFound:
+        """Connect, secure and log in once, raising what ``send_many`` would hit first.
+
+        Return what the server said of itself (``check-config --live`` prints it).
+        """
         try:
             conn = await self._connect()
         except _UnavailableError as exc:
-            raise SmtpError(f"SMTP server {self._where} is unavailable: {exc}") from exc
+            raise SmtpError(f"el servidor SMTP {self._where} no está disponible: {exc}") from exc
+        found = SmtpFound(
+            where=self._where,
+            greeting=_greeting(conn),
+            extensions=tuple(sorted(conn.esmtp_extensions)),
+            encrypted=self._settings.security != "none",
+            logged_in=self._settings.auth == "xoauth2" or self._settings.username is not None,
+        )
         await _quit(conn)
+        return found
+
+    def check_sync(self) -> SmtpFound:
+        """Run :meth:`check` in a fresh event loop."""
+        return asyncio.run(self.check())
 
     async def _work(self, batch: _Batch) -> None:
         """Send queued messages over one connection until none are left or it fails."""
@@ -450,21 +476,24 @@ class SmtpSender:
         """Upgrade conn to TLS, refusing to go on in clear if the server cannot."""
         if not conn.supports_extension("starttls"):
             raise SmtpTlsError(
-                f"SMTP server {self._where} does not offer STARTTLS, and [smtp] security = "
-                '"starttls" forbids sending in clear: enable STARTTLS on the server, or set '
-                'security = "tls" if it expects TLS from the first byte (usually port 465)'
+                f"el servidor SMTP {self._where} no ofrece STARTTLS, y [smtp] security = "
+                '"starttls" prohíbe enviar sin cifrar: active STARTTLS en el servidor, o ponga '
+                'security = "tls" si espera TLS desde el primer byte (suele ser el puerto 465)'
             )
         await conn.starttls()
         await self._greet(conn)  # RFC 3207: forget what was said before TLS, ask again
 
     async def _login(self, conn: aiosmtplib.SMTP, username: str, password: str) -> None:
         """Log in, telling the operator which setting to check when the server says no."""
-        check = "check [smtp] username and the password (password, password_env or password_file)"
+        check = (
+            "revise [smtp] username y la contraseña (password_env, password_file, "
+            "password_credential o password)"
+        )
         if not conn.supports_extension("auth"):
             raise SmtpAuthError(
-                f"SMTP server {self._where} offers no login (AUTH) here; remove [smtp] "
-                "username and password if it needs none, or check [smtp] security: many "
-                "servers offer AUTH only over TLS"
+                f"el servidor SMTP {self._where} no ofrece inicio de sesión (AUTH) aquí; quite "
+                "[smtp] username y la contraseña si no lo necesita, o revise [smtp] security: "
+                "muchos servidores solo ofrecen AUTH con TLS"
             )
         try:
             await conn.login(username, password)
@@ -472,25 +501,25 @@ class SmtpSender:
             if _is_temporary(exc.code):
                 raise
             raise SmtpAuthError(
-                f'SMTP server {self._where} refused the login of "{username}" '
+                f'el servidor SMTP {self._where} rechazó el inicio de sesión de "{username}" '
                 f"({exc.code} {exc.message}): {check}"
             ) from exc
         except aiosmtplib.SMTPException as exc:
-            offered = ", ".join(conn.server_auth_methods) or "none"
+            offered = ", ".join(conn.server_auth_methods) or "ninguno"
             raise SmtpAuthError(
-                f"SMTP server {self._where} offers no login method mailflow can use "
-                f"(it offers {offered}; mailflow uses PLAIN, LOGIN or CRAM-MD5)"
+                f"el servidor SMTP {self._where} no ofrece un método de inicio de sesión que "
+                f"mailflow use (ofrece {offered}; mailflow usa PLAIN, LOGIN o CRAM-MD5)"
             ) from exc
 
     async def _login_xoauth2(self, conn: aiosmtplib.SMTP, username: str) -> None:
         """Log in with an access token; a refused cached token is refreshed once."""
         assert self._tokens is not None
         if "xoauth2" not in conn.server_auth_methods:
-            offered = ", ".join(conn.server_auth_methods) or "none"
+            offered = ", ".join(conn.server_auth_methods) or "ninguno"
             raise SmtpAuthError(
-                f"SMTP server {self._where} does not offer XOAUTH2 (it offers {offered}); "
-                'set [smtp] auth = "password", or check [smtp] host, port and security '
-                "(many servers offer AUTH only after STARTTLS)"
+                f"el servidor SMTP {self._where} no ofrece XOAUTH2 (ofrece {offered}); "
+                'ponga [smtp] auth = "password", o revise [smtp] host, port y security '
+                "(muchos servidores solo ofrecen AUTH después de STARTTLS)"
             )
         for attempt in (1, 2):
             token = await self._token()
@@ -503,11 +532,11 @@ class SmtpSender:
                     raise
                 if attempt == 2:
                     raise SmtpAuthError(
-                        f'SMTP server {self._where} refused the XOAUTH2 login of "{username}" '
-                        f"even with a freshly issued access token ({exc.code} {exc.message}): "
-                        "check that [smtp] username is the mailbox the token is for, that the "
-                        "app registration grants SMTP sending ([oauth2] scope) and that SMTP "
-                        "AUTH is enabled for the mailbox (docs/providers.md)"
+                        f"el servidor SMTP {self._where} rechazó el inicio de sesión XOAUTH2 de "
+                        f'"{username}" aun con un token de acceso recién emitido ({exc.code} '
+                        f"{exc.message}): revise que [smtp] username sea el buzón del token, que "
+                        "el registro de la aplicación permita enviar por SMTP ([oauth2] scope) y "
+                        "que el buzón tenga SMTP AUTH habilitado (docs/providers.md)"
                     ) from exc
                 log.info("smtp: %s refused the access token; asking for a new one", self._where)
 
@@ -519,7 +548,9 @@ class SmtpSender:
         except OAuth2UnavailableError as exc:
             raise _UnavailableError(f"no access token: {exc}") from None
         except OAuth2Error as exc:
-            raise SmtpAuthError(f"SMTP server {self._where}: no access token: {exc}") from None
+            raise SmtpAuthError(
+                f"servidor SMTP {self._where}: sin token de acceso: {exc}"
+            ) from None
 
     def _explain(self, exc: BaseException) -> BaseException:
         """Turn a connection failure into SmtpError (operator) or _UnavailableError (retry)."""
@@ -529,14 +560,14 @@ class SmtpSender:
         if isinstance(tls, ssl.SSLCertVerificationError):
             advice = certificate_advice(tls, "smtp", self._settings.host)
             return SmtpTlsError(
-                f"the TLS certificate of SMTP server {self._where} could not be verified "
+                f"no se pudo verificar el certificado TLS del servidor SMTP {self._where} "
                 f"({tls.verify_message}): {advice}"
             )
         if tls is not None:
             return SmtpTlsError(
-                f"TLS with SMTP server {self._where} failed ({tls.reason or tls}): check "
-                '[smtp] security and port ("tls" is TLS from the first byte, usually port '
-                '465; "starttls" upgrades a plain connection, usually port 587)'
+                f"TLS con el servidor SMTP {self._where} falló ({tls.reason or tls}): revise "
+                '[smtp] security y port ("tls" es TLS desde el primer byte, suele ser el puerto '
+                '465; "starttls" cifra una conexión abierta en claro, suele ser el 587)'
             )
         if isinstance(exc, aiosmtplib.SMTPResponseException):
             return _UnavailableError(f"{exc.code} {exc.message}")
@@ -610,3 +641,11 @@ class SmtpSender:
                 len(result.accepted),
                 extra={"outbox_id": item.key, "outcome": "sent"},
             )
+
+
+def _greeting(conn: aiosmtplib.SMTP) -> str:
+    """Return the first line of the server's EHLO answer (its name), for people."""
+    response = conn.last_ehlo_response
+    if response is None:
+        return ""
+    return response.message.splitlines()[0][:200] if response.message else ""

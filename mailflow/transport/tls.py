@@ -28,15 +28,15 @@ def certificate_advice(error: ssl.SSLCertVerificationError, section: str, host: 
     code = error.verify_code
     if code == _HOSTNAME_MISMATCH:
         return (
-            f'the certificate is not issued for "{host}": set [{section}] host to a name '
-            "the certificate lists (the server's real name, not an alias or an IP address)"
+            f'el certificado no está emitido para "{host}": ponga en [{section}] host un nombre '
+            "que el certificado incluya (el nombre real del servidor, no un alias ni una IP)"
         )
     if code in _UNKNOWN_ISSUER:
         return (
-            "its issuer is not a trusted CA: if the server uses a private or self-signed "
-            f"CA, set [{section}] ca_file to that CA's PEM certificate; otherwise install "
-            "the missing intermediate certificate on the server (or ca-certificates here)"
+            "su emisor no es una CA de confianza: si el servidor usa una CA privada o "
+            f"autofirmada, ponga en [{section}] ca_file el certificado PEM de esa CA; si no, "
+            "instale en el servidor el certificado intermedio que falta (o ca-certificates aquí)"
         )
     if code == _EXPIRED:
-        return "the certificate has expired, or this machine's clock is wrong: check both"
-    return f"check [{section}] host and, for a private CA, [{section}] ca_file"
+        return "el certificado venció, o el reloj de esta máquina está mal: revise ambos"
+    return f"revise [{section}] host y, para una CA privada, [{section}] ca_file"

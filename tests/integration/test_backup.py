@@ -70,11 +70,11 @@ def test_backup_by_the_command_line_never_overwrites(scenario: Scenario, tmp_pat
         assert copy.execute("SELECT count(*) FROM daemon_status").fetchone() == (0,)
     again = scenario.cli("db", "backup", "--out", str(out), timeout=60)
     assert again.returncode == 1
-    assert "exists" in again.stderr
+    assert "ya existe" in again.stderr
 
 
 def test_a_missing_sqlite_store_is_not_created_by_a_backup(tmp_path: Path) -> None:
-    with pytest.raises(BackupError, match="does not exist"):
+    with pytest.raises(BackupError, match="no existe"):
         backup(f"sqlite:///{tmp_path / 'none.db'}", tmp_path / "out.db")
     assert not (tmp_path / "none.db").exists()
     assert not (tmp_path / "out.db").exists()

@@ -84,7 +84,7 @@ def test_commands_show_a_request_as_the_contract_says(scenario: Scenario) -> Non
     site.send("analista", "Solicitud", INFO_REQUEST)
     once = scenario.cli("--now", "2026-12-01T09:30", "run", "--once")
     assert once.returncode == 0, once.stderr
-    assert "handled 1 message(s) (processed=1)" in once.stdout
+    assert "1 correo leído (procesado: 1)" in once.stdout
     code = code_of(site.wait_for("analista", lambda m: "Solicitud recibida" in str(m["Subject"])))
 
     listed = scenario.cli("requests", "list", "--json")
@@ -108,7 +108,7 @@ def test_commands_show_a_request_as_the_contract_says(scenario: Scenario) -> Non
     assert data["refused"] == [] and data["publication"]["urls"] == []
 
     missing = scenario.cli("requests", "show", "RRSS-2026-9999")
-    assert missing.returncode == 1 and "no request RRSS-2026-9999" in missing.stderr
+    assert missing.returncode == 1 and "no existe la solicitud RRSS-2026-9999" in missing.stderr
 
 
 def test_replay_processes_a_saved_message_once(scenario: Scenario, tmp_path: Path) -> None:
@@ -119,8 +119,8 @@ def test_replay_processes_a_saved_message_once(scenario: Scenario, tmp_path: Pat
     eml.write_bytes(message.as_bytes(policy=email.policy.SMTP))
     first = scenario.cli("--now", "2026-12-01T09:30", "replay", str(eml))
     assert first.returncode == 0, first.stderr
-    assert "processed RRSS-2026-0001 opened informacion_especifica" in first.stdout
+    assert "procesado RRSS-2026-0001 [opened informacion_especifica]" in first.stdout
     again = scenario.cli("--now", "2026-12-01T09:31", "replay", str(eml))
-    assert again.returncode == 0 and "seen" in again.stdout
+    assert again.returncode == 0 and "ya visto" in again.stdout
     listed = json.loads(scenario.cli("requests", "list", "--json").stdout)
     assert [r["code"] for r in listed] == ["RRSS-2026-0001"]

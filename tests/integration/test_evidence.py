@@ -18,6 +18,7 @@ from html import unescape
 from pathlib import Path
 
 from sqlalchemy import func, select
+from testbed.browser import layout
 from testbed.site import INFO_REQUEST, Scenario, about, code_of
 
 from mailflow.store.schema import ArchiveEntryRow, OutboxRow, ProductRow
@@ -42,7 +43,11 @@ def png(width: int, height: int, shade: int) -> bytes:
 
 DESIGN = ("arte-final.png", png(400, 300, 0), "image/png")
 SCREENSHOT = ("captura-facebook.png", png(320, 240, 128), "image/png")
-POST = "https://www.facebook.com/ejemplo/posts/123"
+# A link as Facebook gives it: long and without a break, the width a timeline must hold.
+POST = (
+    "https://www.facebook.com/permalink.php?story_fbid=pfbid0Ns5Jx9bR2kQeYh7Lz3mT8vWcA1dF6gH4"
+    "jK2pL9qR5sT7uV3wX8yZ1aB4cD6eF9gH&id=100064912345678"
+)
 
 
 def run_request(scenario: Scenario) -> str:
@@ -132,6 +137,9 @@ def test_evidence_of_a_request_verifies_and_shows_every_stage(
         )
         assert row, f"stage {step['stage']} {step['action']} by {step['actor']} at {when}"
     assert POST in page and "Infografía" in page
+    # On a 1000 px screen the timeline fits: no column, the files' least of all, is cut.
+    seen = layout(root / "index.html", tmp_path / "chromium", 1000, "table")
+    assert seen.page <= seen.window and max(seen.columns_end) <= seen.window, seen
     links = re.findall(r'href="(correos/[^"]+)"', page)
     assert links == sorted(links) and len(links) == len(emls)  # numbered in timeline order
 

@@ -318,7 +318,7 @@ def test_a_cut_connection_raises_during_idle_and_reconnecting_catches_up(
     with ImapSource(settings_for(dovecot, address, port=proxy.port)) as src:
         cutter = later(0.5, proxy.cut)
         started = time.monotonic()
-        with pytest.raises(ImapUnavailableError, match="IDLE failed"):
+        with pytest.raises(ImapUnavailableError, match="IDLE falló"):
             src.wait(30)
         cutter.join()
         assert time.monotonic() - started < 2
@@ -348,7 +348,7 @@ def test_a_kicked_session_raises_with_the_servers_bye(
     kick = ["doveadm", "-c", str(dovecot.conf_path), "kick", address]
     kicker = later(0.5, lambda: subprocess.run(kick, check=True, capture_output=True))
 
-    with pytest.raises(ImapUnavailableError, match="server closed the connection"):
+    with pytest.raises(ImapUnavailableError, match="el servidor cerró la conexión"):
         source.wait(30)
     kicker.join()
 
@@ -438,7 +438,7 @@ def test_a_wrong_password_raises_auth_error_naming_what_to_check(
 def test_a_missing_folder_is_a_command_error(dovecot: Dovecot, address: str) -> None:
     src = ImapSource(settings_for(dovecot, address, folder="NoExiste"))
 
-    with pytest.raises(ImapCommandError, match="select NoExiste refused"):
+    with pytest.raises(ImapCommandError, match="select NoExiste rechazado"):
         src.connect()
     assert not src.connected
 
@@ -448,7 +448,7 @@ def test_an_unreachable_server_is_unavailable(dovecot: Dovecot, address: str) ->
         port = taken.getsockname()[1]
     src = ImapSource(settings_for(dovecot, address, port=port))
 
-    with pytest.raises(ImapUnavailableError, match="connect failed"):
+    with pytest.raises(ImapUnavailableError, match="connect falló"):
         src.connect()
 
 
@@ -503,12 +503,12 @@ def test_an_untrusted_certificate_is_a_tls_error(
     server, _ = tls_dovecot
     src = ImapSource(tls_settings(server, security))  # the system's CAs do not know it
 
-    with pytest.raises(ImapTlsError, match="certificate was refused"):
+    with pytest.raises(ImapTlsError, match="certificado TLS del servidor no fue aceptado"):
         src.connect()
 
 
 def test_starttls_on_a_server_without_it_is_a_tls_error(dovecot: Dovecot, address: str) -> None:
     src = ImapSource(settings_for(dovecot, address, security="starttls"))
 
-    with pytest.raises(ImapTlsError, match="does not offer STARTTLS"):
+    with pytest.raises(ImapTlsError, match="no ofrece STARTTLS"):
         src.connect()

@@ -224,7 +224,7 @@ def test_imap_xoauth2_token_for_another_mailbox_is_refused_with_advice(
 ) -> None:
     other = mailbox.replace("rrss@", "otra@")
     tokens = TokenSource(oauth_settings(tls_bed, tls_bed.oauth.refresh_token_for(other)))
-    with pytest.raises(ImapAuthError, match=r"imap.username is the mailbox the token is for"):
+    with pytest.raises(ImapAuthError, match=r"imap.username sea el buzón del token"):
         ImapSource(imap_settings(tls_bed, mailbox), tokens=tokens).connect()
     assert tokens.refreshes == 2  # refused once, refreshed once, refused again: then stop
 
@@ -235,7 +235,7 @@ def test_imap_token_endpoint_down_is_retried_not_fatal(tls_bed: TlsBed, mailbox:
     refresh = tls_bed.oauth.refresh_token_for(mailbox)
     settings = oauth_settings(tls_bed, refresh, token_url=f"http://{HOST}:{free_port()}/token")
     source = ImapSource(imap_settings(tls_bed, mailbox), tokens=TokenSource(settings))
-    with pytest.raises(ImapUnavailableError, match="no access token"):
+    with pytest.raises(ImapUnavailableError, match="sin token de acceso"):
         source.connect()
     assert not source.connected
 
@@ -297,24 +297,27 @@ def _problems(raw: dict[str, Any], env: dict[str, str] | None = None) -> str:
 
 
 def test_config_xoauth2_without_an_oauth2_section_is_refused() -> None:
-    assert 'imap.auth: "xoauth2" needs an [oauth2] section' in _problems(_raw())
+    assert 'imap.auth: "xoauth2" necesita una sección [oauth2]' in _problems(_raw())
 
 
 def test_config_oauth2_refuses_a_clear_text_token_url_and_a_missing_env_secret() -> None:
     oauth2 = {"token_url": "http://login.example.com/token", "client_id": "abc"}
     problems = _problems(_raw(oauth2={**oauth2, "refresh_token_env": "MAILFLOW_REFRESH"}))
-    assert "refresh_token_env names $MAILFLOW_REFRESH, which is not set" in problems
+    assert (
+        "oauth2.refresh_token_env: nombra la variable $MAILFLOW_REFRESH, que no está definida"
+        in problems
+    )
     problems = _problems(
         _raw(oauth2={**oauth2, "refresh_token_env": "R"}), env={"R": "from-the-env"}
     )
-    assert "oauth2.token_url: " in problems and "is not an https:// URL" in problems
+    assert "oauth2.token_url: " in problems and "no es una URL https://" in problems
 
 
 def test_config_xoauth2_smtp_needs_a_username_and_no_password() -> None:
     problems = _problems(
         _raw(smtp={"host": "s", "from_address": "u@x.org", "auth": "xoauth2", "password": "p"})
     )
-    assert 'smtp: auth = "xoauth2" needs username (the mailbox address)' in problems
+    assert 'smtp.username: falta: auth = "xoauth2" necesita la dirección del buzón' in problems
 
 
 def test_xoauth2_against_servers_without_it_names_the_setting(
@@ -332,7 +335,7 @@ def test_xoauth2_against_servers_without_it_names_the_setting(
             "username": address,
         }
     )
-    with pytest.raises(ImapAuthError, match=r"does not offer XOAUTH2 \(it offers LOGIN, PLAIN\)"):
+    with pytest.raises(ImapAuthError, match=r"no ofrece XOAUTH2 \(ofrece LOGIN, PLAIN\)"):
         ImapSource(imap, tokens=tokens).connect()
     smtp = Smtp.model_validate(
         {
@@ -345,6 +348,6 @@ def test_xoauth2_against_servers_without_it_names_the_setting(
         }
     )
     sender = SmtpSender(smtp, tokens=tokens, local_hostname=EHLO)
-    with pytest.raises(SmtpAuthError, match=r'does not offer XOAUTH2.*auth = "password"'):
+    with pytest.raises(SmtpAuthError, match=r'no ofrece XOAUTH2.*auth = "password"'):
         sender.send_many_sync([outgoing("cuatro", address)])
     assert tokens.refreshes == 0

@@ -249,7 +249,7 @@ def test_rows_sent_before_an_operator_error_are_recorded_as_sent(scenario: Scena
 
 
 def test_two_flushes_at_once_never_send_one_row_twice(scenario: Scenario, relay: SmtpRelay) -> None:
-    """Two daemons sharing the store (DESIGN §5) never take the same row."""
+    """Two daemons sharing the store (docs/design.md §8) never take the same row."""
     _open_request(scenario)
     with relay.refusing_connections():
         scenario.run()  # intake recorded, both mails deferred
@@ -398,7 +398,7 @@ def test_a_long_flush_pings_the_watchdog_after_each_group_even_after_a_reload(
     assert spy.pings == 3  # groups of 20, 20 and the last 5
 
     reloaded = build_runtime(load_settings(scenario.site.config_path, {}))
-    reloaded.install_into(runner)
+    runner.rewire(reloaded.wiring(previous=runner.source.tokens))
     try:
         _queue_mails(scenario, 25)
         runner.outbox.flush(scenario.now)

@@ -18,7 +18,6 @@ import re
 import shutil
 import smtplib
 import struct
-import subprocess
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from testbed.browser import render
 from testbed.mail import build_message
 from testbed.site import TZ, Scenario
 
@@ -161,28 +161,6 @@ def by_hand(sent: list[Sent], person: str) -> dict[str, object]:
         "weighted": weighted,
         "products": len(mine),
     }
-
-
-def chromium() -> str:
-    """Return the Chromium binary (Debian package `chromium`, scripts/ensure-test-packages.sh)."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.fail("chromium is not installed: run scripts/ensure-test-packages.sh as root")
-    return found
-
-
-def render(page: Path, profile: Path, *output: str) -> None:
-    """Open ``page`` in headless Chromium with ``output`` options (screenshot, PDF)."""
-    subprocess.run(
-        [
-            chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", f"--user-data-dir={profile}", *output, page.as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )  # fmt: skip
 
 
 def ink(png_bytes: bytes) -> float:

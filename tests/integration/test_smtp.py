@@ -450,7 +450,7 @@ def test_login_is_used_when_configured(relay: SmtpRelay, maildomain: str) -> Non
 def test_starttls_required_but_not_offered_sends_nothing(relay: SmtpRelay, maildomain: str) -> None:
     item = _message(12, (f"a@{maildomain}",))
 
-    with pytest.raises(SmtpTlsError, match=r"does not offer STARTTLS.*security") as caught:
+    with pytest.raises(SmtpTlsError, match=r"no ofrece STARTTLS.*security") as caught:
         _sender(relay.port, "starttls").send_many_sync([item])
 
     assert relay.accepted == []
@@ -478,7 +478,7 @@ def test_unverifiable_certificate_is_a_tls_error(
 ) -> None:
     tls_proxy = _Proxy(relay.port, tls=_server_context(certificate))
     try:
-        with pytest.raises(SmtpTlsError, match=r"could not be verified.*\[smtp\] ca_file"):
+        with pytest.raises(SmtpTlsError, match=r"no se pudo verificar.*\[smtp\] ca_file"):
             _sender(tls_proxy.port, "tls").send_many_sync([_message(14, (f"a@{maildomain}",))])
     finally:
         tls_proxy.close()
@@ -486,7 +486,7 @@ def test_unverifiable_certificate_is_a_tls_error(
 
 
 def test_tls_to_a_plain_port_names_the_security_setting(relay: SmtpRelay) -> None:
-    with pytest.raises(SmtpTlsError, match=r"security and port"):
+    with pytest.raises(SmtpTlsError, match=r"security y port"):
         _sender(relay.port, "tls").send_many_sync([_message(15, ("a@example.org",))])
 
 
@@ -554,7 +554,7 @@ def test_refused_login_is_an_auth_error_naming_the_settings(
         tls_context=_trusting(certificate),
     )
 
-    with pytest.raises(SmtpAuthError, match=r'"rrss".*\[smtp\] username and the password'):
+    with pytest.raises(SmtpAuthError, match=r'"rrss".*\[smtp\] username y la contraseña'):
         asyncio.run(sender.check())
     with pytest.raises(SmtpAuthError) as caught:
         sender.send_many_sync([_message(17, ("a@example.org",))])
@@ -570,6 +570,6 @@ def test_starttls_with_an_unverifiable_certificate_is_a_tls_error(
     controller, recorder = starttls_server
     sender = _sender(controller.port, "starttls")  # the system's CAs do not know ours
 
-    with pytest.raises(SmtpTlsError, match=r"could not be verified"):
+    with pytest.raises(SmtpTlsError, match=r"no se pudo verificar"):
         asyncio.run(sender.check())
     assert recorder.received == []

@@ -152,7 +152,7 @@ def test_replay_of_a_large_file_spools_a_copy_and_keeps_the_file(
     path.write_bytes(_mail(scenario, "analista", data))
     result = scenario.cli("replay", str(path))
     assert result.returncode == 0, result.stderr
-    assert ": processed " in result.stdout
+    assert ": procesado " in result.stdout
     assert path.exists()  # the spool is a copy: replay never deletes the operator's file
     with scenario.runtime.store.transaction() as session:
         attachment = session.scalars(select(AttachmentRow)).one()

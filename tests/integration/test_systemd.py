@@ -149,7 +149,7 @@ def test_daemon_speaks_sd_notify_reloads_on_sighup_and_stops_on_sigterm(
         fake_systemd.wait_for("RELOADING=1", count=2)
         fake_systemd.wait_for("READY=1", count=3)
         assert daemon.poll() is None
-        assert "reload refused" in log.read_text() and "not valid TOML" in log.read_text()
+        assert "reload refused" in log.read_text() and "no es TOML válido" in log.read_text()
         code = str(action["Subject"]).split("[")[1].split("]")[0]
         site.reply("nueva.directora", action, "APRUEBO")
         site.wait_for("jefe.ugs", about(code, "Acción requerida"))
@@ -185,7 +185,7 @@ def test_no_ready_while_the_imap_login_fails(scenario: Scenario, fake_systemd: F
             daemon.kill()
             daemon.wait(10)
     assert status == 1, log.read_text()
-    assert "login refused" in log.read_text()
+    assert "inicio de sesión rechazado" in log.read_text()
     assert "READY=1" not in fake_systemd.fields(), log.read_text()
     assert "not-the-password" not in log.read_text()
 
@@ -289,10 +289,13 @@ def test_a_credential_outside_systemd_says_what_to_do(scenario_free_config: Path
 
     with pytest.raises(ConfigError) as caught:
         load_settings(scenario_free_config, {})
-    assert "password_credential needs $CREDENTIALS_DIRECTORY" in str(caught.value)
+    assert "imap.password_credential: necesita $CREDENTIALS_DIRECTORY" in str(caught.value)
     with pytest.raises(ConfigError) as caught:
         load_settings(scenario_free_config, {"CREDENTIALS_DIRECTORY": "/nonexistent"})
-    assert "/nonexistent/imap cannot be read" in str(caught.value)
+    assert (
+        "imap.password_credential: /nonexistent/imap no se puede leer (no existe); revise "
+        "LoadCredential=imap:" in str(caught.value)
+    )
 
 
 @pytest.fixture

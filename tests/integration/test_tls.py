@@ -120,7 +120,7 @@ def test_imap_refuses_a_certificate_from_an_unknown_ca_before_logging_in(
         ImapSource(settings).connect()
     text = str(caught.value)
     assert f"{HOST}:{port}" in text
-    assert "[imap] ca_file" in text and "not a trusted CA" in text
+    assert "[imap] ca_file" in text and "no es una CA de confianza" in text
     assert logins(dovecot, mailbox) == []  # the password never left
 
 
@@ -146,7 +146,7 @@ def test_imap_refuses_a_certificate_for_another_host_name(tls_bed: TlsBed, mailb
         ImapSource(settings).connect()
     text = str(caught.value)
     assert f"localhost:{dovecot.imaps_port}" in text
-    assert 'not issued for "localhost"' in text and "[imap] host" in text
+    assert 'no está emitido para "localhost"' in text and "[imap] host" in text
     assert logins(dovecot, mailbox) == []
 
 
@@ -156,7 +156,7 @@ def test_imap_starttls_required_but_not_offered_is_refused_before_login(
     # The session's plain Dovecot has ssl = no: it does not announce STARTTLS.
     address = f"rrss@{maildomain}"
     settings = imap_settings(dovecot, address, port=dovecot.imap_port, security="starttls")
-    with pytest.raises(ImapTlsError, match=r"does not offer STARTTLS.*security = \"tls\""):
+    with pytest.raises(ImapTlsError, match=r"no ofrece STARTTLS.*security = \"tls\""):
         ImapSource(settings).connect()
     assert logins(dovecot, address) == []  # no silent downgrade: no login in clear
 
@@ -211,7 +211,7 @@ def test_smtp_refuses_a_certificate_for_another_host_name(tls_bed: TlsBed, mailb
         SmtpSender(settings, local_hostname=EHLO).send_many_sync([outgoing("y", mailbox)])
     text = str(caught.value)
     assert f"localhost:{relay.port}" in text
-    assert 'not issued for "localhost"' in text and "[smtp] host" in text
+    assert 'no está emitido para "localhost"' in text and "[smtp] host" in text
     assert relay.accepted == []
 
 
@@ -301,5 +301,5 @@ def test_check_config_names_an_unreadable_ca_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_settings(raw, tmp_path / "mailflow.toml", {})
     problems = "\n".join(caught.value.problems)
-    assert f"imap.ca_file: {tmp_path / 'missing.pem'} cannot be read" in problems
-    assert "smtp.ca_file:" in problems and "holds no PEM certificate" in problems
+    assert f"imap.ca_file: {tmp_path / 'missing.pem'} no se puede leer (no existe)" in problems
+    assert "smtp.ca_file:" in problems and "no contiene un certificado PEM" in problems

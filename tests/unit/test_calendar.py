@@ -34,7 +34,7 @@ def at(text: str) -> datetime:
         ("2027-06-18T10:00", 1, "2027-06-22T16:30"),
         # Independence Day, Thursday 6 August 2026.
         ("2026-08-05T10:00", 1, "2026-08-07T16:30"),
-        # Christmas, Friday 25 December 2026, then a weekend: DESIGN.md's example due date.
+        # Christmas, Friday 25 December 2026, then a weekend: docs/design.md's example due date.
         ("2026-12-24T10:00", 1, "2026-12-28T16:30"),
         # Plain weekend.
         ("2026-03-06T09:00", 1, "2026-03-09T16:30"),

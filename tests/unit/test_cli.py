@@ -44,7 +44,7 @@ def test_daemon_py_and_console_script_are_the_same_program() -> None:
 def test_check_config_passes_on_the_shipped_example() -> None:
     result = run("check-config", env=SECRETS)
     assert result.returncode == 0, result.stderr
-    assert "configuration is valid" in result.stdout
+    assert "la configuración es válida" in result.stdout
 
 
 def test_check_config_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
@@ -55,20 +55,23 @@ def test_check_config_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     bad.write_text(text, encoding="utf-8")
     result = run("--config", str(bad), "check-config", env=SECRETS)
     assert result.returncode == 1
-    assert 'roles.jefatura_ugs.members[0]: "jefe@@x" is not a valid address' in result.stderr
+    assert (
+        'roles.jefatura_ugs.members[0]: "jefe@@x" no es una dirección de correo válida'
+        in result.stderr
+    )
     assert "organization.timezone" in result.stderr
 
 
 def test_config_comes_from_the_environment_variable(tmp_path: Path) -> None:
     result = run("check-config", env={**SECRETS, "MAILFLOW_CONFIG": str(tmp_path / "no.toml")})
     assert result.returncode == 1
-    assert "no.toml" in result.stderr and "file not found" in result.stderr
+    assert "no.toml" in result.stderr and "el archivo no existe" in result.stderr
 
 
 def test_missing_secret_says_which_variable() -> None:
     result = run("check-config", env={"MAILFLOW_SECRET": "a-long-enough-hmac-key"})
     assert result.returncode == 1
-    assert "$MAILFLOW_IMAP_PASSWORD, which is not set" in result.stderr
+    assert "$MAILFLOW_IMAP_PASSWORD, que no está definida" in result.stderr
 
 
 def test_bad_now_is_refused_with_an_example() -> None:

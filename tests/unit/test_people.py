@@ -91,7 +91,7 @@ def test_miembro_unidad_lists_every_unit_person() -> None:
 def test_superior_cycle_resolves_to_nobody() -> None:
     directory = Directory(roles={"a": Role("a", superior="b"), "b": Role("b", superior="a")})
     assert assignees(directory, "a", REQ, DAY) == ()
-    assert any("cycle" in p for p in check_directory(directory))
+    assert any("ciclo" in p for p in check_directory(directory))
 
 
 def test_may_act_is_case_insensitive_and_names_the_role() -> None:
@@ -139,8 +139,8 @@ def test_check_directory_reports_every_problem() -> None:
     )
     problems = check_directory(directory)
     assert problems == [
-        "roles.a.superior: unknown role 'ghost'",
-        "roles.b.substitutes[0]: until 2026-01-01 is before from 2026-02-01",
+        'roles.a.superior: rol desconocido "ghost"',
+        "roles.b.substitutes[0]: until 2026-01-01 es anterior a from 2026-02-01",
     ]
     assert check_directory(DIRECTORY) == []
 

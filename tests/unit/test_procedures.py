@@ -149,64 +149,64 @@ def broken(path: list[Any], value: Any) -> dict[str, Any]:
     ("doc", "message"),
     [
         (broken(["stages", 1, "actions", "APRUEBO"], {"to": 12}),
-         "mini.toml: stages[2].actions.APRUEBO: leads to stage 12, which does not exist"),
+         "mini.toml: stages[2].actions.APRUEBO: lleva a la etapa 12, que no existe"),
         (broken(["stages", 1, "role"], "jefe_supremo"),
-         "mini.toml: stages[2].role: unknown role id 'jefe_supremo'"),
+         'mini.toml: stages[2].role: rol desconocido "jefe_supremo"'),
         (broken(["stages", 1, "deadline"], KeyError),
-         "mini.toml: stages[2].deadline: missing deadline rule"),
+         "mini.toml: stages[2].deadline: falta la regla de plazo"),
         (broken(["stages", 1, "deadline"], "pronto"),
-         "mini.toml: stages[2].deadline: invalid deadline rule 'pronto'"),
+         "mini.toml: stages[2].deadline: regla de plazo no válida 'pronto'"),
         (broken(["stages", 1, "deadline"], {"business_days": -1}),
-         "mini.toml: stages[2].deadline: invalid deadline rule"),
+         "mini.toml: stages[2].deadline: regla de plazo no válida"),
         (broken(["stages", 0, "actions"], {"ENTREGO": {"to": 3}}),
-         "mini.toml: stages[2]: unreachable from stage 1"),
+         "mini.toml: stages[2]: no se llega a ella desde la etapa 1"),
         (broken(["stages", 1, "actions"], {"APRUEBO": {"to": 2}}),
-         "mini.toml: stages[2]: no sequence of actions from here ever ends the request"),
+         "mini.toml: stages[2]: ninguna secuencia de acciones desde aquí termina la solicitud"),
         (broken(["stages", 1, "actions", "APRUEBA"], {"to": 3}),
-         "mini.toml: stages[2].actions.APRUEBA: unknown action"),
+         "mini.toml: stages[2].actions.APRUEBA: acción desconocida"),
         (broken(["stages", 1, "actions", "APRUEBO"], {"to": 3, "end": "publicado"}),
-         "mini.toml: stages[2].actions.APRUEBO: needs exactly one of 'to'"),
+         'mini.toml: stages[2].actions.APRUEBO: necesita uno solo de "to"'),
         (broken(["stages", 1, "actions", "APRUEBO"], {}),
-         "mini.toml: stages[2].actions.APRUEBO: needs exactly one of 'to'"),
+         'mini.toml: stages[2].actions.APRUEBO: necesita uno solo de "to"'),
         (broken(["stages", 1, "actions", "APRUEBO"], "tres"),
-         "mini.toml: stages[2].actions.APRUEBO: must be a stage number or a table"),
+         "mini.toml: stages[2].actions.APRUEBO: debe ser un número de etapa o una tabla"),
         (broken(["stages", 1, "actions", "RECHAZO"], {"end": "archivado"}),
-         "mini.toml: stages[2].actions.RECHAZO.end: 'archivado' is not a final status"),
+         'mini.toml: stages[2].actions.RECHAZO.end: "archivado" no es un estado final'),
         (broken(["stages", 1, "actions", "RECHAZO"], {"end": "en_curso"}),
-         "mini.toml: stages[2].actions.RECHAZO.end: 'en_curso' is not a final status"),
+         'mini.toml: stages[2].actions.RECHAZO.end: "en_curso" no es un estado final'),
         (broken(["stages", 1, "actions", "APRUEBO"], {"to": 3, "role": ADM}),
-         "mini.toml: stages[2].actions.APRUEBO.role: stage 3 has no alternative roles"),
+         "mini.toml: stages[2].actions.APRUEBO.role: la etapa 3 no tiene roles alternativos"),
         (broken(["stages", 1, "actions", "APRUEBO"], {"to": 3, "hasta": 1}),
-         "mini.toml: stages[2].actions.APRUEBO.hasta: unknown key"),
+         "mini.toml: stages[2].actions.APRUEBO.hasta: clave desconocida"),
         (broken(["stages", 1, "actions"], {}),
-         "mini.toml: stages[2].actions: missing: a stage must accept at least one action"),
+         "mini.toml: stages[2].actions: falta: una etapa debe aceptar al menos una acción"),
         (broken(["stages", 1, "dedline"], "variable"),
-         "mini.toml: stages[2].dedline: unknown key"),
+         "mini.toml: stages[2].dedline: clave desconocida"),
         (broken(["stages", 1, "roles"], [UGS]),
-         "mini.toml: stages[2]: needs exactly one of 'role' or 'roles'"),
+         'mini.toml: stages[2]: necesita uno solo de "role" o "roles"'),
         (broken(["stages", 1, "cc"], ["nadie"]),
-         "mini.toml: stages[2].cc: unknown role id 'nadie'"),
+         'mini.toml: stages[2].cc: rol desconocido "nadie"'),
         (broken(["stages", 1, "name"], ""),
-         "mini.toml: stages[2].name: missing"),
+         "mini.toml: stages[2].name: falta"),
         (broken(["stages", 2, "number"], 4),
-         "mini.toml: stages: numbers must be 1..3 without gaps, found [1, 2, 4]"),
+         "mini.toml: stages: los números deben ir de 1 a 3 sin huecos; hay [1, 2, 4]"),
         (broken(["stages", 2, "number"], 2),
-         "mini.toml: stages[2]: number used twice"),
+         "mini.toml: stages[2]: número repetido"),
         (broken(["stages", 2, "number"], "tres"),
-         "mini.toml: stages[2].number: missing or not an integer"),
+         "mini.toml: stages[2].number: falta o no es un entero"),
         (broken(["started_by"], []),
-         "mini.toml: started_by: missing"),
+         "mini.toml: started_by: falta"),
         (broken(["started_by"], ["rey"]),
-         "mini.toml: started_by: unknown role id 'rey'"),
+         'mini.toml: started_by: rol desconocido "rey"'),
         (broken(["opening_action"], "PUBLICADO"),
-         "mini.toml: opening_action: stage 1 does not accept PUBLICADO"),
+         "mini.toml: opening_action: la etapa 1 no acepta PUBLICADO"),
         (broken(["opening_action"], "PIDO"),
-         "mini.toml: opening_action: unknown action 'PIDO'"),
-        (broken(["id"], KeyError), "mini.toml: id: missing"),
-        (broken(["name"], 3), "mini.toml: name: missing"),
-        (broken(["stages"], []), "mini.toml: stages: missing"),
-        (broken(["order"], "first"), "mini.toml: order: must be an integer"),
-        (broken(["colour"], "blue"), "mini.toml: colour: unknown key"),
+         'mini.toml: opening_action: acción desconocida "PIDO"'),
+        (broken(["id"], KeyError), "mini.toml: id: falta"),
+        (broken(["name"], 3), "mini.toml: name: falta"),
+        (broken(["stages"], []), "mini.toml: stages: falta"),
+        (broken(["order"], "first"), "mini.toml: order: debe ser un entero"),
+        (broken(["colour"], "blue"), "mini.toml: colour: clave desconocida"),
     ],
 )  # fmt: skip
 def test_every_problem_is_reported(doc: dict[str, Any], message: str) -> None:
@@ -221,8 +221,8 @@ def test_alternative_stage_needs_a_role_choice() -> None:
     del doc["stages"][2]["role"]
     _, problems = parse_procedure(doc, "mini.toml", ROLES)
     assert problems == [
-        "mini.toml: stages[2].actions.APRUEBO: must say which role of stage 3 acts "
-        "(role = one of administrador_rrss, comite_rrss)"
+        "mini.toml: stages[2].actions.APRUEBO: debe decir qué rol de la etapa 3 actúa "
+        "(role = uno de administrador_rrss, comite_rrss)"
     ]
     doc["stages"][1]["actions"]["APRUEBO"]["role"] = COM
     assert parse_procedure(doc, "mini.toml", ROLES)[1] == []
@@ -240,31 +240,34 @@ def test_dynamic_roles_are_always_known() -> None:
     doc = broken(["started_by"], ["miembro_unidad"])
     doc["stages"][1]["role"] = "jefatura_solicitante"
     assert parse_procedure(doc, "mini.toml", ())[1] == [
-        "mini.toml: stages[1].role: unknown role id 'direccion_ejecutiva'",
-        "mini.toml: stages[3].role: unknown role id 'administrador_rrss'",
+        'mini.toml: stages[1].role: rol desconocido "direccion_ejecutiva"',
+        'mini.toml: stages[3].role: rol desconocido "administrador_rrss"',
     ]
 
 
 def test_duplicate_ids_across_files() -> None:
     procedures, problems = build_procedures({"a.toml": valid(), "b.toml": valid()}, ROLES)
     assert list(procedures) == ["mini"]
-    assert problems == ["b.toml: id: 'mini' is already defined in a.toml"]
+    assert problems == ['b.toml: id: "mini" ya está definido en a.toml']
 
 
 def test_unknown_role_in_shipped_config_is_reported() -> None:
     _, problems = load_procedures(SHIPPED, tuple(r for r in ROLES if r != COM))
     assert (
-        "promocion.toml: stages[4].actions.APRUEBO COMITE.role: unknown role id 'comite_rrss'"
+        'promocion.toml: stages[4].actions.APRUEBO COMITE.role: rol desconocido "comite_rrss"'
         in problems
     )
 
 
 def test_files_that_cannot_be_read(tmp_path: Path) -> None:
-    assert load_procedures(tmp_path, ROLES) == ({}, [f"{tmp_path}: no procedure files (*.toml)"])
+    assert load_procedures(tmp_path, ROLES) == (
+        {},
+        [f"{tmp_path}: no hay archivos de procedimientos (*.toml)"],
+    )
     (tmp_path / "roto.toml").write_text("id = \n", encoding="utf-8")
     procedures, problems = load_procedures(tmp_path, ROLES)
     assert procedures == {}
-    assert problems[0].startswith("roto.toml: cannot read: ")
+    assert problems[0].startswith("roto.toml: no se puede leer: ")
     with pytest.raises(ConfigError) as caught:
         require_procedures(tmp_path, ROLES)
     assert caught.value.problems == problems

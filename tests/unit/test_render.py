@@ -93,7 +93,7 @@ def test_composed_message_threads_and_marks_itself_automatic() -> None:
 
 
 def test_missing_template_is_a_clear_error() -> None:
-    with pytest.raises(TemplateError, match=r"nope\.txt\.j2 not found"):
+    with pytest.raises(TemplateError, match=r"no existe la plantilla de correo nope\.txt\.j2"):
         Renderer().render("nope", {})
 
 

@@ -131,6 +131,6 @@ def test_the_shipped_config_reads_the_poai_from_its_own_file() -> None:
         "MAILFLOW_SECRET": "a-secret-of-sixteen-chars",
     }
     shipped = load_settings(Path(PROJECT_ROOT / "config" / "mailflow.toml"), env)
-    assert shipped.paths.poai_file == PROJECT_ROOT / "config" / "poai.toml"
+    assert shipped.paths.poai_file == PROJECT_ROOT / "config" / "poai.toml"  # the default
     assert shipped.poai.functions == SHIPPED
     assert [f.id for f in SHIPPED][:2] == ["generacion", "difusion"]

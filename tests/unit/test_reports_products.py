@@ -88,9 +88,9 @@ def test_a_bare_publicado_becomes_a_directa_request() -> None:
 
 def test_poai_weights_must_add_up_to_one_hundred() -> None:
     one = PoaiFunction(id="a", name="a", weight=60, target=1)
-    with pytest.raises(ValidationError, match="add up to 60"):
+    with pytest.raises(ValidationError, match="suman 60, no 100"):
         Poai(functions=(one,))
-    with pytest.raises(ValidationError, match="every id"):
+    with pytest.raises(ValidationError, match="un id distinto"):
         Poai(functions=(one, one.model_copy(update={"weight": 40})))
 
 

@@ -25,6 +25,7 @@ from mailflow.core.deadlines import (
     digest_slot,
     effective_due,
     plan_digest,
+    plan_gap_report,
     plan_reminders,
     plan_window_ends,
     superiors_of,
@@ -273,6 +274,32 @@ def test_window_end_notice_once_on_the_first_business_day_after_publicar_hasta()
             done.add(work.key)
             out.append(work)
     assert [(w.key, w.day) for w in out] == [("window_end:RRSS-2026-0007", date(2026, 12, 28))]
+
+
+def test_vanished_mail_is_reported_once_a_business_day_while_some_wait() -> None:
+    # Three gaps noticed on Thursday 24 December 2026 at 10:00 (after the reminder time):
+    # reported at once. One more noticed on Saturday: reported on Monday at the reminder
+    # time, not on Christmas Friday nor on the weekend. Never twice a day.
+    done: set[str] = set()
+    reported = []
+    waiting = 3
+    for now in passes(at(date(2026, 12, 24), 10), at(date(2026, 12, 30)), timedelta(minutes=20)):
+        if now == at(date(2026, 12, 26), 11):
+            waiting = 1
+        work = plan_gap_report(CAL, RULES, now, epoch=EPOCH, waiting=waiting, done=done)
+        if work is not None:
+            done.add(work.key)
+            reported.append((work.key, now))
+            waiting = 0
+    assert reported == [
+        ("gap_report:2026-12-24", at(date(2026, 12, 24), 10, 0)),
+        ("gap_report:2026-12-28", at(date(2026, 12, 28), 9, 0)),
+    ]
+    again = plan_gap_report(
+        CAL, RULES, at(date(2026, 12, 28), 15), epoch=EPOCH, waiting=2, done=done
+    )
+    assert again is None  # the day's report went out; the next business day's takes these
+    assert all(key.startswith(f"{Kind.GAP_REPORT}:") for key, _ in reported)
 
 
 # -- who is told -----------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import URL, Connection, text
 
-from mailflow.store.schema import Base
 from mailflow.store.repository import make_engine
+from mailflow.store.schema import Base
 
 # Any constant shared by every mailflow process will do: this one spells "mailflow".
 MIGRATION_LOCK_KEY = int.from_bytes(b"mailflow", "big")
