@@ -68,7 +68,7 @@ _FIRST_WORD = re.compile(r"[^\W\d_]{1,40}")
 
 # Why a reply was not read as an action, for the help mail. The enum values (``negated``…)
 # used to appear in it verbatim, in English.
-_UNCLEAR = {
+UNCLEAR_REASONS = {
     Unclear.EMPTY: "su respuesta no trae texto nuevo",
     Unclear.NO_KEYWORD: "la primera palabra de su respuesta no es una acción",
     Unclear.NEGATED: "su respuesta niega la acción; una negación nunca cuenta como aprobación",
@@ -308,7 +308,9 @@ class Service:
     ) -> Handled:
         reading = read_reply(mail.text, mail.subject)
         if reading.action is None:
-            return applier.help_for_request(request, _UNCLEAR[reading.unclear or Unclear.EMPTY])
+            return applier.help_for_request(
+                request, UNCLEAR_REASONS[reading.unclear or Unclear.EMPTY]
+            )
         secret = self.settings.security.secret.get_secret_value().encode()
         refusal = token_proof(secret, tokens, mail.from_address, request.code, request.stage)
         trusted = authenticated(

@@ -93,6 +93,18 @@ _DISCLAIMERS = (
     "este mensaje puede contener", "ce message et ses pieces jointes", "diese e-mail enthalt",
     "questo messaggio e",
 )
+_HONORIFICS = frozenset({
+    "lic", "ing", "dr", "dra", "abg", "arq", "msc", "mgr", "mg", "prof", "sr", "sra", "srta",
+    "econ", "tec", "ph.d", "phd", "mr", "mrs", "ms",
+})
+_TITLE_WORDS = frozenset({
+    "jefe", "jefa", "director", "directora", "responsable", "tecnico", "tecnica", "profesional",
+    "unidad", "direccion", "agencia", "ministerio", "area", "encargado", "encargada", "analista",
+    "coordinador", "coordinadora", "asistente", "secretaria", "secretario", "gerente",
+    "departamento", "oficina", "institucion", "universidad", "administrador", "administradora",
+    "comunicacion", "manager", "head", "officer", "department", "director,", "ceo", "cto",
+    "gobierno", "municipal", "viceministerio", "servicio", "servicios", "asesor", "asesora",
+})
 _LIST_FOOTER = ("mailing list", "listinfo", "unsubscribe", "darse de baja", "lista de correo")
 # fmt: on
 _PHONE = re.compile(r"(?:\+|\b)\d[\d ().-]{6,18}\d\b")
@@ -205,9 +217,20 @@ def _starts_signature(lines: list[str], index: int) -> bool:
         return all(_signature_line(line) for line in tail)
     if RULE.match(text.replace(" ", "")) and tail:
         return _looks_like_signature(tail)
-    if _signed_name(lines, index) and tail:
-        return _looks_like_signature(tail) and any(_contact_line(line) for line in tail)
+    if _signed_name(lines, index):
+        return _short_block(tail) and (any(map(_contact_line, tail)) or _titled(lines[index], tail))
     return False
+
+
+def _titled(name: str, tail: list[str]) -> bool:
+    """Tell whether a name block reads as a signature without contacts: a title or a post.
+
+    ``Lic. María Quispe`` / ``Jefa de la Unidad de Gestión de Servicios`` / ``Agencia de
+    Ejemplo``: an honorific before the name, or a post or an institution below it.
+    """
+    if clean(name).split()[0].rstrip(".") in _HONORIFICS:
+        return True
+    return any(_TITLE_WORDS.intersection(clean(line).replace(",", " ").split()) for line in tail)
 
 
 def _signed_name(lines: list[str], index: int) -> bool:
@@ -310,9 +333,12 @@ def _signature_line(line: str) -> bool:
 
 
 def _looks_like_signature(tail: list[str]) -> bool:
-    """Tell whether the lines below a rule or a name are a signature block."""
-    if not tail or len(tail) > _MAX_SIGNATURE_LINES:
+    """Tell whether the lines below a rule are a signature block: a name or contacts."""
+    if not _short_block(tail):
         return False
-    if not all(_signature_line(line) for line in tail):
-        return False
-    return _name_line(tail[0]) or _contact_line(tail[0]) or any(_contact_line(t) for t in tail)
+    return _name_line(tail[0]) or any(_contact_line(t) for t in tail)
+
+
+def _short_block(tail: list[str]) -> bool:
+    """Tell whether lines are few and short enough to be a signature."""
+    return 0 < len(tail) <= _MAX_SIGNATURE_LINES and all(map(_signature_line, tail))

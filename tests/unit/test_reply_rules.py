@@ -159,6 +159,19 @@ def test_name_and_contact_block_is_a_signature() -> None:
     assert reduction.signature.startswith("Ana Quispe Mamani")
 
 
+def test_name_with_a_post_and_no_contacts_is_a_signature() -> None:
+    body = (
+        "APRUEBO\n\nLic. María Quispe\nJefa de la Unidad de Gestión de Servicios\n"
+        "Agencia de Ejemplo"
+    )
+    assert read_action(extract_new_text(body)).text == ""
+
+
+def test_two_capitalised_words_of_the_author_are_not_a_signature() -> None:
+    body = "OBSERVO\n\nCambiar Portada\nusar la foto del atrio"
+    assert extract_new_text(body) == body
+
+
 def test_sign_off_stays_in_the_message_but_not_in_the_action_text() -> None:
     body = "OBSERVO cambiar la foto\n\nSaludos cordiales,\nAna"
     assert extract_new_text(body) == body
