@@ -68,7 +68,8 @@ _WROTE = (
     "escribio", "ha escrito", "escreveu", "wrote", "writes", "a ecrit", "schrieb", "schreef",
     "geschreven", "ha scritto", "scrisse", "написал", "написала", "написал(а)", "пише",
     "napisał", "napisała", "napisał(a)", "skrev", "kirjoitti", "đa viet", "napsal", "napisal",
-    "yazdi", "写道", "寫道", "のメッセージ",
+    "napsal(a)", "napisao", "napisala", "irta", "a scris", "va escriure", "yazdı", "yazdi",
+    "εγραψε", "kirjutas", "rakstija", "parase", "写道", "寫道", "のメッセージ",
 )
 # First words of an attribution line ("El vie…", "On Fri…", "Le 4 janv…", "Am 03.02…").
 _OPENERS = (
@@ -262,7 +263,8 @@ _LABELS: dict[str, str] = {
 # fmt: on
 _LABEL = re.compile(r"^[\s_]{0,6}(?P<label>[^\W\d_][^:：\n]{0,30}?)\s{0,3}[:：](?P<value>.*)$")
 _MAIL_DATE = re.compile(r"\d{1,2}[:.]\d{2}")
-_HEADER_LOOKAHEAD = 9
+_HEADER_LOOKAHEAD = 12
+_WRAPPED_VALUE_LINES = 3
 
 
 def header_label(line: str) -> tuple[str, str] | None:
@@ -291,8 +293,8 @@ def header_block(lines: list[str], start: int) -> bool:
             break
         label = header_label(lines[index])
         if label is None:
-            loose += 1  # a wrapped value ("Subject: a subject that\nspans two lines")
-            if loose > 1:
+            loose += 1  # a wrapped value: a subject on two lines, a Cc list on three
+            if loose > _WRAPPED_VALUE_LINES:
                 break
             continue
         loose = 0

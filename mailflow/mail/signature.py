@@ -21,7 +21,8 @@ from mailflow.mail.quotemarks import RULE, clean, is_blank
 # The opening words of a device footer, folded: "sent from", "enviado desde mi", "von meinem".
 _FOOTER_OPENING = re.compile(
     r"^\(?(?:sent|enviado|enviada|envoye|gesendet|verzonden|inviato|sendt|skickat|skickad|"
-    r"wyslane|wysłane|отправлено|lahetetty|get|obtener|descargue|descarga|obtenez|hol dir)"
+    r"wyslane|wysłane|отправлено|lahetetty|get|obtener|descargue|descarga|descargar|obtenez|"
+    r"hol dir)"
     r"(?: (?:from|with|via|using|on|desde|con|depuis|avec|a partir de|von|met|vanaf|da|de|do|"
     r"fra|fran|från|z|с|из|for|para|pour|fur))?"
     r"(?: (?P<mine>my|mi|mon|ma|meinem|mijn|il mio|mio|min|mitt|moim|meu|minha|mein|моего)|"
@@ -37,6 +38,7 @@ _DEVICES = frozenset({
     "mobilgerat", "mobiltelefon", "handy", "portable", "telephone", "mobiel", "telefoon",
     "cellulare", "telemovel", "telefone", "iphone'a", "mobilen", "mobil", "proton",
     "protonmail", "thunderbird", "bluemail", "aquamail", "zimbra", "hey", "superhuman",
+    "tableta", "dispositivo", "device", "ipados", "ios",
 })
 _CLOSINGS = (
     # es
@@ -78,6 +80,9 @@ _BANNER_WORDS = (
     "correo externo", "no haga clic en los enlaces", "no haga clic en enlaces",
     "no abra los archivos adjuntos", "no abra archivos adjuntos", "de l'exterieur",
     "von ausserhalb", "von extern", "dall'esterno", "fora da organizacao", "buiten de organisatie",
+    "came from outside", "sent from outside", "proviene de fuera", "proviene de un remitente",
+    "remitente desconocido", "verifique el remitente", "recognize the sender",
+    "reconozca al remitente", "enlaces ni abra", "links or open attachments",
 )
 _BANNER_OPENINGS = (
     "caution", "warning", "external", "[external]", "[externo]", "precaucion", "atencion",
@@ -114,7 +119,9 @@ _CONTACT_LABEL = re.compile(
 )
 _URL_OR_MAIL = re.compile(r"https?://|www\.|[\w.+-]+@[\w-]+\.\w")
 _NAME_WORD = re.compile(r"^[^\W\d_][^\W\d_'’.-]*\.?$")
+_DASHES_ONLY = re.compile(r"^[-–—_=~*]{1,80}$")
 _MAX_SIGNATURE_LINES = 10
+_MAX_SIGNED_LINES = 16  # below a closing formula: name, post, unit, phones, links, address
 _MAX_TAIL_LINES = 40
 
 
@@ -123,8 +130,7 @@ def is_footer(line: str) -> bool:
     text = clean(line)
     if not text or len(text) > 120:
         return False
-    text = re.sub(r"<?https?://\S*>?|\[([^\]]{0,60})\]\([^)]{0,200}\)", r" \1 ", text)
-    text = " ".join(text.strip(" ()<>").split())
+    text = _without_links(text)
     if _VON_MEINEM.match(text):
         return True
     opening = _FOOTER_OPENING.match(text)
@@ -159,12 +165,18 @@ def is_closing_footer(line: str) -> bool:
     Only used for the last line before the quoted original: ``Sent from a magnificent torch
     of pixels`` there is the client's, while the same words mid-text would be the author's.
     """
-    text = clean(line)
+    text = _without_links(clean(line))
     opening = _FOOTER_OPENING.match(text)
     if opening is None or opening.end() == 0 or not text.startswith(("sent ", "enviado ")):
         return False
     rest = text[opening.end() :]
     return len(rest.split()) <= 6 and not re.search(r"[,.;!?]", rest.rstrip("."))
+
+
+def _without_links(text: str) -> str:
+    """Remove links (``<https://…>``, markdown ``[texto](…)``) from a folded line."""
+    text = re.sub(r"<?https?://\S*>?|\[([^\]]{0,60})\]\([^)]{0,200}\)", r" \1 ", text)
+    return " ".join(text.strip(" ()<>").split())
 
 
 def banner_end(lines: list[str]) -> int:
@@ -179,11 +191,17 @@ def banner_end(lines: list[str]) -> int:
     if len(paragraph) > 900:
         return 0
     opening = paragraph.lstrip("[(*!").startswith(_BANNER_OPENINGS)
-    if (opening and any(w in paragraph for w in _BANNER_WORDS)) or paragraph in (
-        "[external]",
-        "[externo]",
-        "external",
-        "externo",
+    signals = sum(w in paragraph for w in _BANNER_WORDS)
+    if (
+        (signals and opening)
+        or signals >= 2
+        or paragraph
+        in (
+            "[external]",
+            "[externo]",
+            "external",
+            "externo",
+        )
     ):
         return end
     return 0
@@ -209,13 +227,15 @@ def _starts_signature(lines: list[str], index: int) -> bool:
     tail = [line for line in lines[index + 1 :] if not is_blank(line)]
     if text.startswith(_DISCLAIMERS) or any(w in text for w in _LIST_FOOTER):
         return True
-    if len(tail) > _MAX_SIGNATURE_LINES or any(len(clean(line)) > 160 for line in tail[:4]):
+    if len(tail) > _MAX_SIGNED_LINES:
         return _disclaimer_below(tail)
     if _is_closing(text):  # "Saludos, / Ana / Tel. …": a sign-off that carries contact lines
         return all(_signature_line(line) for line in tail) and any(map(_contact_line, tail))
+    if len(tail) > _MAX_SIGNATURE_LINES or any(len(clean(line)) > 160 for line in tail[:4]):
+        return _disclaimer_below(tail)
     if _dash_name(lines[index]):
         return all(_signature_line(line) for line in tail)
-    if RULE.match(text.replace(" ", "")) and tail:
+    if _DASHES_ONLY.match(text.replace(" ", "")) and tail:  # "____", "—", "=-=-="
         return _looks_like_signature(tail)
     if _signed_name(lines, index):
         return _short_block(tail) and (any(map(_contact_line, tail)) or _titled(lines[index], tail))
@@ -323,13 +343,17 @@ def _contact_line(line: str) -> bool:
 
 
 def _signature_line(line: str) -> bool:
-    """Tell whether a line may sit in a signature: short, no sentence of several clauses."""
+    """Tell whether a line may sit in a signature: short, and no sentence of the author's.
+
+    A post, a unit, an address (``Av. Camacho Nº 1234, piso 3, La Paz``) or a phone fit; a
+    long line that ends like a sentence does not.
+    """
     text = line.strip()
     if len(text) > 90:
         return False
     if _contact_line(line) or _name_line(line) or RULE.match(text):
         return True
-    return len(text.split()) <= 8
+    return len(text.split()) <= 8 or not text.endswith((".", "?", "!", ":"))
 
 
 def _looks_like_signature(tail: list[str]) -> bool:

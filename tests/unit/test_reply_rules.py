@@ -150,6 +150,19 @@ def test_signature_link_is_never_a_product_link() -> None:
     assert reading.text == "https://www.facebook.com/ejemplo/posts/123"
 
 
+def test_long_institutional_signature_links_are_not_products() -> None:
+    body = (
+        "PUBLICADO https://www.instagram.com/p/Feria2026/\n\nAtentamente,\n\n"
+        "Ing. Juan Carlos Mamani Flores\nAdministrador de Redes Sociales\n"
+        "Unidad de Gestión de Servicios\nAgencia de Ejemplo\n"
+        "Av. Mariscal Santa Cruz Nº 1234, Edificio Central, piso 3\nLa Paz - Bolivia\n"
+        "Tel.: (591-2) 2123456 int. 210\nCel.: 70012345\n"
+        "https://www.ejemplo.gob.bo\nhttps://www.facebook.com/ejemplo.gob.bo"
+    )
+    reading = read_reply(body)
+    assert reading.urls == ("https://www.instagram.com/p/Feria2026/",)
+
+
 def test_name_and_contact_block_is_a_signature() -> None:
     reduction = reduce_reply(
         "RECHAZO el logo no es el vigente\n\nAna Quispe Mamani\nJefa de Comunicación\n"
@@ -212,6 +225,8 @@ def test_legal_disclaimer_is_set_apart() -> None:
         "CAUTION: This email originated from outside of the organization. Do not click links "
         "or open attachments unless you recognize the sender.",
         "[EXTERNO]",
+        "Correo externo: verifique el remitente antes de abrir enlaces o archivos adjuntos.",
+        "ATENCIÓN: Este correo proviene de un remitente externo.",
     ],
 )
 def test_gateway_banner_above_the_text_is_skipped(banner: str) -> None:
@@ -235,6 +250,8 @@ def test_a_reply_that_talks_about_precaution_is_not_a_banner() -> None:
         "Obtener Outlook para Android",
         "Enviado desde Outlook para iOS<https://aka.ms/o0ukef>",
         "Envoyé de mon iPhone",
+        "Descargar Outlook para Android",
+        "Enviado desde mi dispositivo móvil",
         "Von meinem Mobilgerät gesendet",
     ],
 )
