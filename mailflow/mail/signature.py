@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from mailflow.mail.quotemarks import RULE, clean, is_blank
@@ -110,6 +111,13 @@ _TITLE_WORDS = frozenset({
     "comunicacion", "manager", "head", "officer", "department", "director,", "ceo", "cto",
     "gobierno", "municipal", "viceministerio", "servicio", "servicios", "asesor", "asesora",
 })
+# Words of a legal notice anywhere in it, folded.
+_DISCLAIMER_WORDS = (
+    "confidential", "intended recipient", "intended solely", "intended only", "privileged",
+    "confidencial", "destinatario", "uso exclusivo", "si usted no es", "si no es usted",
+    "disclaimer", "aviso legal", "vertraulich", "riservat", "confidentiel",
+)
+_BOILERPLATE_LINES = 30
 _LIST_FOOTER = ("mailing list", "listinfo", "unsubscribe", "darse de baja", "lista de correo")
 # fmt: on
 _PHONE = re.compile(r"(?:\+|\b)\d[\d ().-]{6,18}\d\b")
@@ -222,24 +230,61 @@ def signature_start(lines: list[str]) -> int | None:
 
 
 def _starts_signature(lines: list[str], index: int) -> bool:
-    """Tell whether the text from ``index`` to the end is a signature, footer or disclaimer."""
+    """Tell whether the text from ``index`` to the end is a signature, footer or disclaimer.
+
+    A signature opens with a closing formula, a ``-Ana`` line, a rule or a full name; its
+    lines are short (name, post, unit, address, phones, links), and a legal disclaimer or a
+    list footer may follow them.
+    """
     text = clean(lines[index])
-    tail = [line for line in lines[index + 1 :] if not is_blank(line)]
     if text.startswith(_DISCLAIMERS) or any(w in text for w in _LIST_FOOTER):
         return True
-    if len(tail) > _MAX_SIGNED_LINES:
-        return _disclaimer_below(tail)
-    if _is_closing(text):  # "Saludos, / Ana / Tel. …": a sign-off that carries contact lines
-        return all(_signature_line(line) for line in tail) and any(map(_contact_line, tail))
-    if len(tail) > _MAX_SIGNATURE_LINES or any(len(clean(line)) > 160 for line in tail[:4]):
-        return _disclaimer_below(tail)
+    kind = _opening(lines, index, text)
+    if kind is None:
+        return False
+    tail = [line for line in lines[index + 1 :] if not is_blank(line)]
+    block = list(itertools.takewhile(_signature_line, tail[:_MAX_SIGNED_LINES]))
+    legal = tail[len(block) :]
+    if legal and not _boilerplate(legal, strict=kind in ("rule", "name")):
+        return False
+    contact = any(map(_contact_line, block))
+    if kind == "closing":  # "Saludos, / Ana / Tel. …": a sign-off that carries contacts
+        return contact or bool(legal)
+    if len(block) > _MAX_SIGNATURE_LINES:
+        return False
+    if kind == "dash":
+        return True
+    if kind == "rule":
+        return bool(legal) or (bool(block) and (_name_line(block[0]) or contact))
+    return bool(block) and (contact or bool(legal) or _titled(lines[index], block))
+
+
+def _opening(lines: list[str], index: int, text: str) -> str | None:
+    """Return how a signature may open at this line, or None."""
+    if _is_closing(text):
+        return "closing"
     if _dash_name(lines[index]):
-        return all(_signature_line(line) for line in tail)
-    if _DASHES_ONLY.match(text.replace(" ", "")) and tail:  # "____", "—", "=-=-="
-        return _looks_like_signature(tail)
+        return "dash"
+    if _DASHES_ONLY.match(text.replace(" ", "")):  # "____", "—", "=-=-="
+        return "rule"
     if _signed_name(lines, index):
-        return _short_block(tail) and (any(map(_contact_line, tail)) or _titled(lines[index], tail))
-    return False
+        return "name"
+    return None
+
+
+def _boilerplate(lines: list[str], *, strict: bool) -> bool:
+    """Tell whether the lines below a signature are a legal notice or a list footer.
+
+    ``strict`` (below a rule or a bare name, weaker openings than ``Saludos,``): a notice
+    that opens as one, or two of its words, so that an author's sentence about
+    confidential data is not taken for one.
+    """
+    cleaned = [clean(line) for line in lines[:_BOILERPLATE_LINES]]
+    text = " ".join(cleaned)
+    if any(w in text for w in _LIST_FOOTER) or any(c.startswith(_DISCLAIMERS) for c in cleaned):
+        return True
+    found = sum(w in text for w in _DISCLAIMER_WORDS)
+    return found >= (2 if strict else 1)
 
 
 def _titled(name: str, tail: list[str]) -> bool:
@@ -277,11 +322,6 @@ def signoff_start(lines: list[str]) -> int | None:
         if _is_closing(clean(lines[index])) and all(_signature_line(line) for line in tail):
             return index
     return None
-
-
-def _disclaimer_below(tail: list[str]) -> bool:
-    """Tell whether a long tail is a closing or rule followed by a legal disclaimer."""
-    return any(clean(line).startswith(_DISCLAIMERS) for line in tail[:_MAX_SIGNATURE_LINES])
 
 
 def _is_closing(text: str) -> bool:
@@ -353,7 +393,10 @@ def _signature_line(line: str) -> bool:
         return False
     if _contact_line(line) or _name_line(line) or RULE.match(text):
         return True
-    return len(text.split()) <= 8 or not text.endswith((".", "?", "!", ":"))
+    words = len(text.split())
+    if text.endswith((".", "?", "!", ":")):  # a sentence, unless it is a short post
+        return words < 5
+    return True
 
 
 def _looks_like_signature(tail: list[str]) -> bool:

@@ -206,6 +206,25 @@ def test_a_one_word_line_is_not_taken_for_a_name() -> None:
     assert "APRUEBO" in reduction.text
 
 
+def test_corporate_signature_with_a_notice_below_it_is_set_apart() -> None:
+    body = (
+        "OBSERVO cambiar la fecha\n\nGracias,\n____________\nAna Quispe\n"
+        "Unidad de Gestión de Servicios\nTel.: 2-2123456\n____________\n\n"
+        "Para soporte técnico de los sistemas de la Agencia escriba a la mesa de ayuda, que "
+        "atiende de lunes a viernes de 8:30 a 16:30.\n\n"
+        "La información de este correo es confidencial y de uso exclusivo de su destinatario."
+    )
+    assert read_reply(body).text == "cambiar la fecha"
+
+
+def test_a_long_message_that_mentions_confidential_data_is_kept() -> None:
+    body = (
+        "OBSERVO\n\nAna Quispe\nrevisó el texto y pide quitar los nombres.\n\n"
+        "Los datos de los beneficiarios son confidenciales y no deben publicarse."
+    )
+    assert extract_new_text(body) == body
+
+
 def test_legal_disclaimer_is_set_apart() -> None:
     body = (
         "DERIVO al administrador\n\nAVISO DE CONFIDENCIALIDAD: Este mensaje y sus anexos son "
