@@ -51,7 +51,7 @@ def _clean(line: str) -> str:
 
 
 def is_blank(line: str) -> bool:
-    """Tell whether a line shows nothing (spaces, invisible characters, a lone ``>``-free)."""
+    """Tell whether a line shows nothing (only spaces and invisible characters)."""
     return not line[:MAX_LINE].translate(_INVISIBLE).strip()
 
 
@@ -74,7 +74,7 @@ _WROTE = (
 # First words of an attribution line ("El vie…", "On Fri…", "Le 4 janv…", "Am 03.02…").
 _OPENERS = (
     "el", "on", "le", "am", "em", "il", "op", "den", "w dniu", "dnia", "pa", "in data", "vao",
-    "at", "---", "el dia", "no dia", "a las", "en", "на", "в",
+    "at", "---", "el dia", "no dia", "en",  # Yahoo: "En viernes, 20 de noviembre…"
 )
 # fmt: on
 _WROTE_RE = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(w) for w in _WROTE) + r")(?!\w)")
