@@ -329,18 +329,20 @@ def _explain(inv: Invocation) -> int:
 
     context = load_context(config_path(inv.args.config, inv.env), inv.env)
     today = inv.now(ZoneInfo(context.timezone)).date()
+    status = 0
     for name in inv.args.files:
         try:
             raw = Path(name).read_bytes()
         except OSError as exc:
             print(f"error: {name}: no se puede leer ({exc.strerror})", file=sys.stderr)
-            return 1
+            status = 1
+            continue
         explanation = explain(name, raw, context, today)
         if inv.args.json:
             print(json.dumps(explanation.as_json(), ensure_ascii=False))
         else:
             print(as_text(explanation))
-    return 0
+    return status
 
 
 def _evidence(inv: Invocation) -> int:

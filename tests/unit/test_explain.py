@@ -197,7 +197,9 @@ def test_command_verifies_the_token_when_the_secret_is_set(tmp_path: Path) -> No
 
 def test_command_changes_nothing(tmp_path: Path) -> None:
     before = sorted(p.name for p in ROOT.iterdir())
-    result = _run("explain", str(_tokened_reply(tmp_path)), str(tmp_path / "falta.eml"), env={})
+    missing, reply = str(tmp_path / "falta.eml"), str(_tokened_reply(tmp_path))
+    result = _run("explain", missing, reply, env={})
     assert result.returncode == 1
     assert "falta.eml: no se puede leer" in result.stderr
+    assert result.stdout.startswith(f"{reply}: respuesta con una acción")  # it went on
     assert sorted(p.name for p in ROOT.iterdir()) == before
