@@ -851,14 +851,14 @@ def test_unreadable_bytes_are_quarantined_and_the_loop_goes_on(
     site = scenario.site
     import mailflow.app.service
 
-    real = mailflow.app.service.parse_intake
+    real = mailflow.app.service.read_request
 
     def failing(text: str, *args: object, **kwargs: object) -> object:
         if "BOOM" in text:
             raise RuntimeError("simulated bug in the intake parser")
         return real(text, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(mailflow.app.service, "parse_intake", failing)
+    monkeypatch.setattr(mailflow.app.service, "read_request", failing)
     put(site, b"\x00\xff\xfe garbage \x89PNG\r\n\x1a\n" * 50)
     put(site, b"Subject: sin remitente\r\n\r\nAPRUEBO\r\n")
     site.send("analista", "Solicitud rara", "BOOM\n" + INFO_REQUEST)
