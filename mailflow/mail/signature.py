@@ -125,6 +125,7 @@ _CONTACT_LABEL = re.compile(
     r"^(?:tel|telf|telefono|phone|cel|cell|movil|mobile|fax|whatsapp|e-?mail|correo|web|www|"
     r"direccion|address|oficina|office|ext|interno|int)\b\.?"
 )
+_DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
 _URL_OR_MAIL = re.compile(r"https?://|www\.|[\w.+-]+@[\w-]+\.\w")
 _NAME_WORD = re.compile(r"^[^\W\d_][^\W\d_'’.-]*\.?$")
 _DASHES_ONLY = re.compile(r"^[-–—_=~*]{1,80}$")
@@ -379,7 +380,14 @@ def _name_line(line: str) -> bool:
 def _contact_line(line: str) -> bool:
     """Tell whether a line gives a phone, an address, a link or a labelled contact."""
     text = clean(line)
-    return bool(_PHONE.search(text) or _URL_OR_MAIL.search(text) or _CONTACT_LABEL.match(text))
+    if _URL_OR_MAIL.search(text) or _CONTACT_LABEL.match(text):
+        return True
+    return any(_phone(match.group()) for match in _PHONE.finditer(text))
+
+
+def _phone(digits: str) -> bool:
+    """Tell whether a run of digits is a phone number rather than a date (2026-12-10)."""
+    return sum(c.isdigit() for c in digits) >= 7 and not _DATE.search(digits)
 
 
 def _signature_line(line: str) -> bool:

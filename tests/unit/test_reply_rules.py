@@ -180,6 +180,11 @@ def test_name_with_a_post_and_no_contacts_is_a_signature() -> None:
     assert read_action(extract_new_text(body)).text == ""
 
 
+def test_a_date_is_not_a_phone_number_of_a_signature() -> None:
+    body = "OBSERVO\n\nNueva Fecha\nPublicar el 2026-12-10 a las 10:00"
+    assert read_action(body).text == "Nueva Fecha\nPublicar el 2026-12-10 a las 10:00"
+
+
 def test_two_capitalised_words_of_the_author_are_not_a_signature() -> None:
     body = "OBSERVO\n\nCambiar Portada\nusar la foto del atrio"
     assert extract_new_text(body) == body
