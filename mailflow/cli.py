@@ -300,6 +300,27 @@ def _replay(inv: Invocation) -> int:
     return 0
 
 
+def _explain(inv: Invocation) -> int:
+    from mailflow.app.explain import as_text, explain, load_context
+
+    context = load_context(inv.path, inv.env)
+    today = inv.now(ZoneInfo(context.timezone)).date()
+    status = 0
+    for name in inv.args.files:
+        try:
+            raw = Path(name).read_bytes()
+        except OSError as exc:
+            print(f"error: {name}: no se puede leer ({exc.strerror})", file=sys.stderr)
+            status = 1
+            continue
+        explanation = explain(name, raw, context, today)
+        if inv.args.json:
+            print(json.dumps(explanation.as_json(), ensure_ascii=False))
+        else:
+            print(as_text(explanation))
+    return status
+
+
 def _evidence(inv: Invocation) -> int:
     from mailflow.daemon.runtime import reader
 
@@ -412,6 +433,11 @@ def _replay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="ARCHIVO.eml")
 
 
+def _explain_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", metavar="ARCHIVO.eml")
+    p.add_argument("--json", action="store_true", help="un objeto JSON por correo y por línea")
+
+
 def _evidence_arguments(p: argparse.ArgumentParser) -> None:
     _code_argument(p)
     p.add_argument("--out", required=True, metavar="ARCHIVO.zip", help="el ZIP a escribir")
@@ -507,6 +533,18 @@ COMMANDS: tuple[Command, ...] = (
         _replay,
         "procesa archivos .eml como si hubieran llegado al buzón (una vez cada uno)",
         _replay_arguments,
+    ),
+    Command(
+        "explain",
+        Needs.READ,
+        _explain,
+        "explica cómo se lee cada correo guardado (.eml), sin cambiar ni enviar nada",
+        _explain_arguments,
+        "Dice de cada correo su tipo (request, reply, note, automatic, bulk, encrypted, "
+        "unreadable); de una solicitud, su procedimiento, campos y problemas; de una "
+        "respuesta, la solicitud y cómo se encontró, el texto nuevo, la acción, su argumento "
+        "y enlaces, o el motivo cuando no hay acción. No cambia nada, no envía nada y no "
+        "necesita los secretos de correo: sin ellos, el token se informa como no verificado.",
     ),
     Command(
         "evidence",

@@ -10,8 +10,9 @@ set -eu
 # `postgresql` is Debian's metapackage for the supported server version (15 on bookworm); the
 # test bed picks the newest /usr/lib/postgresql/*/bin/initdb it finds.
 # `chromium` renders the POAI report headless (tests/integration/test_poai.py) so a test
-# sees the page as a person would.
-PACKAGES="dovecot-imapd dovecot-lmtpd postgresql chromium systemd"
+# sees the page as a person would. `openssl` and `gnupg` make the S/MIME and PGP mail the
+# format tests read (tests/testbed/formats.py).
+PACKAGES="dovecot-imapd dovecot-lmtpd postgresql chromium systemd openssl gnupg"
 
 missing=""
 for pkg in $PACKAGES; do

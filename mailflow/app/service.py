@@ -46,10 +46,11 @@ from mailflow.core.workflow import (
     WorkflowError,
 )
 from mailflow.mail.cronograma import plan
-from mailflow.mail.intake import Intake, parse_cronograma, parse_intake
+from mailflow.mail.intake import Intake, parse_cronograma, parse_intake, read_request
 from mailflow.mail.mimestream import read_mail
 from mailflow.mail.parse import MAX_MESSAGE_BYTES, InboundMail, MailParseError, parse_message
 from mailflow.mail.replytext import Unclear, extract_new_text, fold, read_reply
+from mailflow.mail.sealed import Sealed
 from mailflow.mail.spool import RawMail, Spooled, digest_of, head_of, header_block, size_of
 from mailflow.store.archive import Archive
 from mailflow.store.catalog import inbound_entry
@@ -67,12 +68,31 @@ _FIRST_WORD = re.compile(r"[^\W\d_]{1,40}")
 
 # Why a reply was not read as an action, for the help mail. The enum values (``negated``…)
 # used to appear in it verbatim, in English.
-_UNCLEAR = {
+UNCLEAR_REASONS = {
     Unclear.EMPTY: "su respuesta no trae texto nuevo",
     Unclear.NO_KEYWORD: "la primera palabra de su respuesta no es una acción",
     Unclear.NEGATED: "su respuesta niega la acción; una negación nunca cuenta como aprobación",
     Unclear.QUESTION: "su respuesta es una pregunta",
     Unclear.CONDITIONAL: "su aprobación lleva condiciones; apruebe sin condiciones u observe",
+}
+
+
+# What to tell the sender of a mail nobody can read without a key. It used to get "su
+# respuesta no trae texto nuevo", which sent people looking for a mistake in their text.
+SEALED_ANSWERS = {
+    Sealed.ENCRYPTED: (
+        "Su correo llegó cifrado (S/MIME o PGP) y no se puede leer: el buzón de solicitudes "
+        "no tiene clave para descifrarlo, así que no se registró nada. Envíelo de nuevo sin "
+        "cifrar: en Outlook, desmarque «Cifrar» (Opciones > Permisos o Cifrar) antes de "
+        "enviar; en Thunderbird o con una extensión PGP, desactive el cifrado de ese mensaje. "
+        "Puede firmarlo, pero no cifrarlo."
+    ),
+    Sealed.OPAQUE: (
+        "Su correo llegó firmado con S/MIME en formato opaco: el texto va dentro de la firma "
+        "y no se puede leer, así que no se registró nada. Envíelo de nuevo sin firma, o con "
+        "la firma como texto no cifrado (en Outlook: Opciones de seguridad > «Enviar este "
+        "mensaje firmado como texto no cifrado»)."
+    ),
 }
 
 
@@ -248,6 +268,8 @@ class Service:
         if not mail.from_address:
             return Handled(InboundOutcome.QUARANTINED, detail="no usable From address")
         applier = Applier(self, session, ledger, mail, now)
+        if mail.sealed is not Sealed.NONE:
+            return applier.help("sealed", [SEALED_ANSWERS[mail.sealed]])
         found = route(
             (*mail.to, *mail.cc, *mail.delivered_to),
             mail.thread_ids,
@@ -286,7 +308,9 @@ class Service:
     ) -> Handled:
         reading = read_reply(mail.text, mail.subject)
         if reading.action is None:
-            return applier.help_for_request(request, _UNCLEAR[reading.unclear or Unclear.EMPTY])
+            return applier.help_for_request(
+                request, UNCLEAR_REASONS[reading.unclear or Unclear.EMPTY]
+            )
         secret = self.settings.security.secret.get_secret_value().encode()
         refusal = token_proof(secret, tokens, mail.from_address, request.code, request.stage)
         trusted = authenticated(
@@ -328,8 +352,7 @@ class Service:
         today = self.core.calendar.local(now).date()
         # A bare "PUBLICADO <tipo> <enlace>" from the administrator registers a direct post.
         form = directa_form(mail.text, mail.subject)
-        body = form or mail.text or mail.html
-        parsed = parse_intake(body, today, html=not form and not mail.text and bool(mail.html))
+        parsed = parse_intake(form, today) if form else read_request(mail.text, mail.html, today)
         if parsed.problems or parsed.procedure is None:
             return applier.intake_problems(parsed)
         unit = self._unit(parsed, mail.from_address)

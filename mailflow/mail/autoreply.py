@@ -5,7 +5,8 @@ bulk/list/junk``, a null ``Return-Path``), RFC 3464/8098 reports (``multipart/re
 delivery-status is a bounce, anything else such as a read receipt is auto-generated),
 ``mailer-daemon``/``postmaster`` senders, the ``X-Autoreply`` family and out-of-office
 subjects in Spanish and English, bounce subjects of servers that send no report, and
-``List-Id`` (RFC 2919) list mail. ``X-Auto-Response-Suppress`` is deliberately ignored:
+``List-Id`` (RFC 2919) and ``List-Unsubscribe`` & co. (RFC 2369, RFC 8058) list and bulk mail.
+``X-Auto-Response-Suppress`` is deliberately ignored:
 Outlook puts it on mail people write.
 """
 
@@ -45,6 +46,12 @@ BOUNCE_SUBJECTS = (
 )
 # The X-Autoreply family as autoresponders write it (sieve vacation, cPanel, Zimbra...).
 AUTOREPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-autoreply-from", "x-mail-autoreply")
+# RFC 2369 list headers and RFC 8058's one-click unsubscribe: newsletters and list mail
+# carry them (often without List-Id or Precedence); a person's reply never does.
+LIST_HEADERS = (
+    "list-unsubscribe", "list-unsubscribe-post", "list-post", "list-help", "list-subscribe",
+    "list-owner", "list-archive",
+)
 # fmt: on
 
 
@@ -59,6 +66,7 @@ def classify_auto(
     precedence: str = "",
     autoreply_headers: tuple[str, ...] = (),
     list_id: str = "",
+    list_headers: tuple[str, ...] = (),
 ) -> Verdict:
     """Classify a mail from its header values and say why (a short Spanish reason)."""
     found = (
@@ -69,11 +77,17 @@ def classify_auto(
     if not found and list_id.strip():
         # RFC 3834 §2: never answer mail from a list (RFC 2919), even without Precedence.
         found = AutoKind.BULK, f"List-Id {list_id.strip()[:60]}"
+    if not found and list_headers:
+        # A newsletter with only List-Unsubscribe used to be read as a request and answered.
+        found = AutoKind.BULK, f"cabecera {_LIST_NAMES.get(list_headers[0], list_headers[0])}"
     if found:
         return found
     if return_path is not None and return_path.strip() in ("<>", ""):
         return AutoKind.AUTO_GENERATED, "Return-Path nulo"
     return AutoKind.HUMAN, ""
+
+
+_LIST_NAMES = {name: "-".join(w.capitalize() for w in name.split("-")) for name in LIST_HEADERS}
 
 
 def _report_kind(content_type: str, report_type: str, from_address: str) -> Verdict | None:

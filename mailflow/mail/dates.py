@@ -1,8 +1,10 @@
 """Read dates as people in Bolivia write them in Spanish: day first, months by name.
 
 Accepted: ``01/12/2026``, ``1/12/26``, ``1.12.2026``, ``2026-12-01``, ``1 de diciembre de
-2026``, ``1 diciembre 2026``, ``1ro de dic. del 2026``, ``lunes 1 de diciembre`` (the year
-then comes from the ``today`` the caller passes in; the core never reads the clock).
+2026``, ``1 diciembre 2026``, ``1ro de dic. del 2026``, ``10-dic-2026`` (Outlook and
+spreadsheets), ``20 de dic.``, ``diciembre 20`` and ``dic. 20, 2026`` (month first),
+``lunes 1 de diciembre`` (the year of a date written without one comes from the ``today``
+the caller passes in; the core never reads the clock).
 Input is folded (case, accents) and cut to 300 characters before any regex runs.
 """
 
@@ -28,6 +30,10 @@ _NUMERIC = re.compile(r"\b(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})\b")
 _WORDY = re.compile(
     r"\b(\d{1,2})(?:o|ro|er|º|°)?\s+(?:de\s+)?([a-z]{3,10})\.?(?:,?\s+(?:de\s+|del\s+)?(\d{4}))?\b"
 )
+# "10-dic-2026", "10/dic/26", "20-dic": the month's name between the day and the year.
+_DASHED = re.compile(r"\b(\d{1,2})[-/.]([a-z]{3,10})\.?(?:[-/.](\d{4}|\d{2}))?\b")
+# "diciembre 20", "dic. 20, 2026": the month first, as some people and phones write it.
+_MONTH_FIRST = re.compile(r"\b([a-z]{3,10})\.?\s+(\d{1,2})\b(?:,?\s+(?:de\s+|del\s+)?(\d{4}))?")
 
 
 def parse_date(text: str, today: date | None = None) -> date | None:
@@ -39,7 +45,7 @@ def parse_date(text: str, today: date | None = None) -> date | None:
 def find_date(text: str, today: date | None = None) -> tuple[date, str] | None:
     """Return the first date in ``text`` and the folded text around it (the date removed)."""
     folded = fold(text[:300])
-    for pattern in (_ISO, _NUMERIC, _WORDY):
+    for pattern in (_ISO, _NUMERIC, _DASHED, _WORDY, _MONTH_FIRST):
         for match in pattern.finditer(folded):
             when = _to_date(pattern, match.groups(), today)
             if when is not None:
@@ -58,9 +64,11 @@ def _to_date(
         day, month, year = (int(g or 0) for g in groups)
         year += 2000 if year < 100 else 0
     else:
-        month = _MONTHS.get(groups[1] or "", 0)
-        day = int(groups[0] or 0)
+        day_text, month_text = (groups[1], groups[0]) if pattern is _MONTH_FIRST else groups[:2]
+        month = _MONTHS.get(month_text or "", 0)
+        day = int(day_text or 0)
         year = int(groups[2]) if groups[2] else (today.year if today else 0)
+        year += 2000 if 0 < year < 100 else 0
     try:
         return date(year, month, day)
     except ValueError:

@@ -6,7 +6,8 @@ Three things survive the conversion on purpose:
   HTML-only replies looks like quoted text in ``text/plain`` ones and one
   reply stripper serves both;
 * table rows become one line with cells separated by a tab, so an intake form
-  sent as ``<td>Título</td><td>…</td>`` reads as a labelled line;
+  sent as ``<td>Título</td><td>…</td>`` reads as a labelled line (Outlook wraps each
+  cell's text in a ``<p>``: a paragraph opens a new line only after text in the cell);
 * link targets that differ from the link text are kept after it, so a
   ``PUBLICADO`` reply whose URL hides behind "ver publicación" still has it.
 
@@ -51,6 +52,8 @@ class _Renderer(HTMLParser):
         self._skip_depth = 0
         self._pre_depth = 0
         self._cells_in_row = 0
+        self._cell_depth = 0
+        self._cell_has_text = False
         self._href: list[str] = []
         self._nbsp = False
 
@@ -73,10 +76,13 @@ class _Renderer(HTMLParser):
             if self._cells_in_row:
                 self._line.append("\t")
             self._cells_in_row += 1
+            self._cell_depth += 1
+            self._cell_has_text = False
         elif tag == "a":
             self._href.append(dict(attrs).get("href") or "")
         elif tag in _BLOCK:
-            self._newline()
+            if not self._cell_depth or self._cell_has_text:
+                self._newline()
             self._pre_depth += tag == "pre"
 
     def handle_endtag(self, tag: str) -> None:
@@ -87,13 +93,17 @@ class _Renderer(HTMLParser):
             self._quote_depth = max(0, self._quote_depth - 1)
         elif tag == "tr":
             self._newline()
+            self._cell_depth = 0
+        elif tag in _CELL:
+            self._cell_depth = max(0, self._cell_depth - 1)
         elif tag == "a" and self._href:
             href = self._href.pop()
             if href.startswith(("http://", "https://")) and href not in "".join(self._line):
                 self._emit(f" <{href}>")
         elif tag in _BLOCK:
             self._pre_depth = max(0, self._pre_depth - (tag == "pre"))
-            self._newline()
+            if not self._cell_depth:
+                self._newline()
 
     def handle_data(self, data: str) -> None:
         if self._skip_depth:
@@ -116,6 +126,8 @@ class _Renderer(HTMLParser):
     def _emit(self, text: str) -> None:
         if not text:
             return
+        if self._cell_depth and text.strip():
+            self._cell_has_text = True
         if not "".join(self._line).strip():
             self._line_depth = self._quote_depth
         self._line.append(text)

@@ -2,7 +2,11 @@
 
 A field starts on a line ``Label: value`` (or ``Label<TAB>value``, which is how an HTML
 table row reads after :func:`mailflow.mail.htmltext.html_to_text`); labels ignore case, accents,
-bullets and ``*bold*`` marks. A value goes on over the following lines until the next label
+bullets and ``*bold*`` marks. A table whose first row holds the labels and the next row the
+values reads the same. A mail whose text part yields fewer fields than its HTML part (Outlook
+writes a table's ``text/plain`` alternative one cell per line) is read from the HTML.
+
+A value goes on over the following lines until the next label
 or a blank line; ``Objetivo`` and ``Resumen`` go on over blank lines too, until a label,
 a signature or a closing (``Saludos``, ``Atentamente``…). Problems carry the field key and a
 Spanish message, so the daemon can answer with one list and a template to fill.
@@ -119,7 +123,7 @@ def read_fields(text: str) -> dict[str, str]:
     values: dict[str, list[str]] = {}
     current: str | None = None
     blank = False
-    for line in text[:MAX_INTAKE_CHARS].replace("\r\n", "\n").split("\n"):
+    for line in _header_rows(text[:MAX_INTAKE_CHARS].replace("\r\n", "\n").split("\n")):
         stripped = line.strip()
         if stripped.startswith(">"):
             current = None
@@ -140,6 +144,27 @@ def read_fields(text: str) -> dict[str, str]:
             values[current].extend(["", stripped] if blank else [stripped])
             blank = False
     return {k: _join(k, v) for k, v in values.items()}
+
+
+def _header_rows(lines: list[str]) -> list[str]:
+    """Turn a table row of labels and the row of values below it into ``Label: value`` lines."""
+    out: list[str] = []
+    index = 0
+    while index < len(lines):
+        cells = [c.strip() for c in lines[index].split("\t")]
+        named = [c for c in cells if c]
+        if (
+            len(named) >= 2
+            and index + 1 < len(lines)
+            and all(_label(f"{c}:")[0] for c in named)
+            and len(values := lines[index + 1].split("\t")) == len(cells)
+        ):
+            out.extend(f"{c}: {v.strip()}" for c, v in zip(cells, values, strict=True) if c)
+            index += 2
+            continue
+        out.append(lines[index])
+        index += 1
+    return out
 
 
 def _join(key: str, parts: list[str]) -> str:
@@ -201,6 +226,27 @@ def parse_intake(
         raw=raw,
         problems=tuple(problems),
     )
+
+
+def read_request(
+    text: str,
+    html: str,
+    today: date,
+    *,
+    aliases: Mapping[str, Sequence[str]] | None = None,
+    required: Mapping[str, Sequence[str]] | None = None,
+) -> Intake:
+    """Read a request mail from its text part, or from its HTML part when that has more fields.
+
+    Outlook writes the ``text/plain`` alternative of a table one cell per line, without the
+    colons: the text part then yields nothing while the HTML has every field.
+    """
+    from_text = None
+    if text.strip() or not html.strip():
+        from_text = parse_intake(text, today, aliases=aliases, required=required)
+    if from_text is not None and len(from_text.raw) >= len(read_fields(html_to_text(html))):
+        return from_text
+    return parse_intake(html, today, html=True, aliases=aliases, required=required)
 
 
 # What the ready-to-fill form offers besides the required fields, and the Tipo wording.

@@ -31,9 +31,17 @@ from functools import partial
 from typing import TypeVar
 
 from mailflow.errors import MailflowError
-from mailflow.mail.autoreply import AUTOREPLY_HEADERS, AutoKind, Verdict, classify_auto
+from mailflow.mail.autoreply import (
+    AUTOREPLY_HEADERS,
+    LIST_HEADERS,
+    AutoKind,
+    Verdict,
+    classify_auto,
+)
 from mailflow.mail.htmltext import html_to_text
+from mailflow.mail.sealed import Sealed, sealed_part, sealed_text, unwrap_signed
 from mailflow.mail.spool import Spooled
+from mailflow.mail.tnef import is_tnef, open_tnef
 
 MAX_MESSAGE_BYTES = 50 * 1024 * 1024
 MAX_HEADER_CHARS = 64 * 1024
@@ -136,6 +144,8 @@ class InboundMail:
     auto_reason: str = ""
     authentication_results: tuple[str, ...] = ()
     defects: tuple[str, ...] = ()
+    sealed: Sealed = Sealed.NONE
+    sealed_reason: str = ""
 
     @property
     def is_automatic(self) -> bool:
@@ -178,8 +188,10 @@ def _build(msg: Message, spooled: Mapping[str, Spooled]) -> InboundMail:
     from_name, from_address = senders[0] if senders else ("", "")
     bodies = _Bodies(spooled=spooled)
     _collect(msg, 0, bodies)
-    html = "\n".join(bodies.html)[:MAX_TEXT_CHARS]
-    text = "\n".join(bodies.plain)[:MAX_TEXT_CHARS] or html_to_text(html)[:MAX_TEXT_CHARS]
+    html = "\n".join(bodies.html or bodies.tnef_html)[:MAX_TEXT_CHARS]
+    plain = "\n".join(bodies.plain or bodies.tnef_plain)[:MAX_TEXT_CHARS]
+    text = unwrap_signed(plain or html_to_text(html)[:MAX_TEXT_CHARS])
+    sealed, sealed_reason = bodies.sealed or sealed_text(text)
     return_path = _header(msg, "return-path") if "return-path" in msg else None
     subject = _header(msg, "subject")
     auto, reason = _classify(msg, from_address, subject, return_path)
@@ -207,6 +219,8 @@ def _build(msg: Message, spooled: Mapping[str, Spooled]) -> InboundMail:
         auto_reason=reason,
         authentication_results=tuple(_header_all(msg, "authentication-results")),
         defects=tuple(dict.fromkeys(type(d).__name__ for d in bodies.defects)),
+        sealed=sealed,
+        sealed_reason=sealed_reason,
     )
 
 
@@ -222,6 +236,7 @@ def _classify(msg: Message, from_address: str, subject: str, return_path: str | 
         precedence=_header(msg, "precedence"),
         autoreply_headers=tuple(n for n in AUTOREPLY_HEADERS if n in msg),
         list_id=_header(msg, "list-id"),
+        list_headers=tuple(n for n in LIST_HEADERS if n in msg),
     )
 
 
@@ -235,6 +250,9 @@ class _Bodies:
     defects: list[object] = field(default_factory=list)
     parts: int = 0
     spooled: Mapping[str, Spooled] = field(default_factory=dict)
+    sealed: tuple[Sealed, str] | None = None  # the first encrypted or opaque part
+    tnef_plain: list[str] = field(default_factory=list)  # bodies found inside winmail.dat
+    tnef_html: list[str] = field(default_factory=list)
 
 
 def _collect(part: Message, depth: int, acc: _Bodies) -> None:
@@ -244,6 +262,11 @@ def _collect(part: Message, depth: int, acc: _Bodies) -> None:
     if depth > MAX_DEPTH or acc.parts > MAX_PARTS:
         return
     ctype = _safe(part.get_content_type, "application/octet-stream")
+    smime_type = str(_safe(partial(part.get_param, "smime-type"), "") or "")
+    sealed = sealed_part(ctype, smime_type)
+    if sealed[0] is not Sealed.NONE:
+        acc.sealed = acc.sealed or sealed
+        return  # the content is a key's business: nothing in it is readable or a file
     if ctype.startswith("multipart/"):
         payload = part.get_payload()
         # A multipart whose boundary never appears has a string payload: nothing readable.
@@ -258,16 +281,13 @@ def _collect(part: Message, depth: int, acc: _Bodies) -> None:
         (acc.plain if ctype == "text/plain" else acc.html).append(text)
         return
     stored = _spooled(part, acc.spooled)
+    chunks = stored.chunks if stored is not None else _decoded_chunks(part)
+    if is_tnef(ctype, filename) and _open_tnef(b"".join(chunks()), acc):
+        return
     if stored is not None:
-        chunks, size, sha256 = stored.chunks, stored.size, stored.sha256
+        size, sha256 = stored.size, stored.sha256
     else:
-        chunks = _decoded_chunks(part)
-        digest = hashlib.sha256()
-        size = 0
-        for chunk in chunks():
-            digest.update(chunk)
-            size += len(chunk)
-        sha256 = digest.hexdigest()
+        size, sha256 = _measure(chunks)
     acc.attachments.append(
         Attachment(
             filename=sanitize_filename(filename or "", ctype),
@@ -279,6 +299,39 @@ def _collect(part: Message, depth: int, acc: _Bodies) -> None:
             chunks=chunks,
         )
     )
+
+
+def _measure(chunks: Callable[[], Iterator[bytes]]) -> tuple[int, str]:
+    """Return the size and SHA-256 of decoded content, reading it piece by piece."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in chunks():
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _open_tnef(data: bytes, acc: _Bodies) -> bool:
+    """Add the files and text of a ``winmail.dat`` to the mail; False if it does not decode."""
+    content = open_tnef(data)
+    if content is None:
+        return False
+    for found in content.files:
+        digest = hashlib.sha256(found.data).hexdigest()
+        acc.attachments.append(
+            Attachment(
+                filename=sanitize_filename(_display(found.filename), found.content_type),
+                content_type=found.content_type,
+                size=len(found.data),
+                sha256=digest,
+                chunks=partial(iter, (found.data,)),
+            )
+        )
+    if content.text.strip():
+        acc.tnef_plain.append(content.text)
+    if content.html.strip():
+        acc.tnef_html.append(content.html)
+    return True
 
 
 def read_headers(block: bytes) -> Message:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from testbed import formats
 from testbed.mail import append, build_message, deliver, parse, send_as
 from testbed.outside import HELP, NOTICE, Entry, codes, ledger, plain, sent, subjects
 from testbed.site import INFO_REQUEST, Scenario, Site, about, code_of
@@ -850,14 +851,14 @@ def test_unreadable_bytes_are_quarantined_and_the_loop_goes_on(
     site = scenario.site
     import mailflow.app.service
 
-    real = mailflow.app.service.parse_intake
+    real = mailflow.app.service.read_request
 
     def failing(text: str, *args: object, **kwargs: object) -> object:
         if "BOOM" in text:
             raise RuntimeError("simulated bug in the intake parser")
         return real(text, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(mailflow.app.service, "parse_intake", failing)
+    monkeypatch.setattr(mailflow.app.service, "read_request", failing)
     put(site, b"\x00\xff\xfe garbage \x89PNG\r\n\x1a\n" * 50)
     put(site, b"Subject: sin remitente\r\n\r\nAPRUEBO\r\n")
     site.send("analista", "Solicitud rara", "BOOM\n" + INFO_REQUEST)
@@ -1092,3 +1093,94 @@ def test_a_database_error_while_handling_quarantines_instead_of_losing(
         assert [(r.outcome, "IntegrityError" in (r.detail or "")) for r in rows] == [
             ("quarantined", True)
         ]
+
+
+# -- formats a plain reader cannot read: encrypted, opaque, TNEF, newsletters -------------------
+
+
+def crlf(raw: bytes) -> bytes:
+    """Return a mail with CRLF line ends, as SMTP carries it (the builders write LF)."""
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def reply_head(site: Site, sender: str, original: EmailMessage) -> str:
+    """Return the header lines of ``sender``'s answer to ``original`` (its token included)."""
+    return (
+        f"From: {site.addr(sender)}\n"
+        f"To: {parseaddr(str(original['Reply-To']))[1]}\n"
+        f"Subject: RE: {original['Subject']}\n"
+        f"Message-ID: {make_msgid(domain=site.domain)}\n"
+        f"In-Reply-To: {original['Message-ID']}\n"
+        "MIME-Version: 1.0\n"
+    )
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("kind", ["smime", "pgp-mime", "opaque"])
+def test_encrypted_or_opaque_reply_gets_a_clear_answer_and_changes_nothing(
+    scenario: Scenario, opened: tuple[str, EmailMessage], kind: str
+) -> None:
+    """It used to be told "su respuesta no trae texto nuevo", which was not the reason."""
+    code, action_mail = opened
+    site = scenario.site
+    head = reply_head(site, "directora", action_mail)
+    with formats.certificate() as (cert, key), formats.keyring() as ring:
+        raw = {
+            "smime": lambda: formats.smime_encrypted(cert, head=head),
+            "pgp-mime": lambda: formats.pgp_mime_encrypted(ring, head=head),
+            "opaque": lambda: formats.smime_opaque(cert, key, head=head),
+        }[kind]()
+    send_as(site.relay, site.addr("directora"), [site.shared], raw=crlf(raw))
+    scenario.run()
+
+    state = scenario.show(code)
+    assert state["stage"]["number"] == 2
+    assert ledger(scenario)[-1].outcome == "format_error"
+    answer = site.wait_for("directora", lambda m: HELP in str(m["Subject"]))
+    text = " ".join(plain(answer).split())
+    assert ("llegó cifrado" if kind != "opaque" else "formato opaco") in text
+    assert "Envíelo de nuevo sin" in text
+    assert "no trae texto nuevo" not in text
+    approve(scenario, code, action_mail)
+
+
+@SQLITE_ONLY
+def test_newsletter_with_only_list_unsubscribe_is_archived_and_never_answered(
+    scenario: Scenario,
+) -> None:
+    """It used to be read as a request and get a help mail with a form to fill."""
+    site = scenario.site
+    raw = formats.newsletter().replace(b"rrss@ejemplo.gob.bo", site.shared.encode())
+    put(site, raw)
+    scenario.run()
+    entry = ledger(scenario)[-1]
+    assert entry.outcome == "auto_reply"
+    assert "List-Unsubscribe" in entry.detail
+    archived(scenario, entry)
+    assert queued(scenario) == 0
+    assert codes(scenario) == []
+
+
+@SQLITE_ONLY
+def test_outlook_tnef_publication_keeps_its_screenshot(scenario: Scenario) -> None:
+    """Outlook's rich text hides the screenshot in winmail.dat; the product must show it."""
+    site = scenario.site
+    post = "PUBLICADO fotografía https://www.facebook.com/ejemplo/posts/9"
+    stream = formats.tnef_stream(post + "\r\n", [("captura.png", formats.PNG)])
+    head = (
+        f"From: {site.addr('community')}\nTo: {site.shared}\nSubject: Foto del día\n"
+        f"Message-ID: {make_msgid(domain=site.domain)}\nMIME-Version: 1.0\n"
+    )
+    send_as(
+        site.relay,
+        site.addr("community"),
+        [site.shared],
+        raw=crlf(formats.outlook_tnef_mail(stream, head=head)),
+    )
+    scenario.run()
+    [opened] = scenario.runtime.requests.summaries()
+    state = scenario.show(opened["code"])
+    assert (state["procedure"], state["status"]) == ("directa", "publicado")
+    assert state["publication"]["urls"] == ["https://www.facebook.com/ejemplo/posts/9"]
+    assert [a["filename"] for a in state["attachments"]] == ["captura.png"]
+    assert state["attachments"][0]["sha256"] == hashlib.sha256(formats.PNG).hexdigest()

@@ -28,6 +28,11 @@ SECRET_VARIABLES = ("MAILFLOW_IMAP_PASSWORD", "MAILFLOW_SMTP_PASSWORD", "MAILFLO
 
 def read_only_arguments(code: str, tmp: Path) -> dict[str, list[str]]:
     """Return, per read-only command of the table, the arguments a person would give."""
+    saved = tmp / "respuesta.eml"
+    saved.write_bytes(
+        f"From: ana@x.bo\r\nTo: rrss@x.bo\r\nSubject: Re: [{code}] Solicitud\r\n"
+        "Message-ID: <r1@x.bo>\r\n\r\nAPRUEBO\r\n".encode()
+    )
     return {
         "procedures": ["procedures"],
         "requests list": ["requests", "list"],
@@ -36,6 +41,7 @@ def read_only_arguments(code: str, tmp: Path) -> dict[str, list[str]]:
         "report poai": ["report", "poai", "--year", "2026", "--out", str(tmp / "poai")],
         "archive verify": ["archive", "verify"],
         "status": ["status"],
+        "explain": ["explain", "--json", str(saved)],
     }
 
 

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from mailflow.mail.dates import parse_date, parse_period, weekday_mismatch
-from mailflow.mail.intake import parse_cronograma, parse_intake, parse_procedure, read_fields
+from mailflow.mail.intake import (
+    parse_cronograma,
+    parse_intake,
+    parse_procedure,
+    read_fields,
+    read_request,
+)
 from mailflow.mail.parse import parse_message
 from mailflow.mail.replytext import extract_new_text
 
@@ -204,6 +210,14 @@ def test_parse_procedure(value: str, procedure: str | None) -> None:
         ("mañana", None),
         ("", None),
         ("1 de diciembrex de 2026", None),
+        # Short forms: Outlook and spreadsheets, the abbreviated month, the month first.
+        ("10-dic-2026", date(2026, 12, 10)),
+        ("10/Dic/26", date(2026, 12, 10)),
+        ("20-dic", date(2026, 12, 20)),
+        ("20 de dic.", date(2026, 12, 20)),
+        ("diciembre 20", date(2026, 12, 20)),
+        ("Diciembre 20, 2026", date(2026, 12, 20)),
+        ("dic. 20 de 2026", date(2026, 12, 20)),
     ],
 )
 def test_parse_date(text: str, expected: date | None) -> None:
@@ -273,3 +287,60 @@ def test_large_input_is_bounded() -> None:
     parse_intake(text, TODAY)
     parse_cronograma("Cronograma: " + "1 de " * 50_000)
     assert time.perf_counter() - start < 3
+
+
+# Outlook desktop writes the text/plain alternative of a table one cell per line.
+OUTLOOK_TABLE_TEXT = """Tipo
+
+Publicación de información específica
+
+Título
+
+Feria de servicios digitales 2026
+
+Objetivo
+
+Difundir la feria.
+"""
+OUTLOOK_TABLE_HTML = """<html><body><table class=MsoTableGrid border=1>
+<tr><td><p class=MsoNormal><b>Tipo</b></p></td>
+<td><p class=MsoNormal>Publicación de información específica</p></td></tr>
+<tr><td><p class=MsoNormal><b>Título</b></p></td>
+<td><p class=MsoNormal>Feria de servicios digitales 2026</p></td></tr>
+<tr><td><p class=MsoNormal><b>Objetivo</b></p></td><td>Difundir la feria.</td></tr>
+<tr><td><b>Resumen</b></td><td>Atención en el atrio de la Agencia.</td></tr>
+<tr><td><b>Publicar desde</b></td><td>10-dic-2026</td></tr>
+<tr><td><b>Publicar hasta</b></td><td>diciembre 20</td></tr>
+</table><p>Saludos,<br>Ana</p></body></html>"""
+
+
+def test_outlook_table_is_read_from_the_html_when_the_text_part_yields_no_fields() -> None:
+    assert parse_intake(OUTLOOK_TABLE_TEXT, TODAY).raw == {}
+    intake = read_request(OUTLOOK_TABLE_TEXT, OUTLOOK_TABLE_HTML, TODAY)
+    assert intake.ok, intake.problems
+    assert intake.procedure == "informacion_especifica"
+    assert intake.titulo == "Feria de servicios digitales 2026"
+    assert intake.publicar_desde == date(2026, 12, 10)
+    assert intake.publicar_hasta == date(2026, 12, 20)
+
+
+def test_text_part_wins_when_it_has_the_fields() -> None:
+    text = "Tipo: promoción\nTítulo: Campaña de diciembre\nObjetivo: Difundir los trámites."
+    html = "<p>Tipo: promoción</p>"
+    assert read_request(text, html, TODAY).titulo == "Campaña de diciembre"
+    assert read_request(text, "", TODAY).procedure == "promocion"
+    assert read_request("", "<p>Tipo: promoción</p><p>Título: X</p>", TODAY).titulo == "X"
+
+
+def test_table_with_labels_in_a_header_row() -> None:
+    html = (
+        "<table><tr><th>Tipo</th><th>Título</th><th>Objetivo</th><th>Resumen</th>"
+        "<th>Publicar desde</th><th>Publicar hasta</th></tr>"
+        "<tr><td>Información específica</td><td>Feria 2026</td><td>Difundir la feria</td>"
+        "<td>En el atrio</td><td>10/12/2026</td><td>20 de dic.</td></tr></table>"
+    )
+    intake = parse_intake(html, TODAY, html=True)
+    assert intake.ok, intake.problems
+    assert intake.titulo == "Feria 2026"
+    assert intake.resumen == "En el atrio"
+    assert intake.publicar_hasta == date(2026, 12, 20)
