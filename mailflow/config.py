@@ -314,6 +314,11 @@ class Schedule(_Section):
     cronograma_default_days: int = Field(5, ge=1, le=90)
 
 
+class RequestRules(_Section):
+    # Who may withdraw a request by answering ANULO (role ids, dynamic ones included).
+    withdraw_roles: tuple[str, ...] = ("solicitante", "jefatura_solicitante", "direccion_ejecutiva")
+
+
 class Paths(_Section):
     procedures_dir: Path = PROJECT_ROOT / "config" / "procedures"
     templates_dir: Path = PROJECT_ROOT / "templates" / "mail"
@@ -455,6 +460,7 @@ class Settings(_Section):
     units: dict[str, UnitEntry] = {}
     security: SecuritySettings
     schedule: Schedule = Schedule()
+    requests: RequestRules = RequestRules()
     paths: Paths = Paths()
     logging: Logging = Logging()
     metrics: Metrics = Metrics()
@@ -499,12 +505,20 @@ def cross_check(raw: Mapping[str, Any]) -> list[str]:
                 f'{name}.auth: "xoauth2" needs an [oauth2] section (token_url, client_id, '
                 "refresh_token; see docs/providers.md)"
             )
-    schedule = raw.get("schedule") if isinstance(raw.get("schedule"), dict) else {}
-    assert isinstance(schedule, dict)
-    for i, role_id in enumerate(schedule.get("digest_to", ())):
-        if role_id not in known:
-            problems.append(f'schedule.digest_to[{i}]: "{role_id}" is not a configured role')
+    problems += _unknown_roles(raw, "schedule", "digest_to", known)
+    problems += _unknown_roles(raw, "requests", "withdraw_roles", known)
     return problems
+
+
+def _unknown_roles(raw: Mapping[str, Any], section: str, key: str, known: set[str]) -> list[str]:
+    """Return a problem for each role id of ``[section] key`` that is not a role."""
+    table = raw.get(section) if isinstance(raw.get(section), dict) else {}
+    assert isinstance(table, dict)
+    return [
+        f'{section}.{key}[{i}]: "{role_id}" is not a configured role'
+        for i, role_id in enumerate(table.get(key, ()))
+        if role_id not in known
+    ]
 
 
 def _format_error(err: Mapping[str, Any]) -> str:

@@ -55,6 +55,7 @@ _KEYWORDS: dict[str, Action] = {
     **dict.fromkeys(("entrego", "entregado", "entregada"), Action.ENTREGO),
     **dict.fromkeys(("publicado", "publicada", "publicados", "publicadas"), Action.PUBLICADO),
     **dict.fromkeys(("eliminado", "eliminada", "elimino"), Action.ELIMINADO),
+    **dict.fromkeys(("anulo", "anulado", "anulada", "anular"), Action.ANULO),
 }
 _NEGATIONS = frozenset({"no", "tampoco", "nunca", "jamas", "ni"})
 _CONDITIONS = (" pero ", " siempre que ", " siempre y cuando ", " con la condicion", " sujeto a ",

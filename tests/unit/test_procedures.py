@@ -207,6 +207,10 @@ def broken(path: list[Any], value: Any) -> dict[str, Any]:
         (broken(["stages"], []), "mini.toml: stages: missing"),
         (broken(["order"], "first"), "mini.toml: order: must be an integer"),
         (broken(["colour"], "blue"), "mini.toml: colour: unknown key"),
+        (broken(["stages", 1, "actions", "ANULO"], {"end": "cancelado"}),
+         "mini.toml: stages[2].actions.ANULO: ANULO withdraws a request at any stage"),
+        (broken(["stages", 1, "notify_requester"], "sí"),
+         "mini.toml: stages[2].notify_requester: must be true or false"),
     ],
 )  # fmt: skip
 def test_every_problem_is_reported(doc: dict[str, Any], message: str) -> None:
@@ -272,3 +276,18 @@ def test_files_that_cannot_be_read(tmp_path: Path) -> None:
 
 def test_require_procedures_returns_shipped() -> None:
     assert len(require_procedures(SHIPPED, ROLES)) == 5
+
+
+def test_notify_requester_marks_the_manuals_moments(shipped: dict[str, Any]) -> None:
+    """By default: the DE's decision, and the material ready for the requester's approval."""
+    marked = {
+        pid: [s.number for s in procedure.stages.values() if s.notify_requester]
+        for pid, procedure in shipped.items()
+    }
+    assert marked == {
+        "promocion": [6],
+        "imagenes_diseno": [3],
+        "informacion_especifica": [2, 6],
+        "directa": [],
+        "eliminacion": [],
+    }
