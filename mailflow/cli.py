@@ -301,6 +301,20 @@ def _requests_show(inv: Invocation) -> int:
     return 0
 
 
+def _requests_cancel(inv: Invocation) -> int:
+    from mailflow.app.conversation import cancel_by_operator
+
+    rt = _runtime(inv)
+    now = inv.now(rt.settings.zone)
+    code = cancel_by_operator(rt.service, inv.args.code, inv.args.reason, now)
+    print(f"{code}: anulada por el operador; se avisó al solicitante y a quien tenía la etapa")
+    report = rt.outbox.flush(now)
+    print(
+        f"correos: {report.sent} enviados, {report.deferred} pendientes, {report.failed} fallidos"
+    )
+    return 0
+
+
 def _short(moment: str) -> str:
     """Return an ISO moment as local "2026-12-01 09:30" for people to read."""
     return datetime.fromisoformat(moment).strftime("%Y-%m-%d %H:%M")
@@ -402,6 +416,28 @@ def _add_status(sub: Any) -> None:
     p.set_defaults(func=_status)
 
 
+def _add_requests(sub: Any) -> None:
+    p = sub.add_parser("requests", help="list, show or cancel requests")
+    rq = p.add_subparsers(dest="requests_command", metavar="ACTION", required=True)
+    q = rq.add_parser("list", help="every request, newest first")
+    q.add_argument("--json", action="store_true", help="print a JSON list")
+    q.add_argument("--status", help="only this status (en_curso, publicado, rechazado, …)")
+    q.set_defaults(func=_requests_list)
+    q = rq.add_parser("show", help="one request with its stage, history and refusals")
+    q.add_argument("code", metavar="CODE", help="e.g. RRSS-2026-0042")
+    q.add_argument("--json", action="store_true", help="print JSON (see DESIGN.md §4)")
+    q.set_defaults(func=_requests_show)
+    q = rq.add_parser(
+        "cancel",
+        help="anular una solicitud en curso como operador (se avisa al solicitante)",
+        description="Anula la solicitud CODE (estado cancelado), registrado como el "
+        "operador, y avisa al solicitante y a quien tiene la etapa, como un ANULO por correo.",
+    )
+    q.add_argument("code", metavar="CODE", help="e.g. RRSS-2026-0042")
+    q.add_argument("--reason", required=True, metavar="TEXT", help="el motivo, que se comunica")
+    q.set_defaults(func=_requests_cancel)
+
+
 def _add_backup(db: Any) -> None:
     q = db.add_parser(
         "backup",
@@ -466,16 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_status(sub)
 
-    p = sub.add_parser("requests", help="list or show requests")
-    rq = p.add_subparsers(dest="requests_command", metavar="ACTION", required=True)
-    q = rq.add_parser("list", help="every request, newest first")
-    q.add_argument("--json", action="store_true", help="print a JSON list")
-    q.add_argument("--status", help="only this status (en_curso, publicado, rechazado, …)")
-    q.set_defaults(func=_requests_list)
-    q = rq.add_parser("show", help="one request with its stage, history and refusals")
-    q.add_argument("code", metavar="CODE", help="e.g. RRSS-2026-0042")
-    q.add_argument("--json", action="store_true", help="print JSON (see DESIGN.md §4)")
-    q.set_defaults(func=_requests_show)
+    _add_requests(sub)
 
     p = sub.add_parser(
         "replay",

@@ -364,6 +364,8 @@ def promised_mails(
         name = stage.name.rstrip(". ")
         if stage.number in acting:
             maybe = " (si se le asigna)" if stage.alternatives else ""
+            if len(stage.roles) > 1 and not stage.alternatives:
+                maybe = "; si otra persona a cargo lo hace antes, se lo avisaremos"
             promised.append(
                 f"cuando la solicitud llegue a la etapa {stage.number} ({name}), "
                 f"para que usted actúe{maybe}"

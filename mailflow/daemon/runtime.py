@@ -17,6 +17,7 @@ from mailflow.app.views import request_json, request_summary
 from mailflow.config import Settings
 from mailflow.core.people import NO_REQUEST, holders_of
 from mailflow.daemon.runner import Clock, Runner
+from mailflow.jobs.held import HeldOpenings
 from mailflow.jobs.scheduler import Scheduler
 from mailflow.mail.render import Renderer
 from mailflow.mail.spool import RawMail, digest_of
@@ -131,6 +132,7 @@ def build_runtime(settings: Settings) -> Runtime:
         return holders_of(core.directory, ("jefatura_ugs",), NO_REQUEST, today)
 
     outbox = Outbox(store, sender.send_many_sync, composer, settings.smtp.from_address, report_to)
-    scheduler = Scheduler(settings, core, store, composer)
+    held = HeldOpenings(settings, core, store, composer, archive)
+    scheduler = Scheduler(settings, core, store, composer, held)
     requests = Requests(store, core, settings)
     return Runtime(settings, core, store, service, outbox, requests, scheduler, tokens)

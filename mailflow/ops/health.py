@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from mailflow.store.schema import (
     ReminderRow,
     RequestRow,
 )
+from mailflow.store.threads import HeldOpening, held_openings
 
 log = logging.getLogger("mailflow.ops.health")
 
@@ -173,6 +175,8 @@ class Report:
     overdue_stages: int
     last_digest: str | None
     problems: list[str] = field(default_factory=list)
+    # Openings waiting for their sender's CONFIRMO (never a problem: people's work).
+    held: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -186,6 +190,7 @@ class Report:
             "outbox": self.outbox,
             "overdue_stages": self.overdue_stages,
             "last_digest": self.last_digest,
+            "held_openings": self.held,
         }
 
 
@@ -217,6 +222,7 @@ def check(
         digest = session.scalar(
             select(func.max(ReminderRow.created_at)).where(ReminderRow.kind == "digest")
         )
+        held = [_held(h) for h in held_openings(session)]
     daemon: dict[str, Any] | None = None
     if row is None:
         problems.append(f"no daemon has ever run on {name}")
@@ -266,7 +272,23 @@ def check(
             problems.append(
                 f"{count} mail(s) waiting to be sent, the oldest for {waited / 60:.0f} min"
             )
-    return Report(daemon, outbox, int(overdue or 0), _iso(digest), problems)
+    return Report(daemon, outbox, int(overdue or 0), _iso(digest), problems, held)
+
+
+_HELD_DETAIL = re.compile(r"until (\S+) \((\w+)")
+
+
+def _held(opening: HeldOpening) -> dict[str, Any]:
+    """Describe one held opening: who sent what, when, and until when it can be confirmed."""
+    found = _HELD_DETAIL.search(opening.detail)
+    return {
+        "id": opening.inbound_id,
+        "sender": opening.sender,
+        "procedure": found[2] if found else None,
+        "received_at": _iso(opening.received_at),
+        "expires": found[1] if found else None,
+        "asked": opening.asked,
+    }
 
 
 def describe(report: Report) -> list[str]:
@@ -295,6 +317,13 @@ def describe(report: Report) -> list[str]:
     )
     lines.append(f"overdue stages: {report.overdue_stages}")
     lines.append(f"last digest: {report.last_digest or '-'}")
+    lines.append(f"held openings (waiting for CONFIRMO): {len(report.held)}")
+    for h in report.held:
+        asked = "" if h["asked"] else " (not asked: daily cap)"
+        lines.append(
+            f"  #{h['id']} {h['procedure'] or '?'} from {h['sender']}, received "
+            f"{h['received_at']}, expires {h['expires'] or '?'}{asked}"
+        )
     return lines
 
 

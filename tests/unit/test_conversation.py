@@ -255,3 +255,16 @@ def test_a_note_is_never_a_past_action() -> None:
     note = Entry(EARLIER, DE, NOTE, 2)
     found = decide(said(DE, A.APRUEBO), token(2), standing(INFO3, note))
     assert found.verdict is Verdict.COLLEAGUE
+
+
+def test_an_ended_substitution_makes_nobody_a_colleague() -> None:
+    """The jefatura UGS's substitute (9 to 13 March) is a colleague only then."""
+    substitute = "sup@x.bo"
+    reply = said(substitute, A.APRUEBO)
+    during = replace(standing(INFO3), today=NOW.date() + timedelta(days=8))
+    assert decide(reply, Proof(trusted=True), during).verdict is Verdict.ACT  # holds stage 3
+    at2 = state_at("informacion_especifica", 2)
+    assert decide(reply, Proof(trusted=True), replace(standing(at2), today=during.today)) == (
+        Decision(Verdict.COLLEAGUE)
+    )
+    assert decide(reply, Proof(trusted=True), standing(at2)).verdict is Verdict.UNAUTHORIZED
