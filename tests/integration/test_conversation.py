@@ -482,20 +482,19 @@ def test_the_requester_gets_exactly_the_mails_the_acknowledgement_lists(
 # -- 8. held openings ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def guarded(scenario: Scenario):  # type: ignore[no-untyped-def]
-    """The site with privileged openings held for confirmation (the shipped default)."""
-    with variant(scenario, "confirm_openings = false", "confirm_openings = true") as other:
-        yield other
-
-
 DELETION = """Tipo: Eliminación de publicación
 Título: Retirar la foto equivocada
 Enlace: https://www.facebook.com/ejemplo/posts/7
 """
 
 
-def test_held_openings_say_what_happens_are_reminded_listed_and_expire(guarded: Scenario) -> None:
+def test_held_openings_say_what_happens_are_reminded_listed_and_expire(scenario: Scenario) -> None:
+    """With privileged openings held for confirmation (the shipped default)."""
+    with variant(scenario, "confirm_openings = false", "confirm_openings = true") as guarded:
+        _held_openings(guarded)
+
+
+def _held_openings(guarded: Scenario) -> None:
     site = guarded.site
     site.send("community", "Foto del acto", "PUBLICADO fotografia https://fb.com/ejemplo/1\n")
     site.send("directora", "Eliminar publicación", DELETION)
@@ -509,6 +508,7 @@ def test_held_openings_say_what_happens_are_reminded_listed_and_expire(guarded: 
 
     status = json.loads(guarded.cli("status", "--json").stdout)
     assert sorted(h["procedure"] for h in status["held_openings"]) == ["directa", "eliminacion"]
+    assert f"eliminacion from {site.addr('directora')}" in guarded.cli("status").stdout
 
     # A business day later: one reminder each, however many passes.
     guarded.now = datetime(2026, 12, 2, 17, 0, tzinfo=TZ)
