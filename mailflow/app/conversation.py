@@ -45,6 +45,7 @@ from mailflow.core.workflow import WorkflowError
 from mailflow.errors import MailflowError
 from mailflow.mail.parse import InboundMail
 from mailflow.mail.replytext import ActionReading, Unclear, extract_new_text
+from mailflow.mail.thanks import is_thanks
 from mailflow.store.requeststate import state_of, store_state
 from mailflow.store.schema import HistoryRow, InboundOutcome, InboundRow, RefusalRow, RequestRow
 from mailflow.store.threads import latest_note, publication_urls, request_by_code
@@ -59,12 +60,14 @@ _ATTEMPTS = frozenset({Unclear.NEGATED, Unclear.QUESTION, Unclear.CONDITIONAL})
 
 def said_in(mail: InboundMail, reading: ActionReading) -> Said:
     """Return what a reply says, for :func:`mailflow.core.conversation.decide`."""
+    text = extract_new_text(mail.text)[:NOTE_CHARS]
     return Said(
         sender=mail.from_address,
         action=reading.action,
-        text=extract_new_text(mail.text)[:NOTE_CHARS],
+        text=text,
         files=sum(1 for part in mail.attachments if not part.inline),
         attempted=reading.unclear in _ATTEMPTS,
+        thanks=is_thanks(text),
     )
 
 

@@ -387,12 +387,11 @@ class Service:
         now: datetime,
         *,
         confirmed: bool = False,
-        thread: str | None = None,
     ) -> Handled:
         """Open the request ``parsed`` describes, sent by ``mail``'s author.
 
-        ``thread`` is the Message-ID of the request's first mail when ``mail`` only
-        completed it (its replies thread under that one).
+        ``mail`` gives the requester, the title's fallback and the thread (for a request
+        completed by replies, its first mail); ``applier``'s mail is the one answered.
         """
         assert parsed.procedure is not None
         unit = self._unit(parsed, mail.from_address)
@@ -428,7 +427,7 @@ class Service:
             protected=bool(parsed.protegida),
             publish_from=parsed.publicar_desde,
             publish_until=parsed.publicar_hasta,
-            thread_message_id=(thread or mail.message_id)[:998] or None,
+            thread_message_id=mail.message_id[:998] or None,
             created_at=now,
         )
         store_state(request, state, now)

@@ -33,8 +33,6 @@ The rules, in the order they are tried:
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -118,6 +116,7 @@ class Said:
     text: str = ""
     files: int = 0  # attached files (inline images of a signature excluded)
     attempted: bool = False  # a keyword that does not count: negated, asked, conditional
+    thanks: bool = False  # the text only thanks or acknowledges (mail.thanks.is_thanks)
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,7 @@ def decide(said: Said, proof: Proof, standing: Standing) -> Decision:
 def _unkeyed(said: Said, standing: Standing, *, holds: bool) -> Decision:
     """Sort a reply without an action: thanks, an ended request, help or a note."""
     empty = not said.files and not said.text.strip()
-    if (not said.files and is_thanks(said.text)) or (empty and not holds):
+    if (not said.files and said.thanks) or (empty and not holds):
         return Decision(Verdict.THANKS)  # nothing to keep beyond the archive, nothing to say
     if not standing.open:
         return Decision(Verdict.CLOSED)
@@ -275,62 +274,6 @@ def is_known(
     for unit in directory.units.values():
         people.update(_key(a) for a in (unit.head or "", *unit.members) if a)
     return key in people
-
-
-# -- a pure thanks ----------------------------------------------------------------------
-
-# fmt: off
-_THANKS = frozenset({
-    "gracias", "muchas", "muchisimas", "mil", "entendido", "entendida", "entendidos",
-    "recibido", "recibida", "recibidos", "ok", "okay", "oki", "vale", "perfecto", "perfecta",
-    "excelente", "genial", "listo", "enterado", "enterada", "anotado", "anotada", "acuerdo",
-    "buenisimo", "thanks", "thank",
-})
-_POLITE = frozenset({
-    "de", "la", "el", "lo", "los", "las", "su", "sus", "por", "y", "a", "e", "muy", "bien",
-    "usted", "ustedes", "todo", "todos", "saludos", "cordiales", "atentamente", "atte",
-    "quedo", "quedamos", "tomo", "nota", "informacion", "aviso", "confirmacion", "ayuda",
-    "estimado", "estimada", "estimados", "estimadas", "hola", "buenos", "buenas", "dias",
-    "tardes", "noches", "un", "una", "abrazo", "slds", "cordialmente", "you",
-})
-_CONNECTORS = frozenset({"de", "del", "la", "las", "los", "el", "y", "e", "en", "para"})
-# fmt: on
-_WORD = re.compile(r"[^\W\d_]+")
-
-
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-def is_thanks(text: str) -> bool:
-    """Tell whether the new text of a reply only thanks or acknowledges ("Entendido, gracias").
-
-    The first lines must be made of thanks and courtesy words only, with at least one
-    thanks; what follows may only be a signature (short lines of capitalised words, such
-    as a name and a position). Anything else, a question above all, is a message.
-    """
-    lines = [line.strip() for line in text[:2000].splitlines() if line.strip()]
-    if not lines or "?" in text[:2000]:
-        return False
-    thanked = False
-    head = 0
-    for line in lines:
-        words = [_fold(w) for w in _WORD.findall(line)]
-        if not words or not all(w in _THANKS or w in _POLITE for w in words):
-            break
-        thanked = thanked or any(w in _THANKS for w in words)
-        head += 1
-    signature = lines[head:]
-    return thanked and len(signature) <= 4 and all(_signature_line(x) for x in signature)
-
-
-def _signature_line(line: str) -> bool:
-    """Tell whether a line reads like a name or a position (``Lic. Ana Pérez``, ``Jefa UTI``)."""
-    words = _WORD.findall(line)
-    if len(words) > 7:
-        return False
-    return all(w[0].isupper() or _fold(w) in _CONNECTORS for w in words)
 
 
 # -- what the requester will hear, what a held opening will do -----------------------------

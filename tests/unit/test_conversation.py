@@ -18,12 +18,12 @@ from mailflow.core.conversation import (
     Verdict,
     Why,
     decide,
-    is_thanks,
     promised_mails,
     role_words,
     what_happens,
 )
 from mailflow.core.model import Action, RequestState, Status, Vote
+from mailflow.mail.thanks import is_thanks
 
 A = Action
 WITHDRAW = ("solicitante", "jefatura_solicitante", "direccion_ejecutiva")
@@ -71,10 +71,12 @@ def test_a_note_needs_proof_and_a_stranger_is_not_taken() -> None:
     "text", ["Entendido, gracias", "Muchas gracias!", "Ok, recibido.\n\nAna Pérez\nJefa de UTI"]
 )
 def test_pure_thanks_is_archived_open_or_closed(text: str) -> None:
+    assert is_thanks(text)
     for state in (INFO3, replace(INFO3, status=Status.PUBLICADO)):
-        assert decide(said(ANA, text=text), token(3), standing(state)).verdict is Verdict.THANKS
+        thanks = said(ANA, text=text, thanks=True)
+        assert decide(thanks, token(3), standing(state)).verdict is Verdict.THANKS
     # With a file it is a note after all.
-    with_file = said(ANA, text=text, files=1)
+    with_file = said(ANA, text=text, files=1, thanks=True)
     assert decide(with_file, token(3), standing(INFO3)).verdict is Verdict.NOTE
 
 
