@@ -296,6 +296,9 @@ def test_anulo_from_an_outsider_a_forger_or_a_non_withdrawer_changes_nothing(
     assert sent(site, "atacante") == []
     assert told(site, "directora", "", before) == []
     assert len(refusals(scenario)) == 2
+    # Both kept, each with its request: nothing is lost.
+    kept = ledger(scenario)[-2:]
+    assert [(e.outcome, e.request_id is not None) for e in kept] == [("unauthorized", True)] * 2
 
     # A proven person who may not withdraw: the jefatura UGS, from its action mail (Outlook).
     site.reply("directora", action_mail, "APRUEBO", style="gmail")
