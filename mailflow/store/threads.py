@@ -36,11 +36,13 @@ EXPIRED = f"{HELD}, expired:"
 
 def history_entries(session: Session, request_id: int) -> tuple[Entry, ...]:
     """Return a request's history in order, as the conversation rules read it."""
-    rows = session.execute(
-        select(HistoryRow.at, HistoryRow.actor, HistoryRow.action, HistoryRow.stage)
-        .where(HistoryRow.request_id == request_id)
-        .order_by(HistoryRow.id)
-    ).all()
+    # Nothing pending changes the history: no flush (the ledger row is written once, later).
+    with session.no_autoflush:
+        rows = session.execute(
+            select(HistoryRow.at, HistoryRow.actor, HistoryRow.action, HistoryRow.stage)
+            .where(HistoryRow.request_id == request_id)
+            .order_by(HistoryRow.id)
+        ).all()
     return tuple(Entry(at, actor, action, stage) for at, actor, action, stage in rows)
 
 
