@@ -285,6 +285,16 @@ def _requests_show(inv: Invocation) -> int:
     return 0
 
 
+def _requests_cancel(inv: Invocation) -> int:
+    from mailflow.daemon.runtime import cancel_request
+
+    settings = inv.settings()
+    code, report = cancel_request(settings, inv.args.code, inv.args.reason, inv.now(settings.zone))
+    print(f"{code}: anulada por el operador; se avisó al solicitante y a quien tenía la etapa")
+    print(_outbox_words(report))
+    return 0
+
+
 def _replay(inv: Invocation) -> int:
     from mailflow.daemon.runtime import replay_files
 
@@ -429,6 +439,13 @@ def _show_arguments(p: argparse.ArgumentParser) -> None:
     _json_flag(p)
 
 
+def _cancel_arguments(p: argparse.ArgumentParser) -> None:
+    _code_argument(p)
+    p.add_argument(
+        "--reason", required=True, metavar="MOTIVO", help="el motivo, que se comunica a todos"
+    )
+
+
 def _replay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="ARCHIVO.eml")
 
@@ -472,7 +489,7 @@ class Command:
 
 # The words of the commands with subcommands, and their help.
 GROUPS = {
-    "requests": "consultar solicitudes",
+    "requests": "consultar o anular solicitudes",
     "report": "informes de evidencia",
     "archive": "mantenimiento del archivo",
     "db": "mantenimiento de la base de datos",
@@ -526,6 +543,15 @@ COMMANDS: tuple[Command, ...] = (
         _requests_show,
         "una solicitud con su etapa, historial e intentos rechazados",
         _show_arguments,
+    ),
+    Command(
+        "requests cancel",
+        Needs.MAIL,
+        _requests_cancel,
+        "anula una solicitud en curso como operador (se avisa al solicitante)",
+        _cancel_arguments,
+        "Anula la solicitud CÓDIGO (estado cancelado), registrado como el operador, y avisa "
+        "al solicitante y a quien tiene la etapa, como un ANULO por correo.",
     ),
     Command(
         "replay",

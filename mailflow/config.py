@@ -504,6 +504,11 @@ class Schedule(_Section):
     cronograma_default_days: int = Field(5, ge=1, le=90)
 
 
+class RequestRules(_Section):
+    # Who may withdraw a request by answering ANULO (role ids, dynamic ones included).
+    withdraw_roles: tuple[str, ...] = ("solicitante", "jefatura_solicitante", "direccion_ejecutiva")
+
+
 class Paths(_Section):
     procedures_dir: Path = PROJECT_ROOT / "config" / "procedures"
     templates_dir: Path = PROJECT_ROOT / "templates" / "mail"
@@ -593,6 +598,7 @@ class Settings(_Section):
     units: dict[str, UnitEntry] = {}
     security: SecuritySettings
     schedule: Schedule = Schedule()
+    requests: RequestRules = RequestRules()
     paths: Paths = Paths()
     logging: Logging = Logging()
     metrics: Metrics = Metrics()
@@ -646,6 +652,14 @@ def cross_check(raw: Mapping[str, Any]) -> list[str]:
             )
     schedule = raw.get("schedule") if isinstance(raw.get("schedule"), dict) else {}
     assert isinstance(schedule, dict)
+    requests = raw.get("requests") if isinstance(raw.get("requests"), dict) else {}
+    assert isinstance(requests, dict)
+    for i, role_id in enumerate(requests.get("withdraw_roles", ())):
+        if role_id not in known:
+            problems.append(
+                f'requests.withdraw_roles[{i}]: "{role_id}" no es un rol configurado'
+                f"{_did_you_mean(str(role_id), known)}"
+            )
     return problems + _recipient_problems(schedule, known)
 
 

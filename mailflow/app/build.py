@@ -73,6 +73,7 @@ def build_core(settings: Settings) -> Core:
         directory,
         calendar,
         cronograma_default_days=settings.schedule.cronograma_default_days,
+        cancel_roles=settings.requests.withdraw_roles,
     )
     return Core(directory, calendar, procedures, workflow)
 

@@ -53,6 +53,7 @@ _BLANK: dict[str, Any] = {
     "original_subject": "",
     "sender": "",
     "reason": "",
+    "effect": {},
 }
 
 
@@ -175,6 +176,7 @@ class Applier:
             "event": effect.context.get("event", ""),
             "urls": effect.context.get("urls", "").split(),
             "next_step": self.next_step(request),
+            "effect": dict(effect.context),
         }
         if not actions or not effect.cc:
             self._outbox(
@@ -221,6 +223,27 @@ class Applier:
         if request.due_at is not None:
             due = f", con plazo hasta el {fecha(request.due_at.astimezone(service.settings.zone))}"
         return f"etapa {stage.number} ({stage.name}), a cargo de {who}{due}."
+
+    def context_for(self, request: RequestRow, **extra: Any) -> dict[str, Any]:
+        """Return a complete template context about ``request`` (``extra`` on top)."""
+        procedure = self.service.core.workflow.procedure(request.procedure)
+        return {
+            **_BLANK,
+            "request": request_context(request, procedure, self.service.settings.zone),
+            "next_step": self.next_step(request),
+            **extra,
+        }
+
+    def send(
+        self, template: str, to: Sequence[str], context: dict[str, Any], request: RequestRow
+    ) -> None:
+        """Queue ``template`` about ``request`` to ``to``, each copy signed for its reader."""
+        if to:
+            self._outbox(template, to, [], context, request, stage=request.stage)
+
+    def store_attachments(self, request: RequestRow) -> list[AttachmentRow]:
+        """Add this mail's files to the request's files (archived and indexed)."""
+        return self._attachments(request)
 
     def _outbox(
         self,
@@ -277,6 +300,10 @@ class Applier:
             for slot in range(MAX_ANSWERS_PER_DAY)  # any() stops at the first free slot
         )
 
+    def once(self, kind: str, address: str, extra: str = "") -> bool:
+        """Claim the one answer of ``kind`` (and ``extra``) to ``address`` today, within its cap."""
+        return self._once(kind, address, extra)
+
     def help(self, kind: str, problems: list[str], *, form: str = "") -> Handled:
         """Answer the sender once a day per kind with what could not be understood."""
         sender = self.mail.from_address
@@ -326,11 +353,40 @@ class Applier:
         )
         return self.help(f"noaction-{request.code}", [problem])
 
-    def intake_problems(self, parsed: Intake) -> Handled:
-        """List exactly what is missing or wrong in a request, with a form to fill."""
+    def intake_problems(self, parsed: Intake, pending: str | None = None) -> Handled:
+        """List exactly what is missing or wrong in a request, with a form to fill.
+
+        ``pending`` is the pseudo-code (:func:`mailflow.core.routing.confirmation_code`)
+        of the request's first mail: the help mail's token carries it, so that a reply
+        completing the form is merged with that mail instead of starting over.
+        """
         problems = [p.message for p in parsed.problems] or ["Falta el campo «Tipo»."]
         # The template prints ``form`` as the text to fill (it used to get ``True``).
-        return self.help("intake", problems, form=request_form(parsed))
+        form = request_form(parsed)
+        if pending is None:
+            return self.help("intake", problems, form=form)
+        sender = self.mail.from_address
+        if self._once("help-intake", sender, "|".join(sorted(problems))[:120]):
+            context = {
+                **_BLANK,
+                "problems": problems,
+                "form": form,
+                "original_subject": self.mail.subject,
+            }
+            rows = self.service.composer.rows(
+                "help",
+                [sender],
+                [],
+                context=context,
+                code=pending,
+                stage=0,
+                references=[self.mail.message_id],
+                now=self.now,
+                request_id=None,
+                show_code=False,
+            )
+            self.session.add_all(rows)
+        return Handled(InboundOutcome.FORMAT_ERROR, detail="; ".join(problems))
 
     def not_allowed_to_start(self, parsed: Intake, reason: str) -> Handled:
         """Tell a sender who may not open this kind of request why, once a day."""

@@ -22,18 +22,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailflow.app.build import Core
+from mailflow.app.completion import complete
+from mailflow.app.conversation import Conversation, said_in
 from mailflow.app.effects import Applier, Handled, Reply
+from mailflow.app.held import confirm_context, read_request_mail
 from mailflow.app.outbound import Composer
-from mailflow.app.products import directa_form
 from mailflow.config import Settings
+from mailflow.core.conversation import Proof, Standing, Verdict, decide
 from mailflow.core.model import Action, ActionTaken, RequestOpened
-from mailflow.core.people import unit_of
+from mailflow.core.people import may_act, unit_of
 from mailflow.core.routing import (
     Route,
     authenticated,
     confirmation_code,
     held_inbound_id,
-    issued_to,
     route,
     token_proof,
 )
@@ -46,10 +48,10 @@ from mailflow.core.workflow import (
     WorkflowError,
 )
 from mailflow.mail.cronograma import plan
-from mailflow.mail.intake import Intake, parse_cronograma, parse_intake, read_request
+from mailflow.mail.intake import Intake, parse_cronograma
 from mailflow.mail.mimestream import read_mail
 from mailflow.mail.parse import MAX_MESSAGE_BYTES, InboundMail, MailParseError, parse_message
-from mailflow.mail.replytext import Unclear, extract_new_text, fold, read_reply
+from mailflow.mail.replytext import ActionReading, Unclear, extract_new_text, fold, read_reply
 from mailflow.mail.sealed import Sealed
 from mailflow.mail.spool import RawMail, Spooled, digest_of, head_of, header_block, size_of
 from mailflow.store.archive import Archive
@@ -57,13 +59,11 @@ from mailflow.store.catalog import inbound_entry
 from mailflow.store.repository import Store, ledger_seen, next_request_code
 from mailflow.store.requeststate import state_of, store_state
 from mailflow.store.schema import InboundOutcome, InboundRow, RequestRow
+from mailflow.store.threads import HELD, history_entries, request_in_thread
 
 log = logging.getLogger("mailflow.app.service")
 _HEADER_BYTES = 64 * 1024  # enough for any header block the catalog and the bound answer read
 
-# The ledger detail of an opening held until its sender answers CONFIRMO; the held row's
-# request_id is set when it is confirmed, so it opens once.
-HELD = "held for CONFIRMO"
 _FIRST_WORD = re.compile(r"[^\W\d_]{1,40}")
 
 # Why a reply was not read as an action, for the help mail. The enum values (``negated``…)
@@ -277,10 +277,15 @@ class Service:
             self.settings.organization.code_prefix,
         )
         if found.code is None:
-            return self._intake(applier, mail, now)
-        held = held_inbound_id(found.code, self.settings.organization.code_prefix)
-        if held is not None:
-            return self._confirm(applier, held, found, mail, now)
+            # No token, no code: a reply in the thread of a request's own first mail.
+            threaded = request_in_thread(session, mail.thread_ids)
+            if threaded is None:
+                return self._intake(applier, mail, now)
+            ledger.request_id = threaded.id
+            return self._reply(applier, threaded, (), mail, now)
+        pending = held_inbound_id(found.code, self.settings.organization.code_prefix)
+        if pending is not None:
+            return self._pending(applier, pending, found, mail, now)
         # Locked: two daemons handling two votes of one request at once must take turns
         # (PostgreSQL; SQLite serializes writers anyway).
         request = session.scalar(
@@ -306,31 +311,69 @@ class Service:
         mail: InboundMail,
         now: datetime,
     ) -> Handled:
+        """Act on a reply about ``request``, or answer it as what it is (see core.conversation)."""
         reading = read_reply(mail.text, mail.subject)
-        if reading.action is None:
+        secret = self.settings.security.secret.get_secret_value().encode()
+        sender = mail.from_address
+        proof = Proof(
+            stages=frozenset(
+                t.stage for t in tokens if t.code == request.code and verify(secret, t, sender)
+            ),
+            trusted=authenticated(
+                mail.authentication_results, self.settings.security.trusted_authserv_id, sender
+            ),
+        )
+        said = said_in(mail, reading)
+        decision = decide(said, proof, self._standing(applier.session, request, now))
+        verdict = decision.verdict
+        if verdict is Verdict.ACT and reading.action is not None:
+            return self._act(applier, request, reading.action, reading, now)
+        if verdict is Verdict.HELP:
             return applier.help_for_request(
                 request, UNCLEAR_REASONS[reading.unclear or Unclear.EMPTY]
             )
-        secret = self.settings.security.secret.get_secret_value().encode()
-        refusal = token_proof(secret, tokens, mail.from_address, request.code, request.stage)
-        trusted = authenticated(
-            mail.authentication_results,
-            self.settings.security.trusted_authserv_id,
-            mail.from_address,
+        if verdict in (Verdict.UNAUTHORIZED, Verdict.STALE) and reading.action is not None:
+            refusal = token_proof(secret, tokens, sender, request.code, request.stage)
+            if verdict is Verdict.STALE:
+                # Proven, only answering an earlier stage's mail: the author is told why
+                # nothing happened; the current holders are not alarmed about them.
+                return applier.refused(request, reading.action.value, refusal or "")
+            if proof.proven:  # proven, but nobody of the institution: from outside
+                refusal = self._not_a_holder(request, sender, now)
+            return applier.unauthorized(request, reading.action.value, refusal or "")
+        return Conversation(applier, request).carry(decision, said, reading.action)
+
+    def _standing(self, session: Session, request: RequestRow, now: datetime) -> Standing:
+        """Return where ``request`` stands, for the conversation rules."""
+        return Standing(
+            state=state_of(request),
+            procedure=self.core.workflow.procedure(request.procedure),
+            directory=self.core.directory,
+            history=history_entries(session, request.id),
+            today=self.core.calendar.local(now).date(),
+            withdraw_roles=self.core.workflow.cancel_roles,
         )
-        if refusal is not None and not trusted:
-            if issued_to(secret, tokens, mail.from_address, request.code):
-                # The sender is proven, only answering an earlier stage's mail: tell them
-                # why nothing happened. This used to alarm the current holders instead and
-                # leave the author unaware that their action was not recorded.
-                return applier.refused(request, reading.action.value, refusal)
-            return applier.unauthorized(request, reading.action.value, refusal)
+
+    def _not_a_holder(self, request: RequestRow, sender: str, now: datetime) -> str:
+        today = self.core.calendar.local(now).date()
+        directory = self.core.directory
+        return may_act(directory, sender, request.stage_roles, state_of(request), today).reason
+
+    def _act(
+        self,
+        applier: Applier,
+        request: RequestRow,
+        action: Action,
+        reading: ActionReading,
+        now: datetime,
+    ) -> Handled:
+        """Apply the stage holder's action through the workflow."""
         procedure = self.core.workflow.procedure(request.procedure)
         today = self.core.calendar.local(now).date()
         milestones = parse_cronograma(reading.text, today).milestones
         event = ActionTaken(
-            actor=mail.from_address,
-            action=reading.action,
+            actor=applier.mail.from_address,
+            action=action,
             text=reading.text,
             cronograma=plan(procedure, request.stage, milestones),
             urls=reading.urls,
@@ -338,23 +381,43 @@ class Service:
         try:
             state, effects = self.core.workflow.act(state_of(request), event, now)
         except UnauthorizedError as exc:
-            return applier.unauthorized(request, reading.action.value, exc.reason, exc.notify)
+            return applier.unauthorized(request, action.value, exc.reason, exc.notify)
         except WorkflowError as exc:
-            return applier.refused(request, reading.action.value, _explain(exc, reading.action))
+            return applier.refused(request, action.value, _explain(exc, action))
         store_state(request, state, now)
-        applier.apply(request, effects, Reply(reading.action.value, reading.text, reading.urls))
-        return Handled(InboundOutcome.PROCESSED, request.code, f"{reading.action.value} accepted")
+        applier.apply(request, effects, Reply(action.value, reading.text, reading.urls))
+        return Handled(InboundOutcome.PROCESSED, request.code, f"{action.value} accepted")
 
     def _intake(
         self, applier: Applier, mail: InboundMail, now: datetime, *, confirmed: bool = False
     ) -> Handled:
         """Open a request from a new mail; ``confirmed`` when its sender answered CONFIRMO."""
-        today = self.core.calendar.local(now).date()
-        # A bare "PUBLICADO <tipo> <enlace>" from the administrator registers a direct post.
-        form = directa_form(mail.text, mail.subject)
-        parsed = parse_intake(form, today) if form else read_request(mail.text, mail.html, today)
+        parsed = self.read_request(mail, now)
         if parsed.problems or parsed.procedure is None:
-            return applier.intake_problems(parsed)
+            # The help mail's token names this mail: a reply completes it (app.completion).
+            prefix = self.settings.organization.code_prefix
+            return applier.intake_problems(parsed, confirmation_code(prefix, applier.ledger.id))
+        return self.open_request(applier, parsed, mail, now, confirmed=confirmed)
+
+    def read_request(self, mail: InboundMail, now: datetime) -> Intake:
+        """Read the fields of a request mail (or of a bare direct publication)."""
+        return read_request_mail(mail, self.core.calendar.local(now).date())
+
+    def open_request(
+        self,
+        applier: Applier,
+        parsed: Intake,
+        mail: InboundMail,
+        now: datetime,
+        *,
+        confirmed: bool = False,
+    ) -> Handled:
+        """Open the request ``parsed`` describes, sent by ``mail``'s author.
+
+        ``mail`` gives the requester, the title's fallback and the thread (for a request
+        completed by replies, its first mail); ``applier``'s mail is the one answered.
+        """
+        assert parsed.procedure is not None
         unit = self._unit(parsed, mail.from_address)
         event = RequestOpened(
             procedure=parsed.procedure,
@@ -434,27 +497,7 @@ class Service:
         """
         code = confirmation_code(self.settings.organization.code_prefix, applier.ledger.id)
         expires = self.core.calendar.due_after(now, self.settings.security.confirm_days)
-        procedure = self.core.procedures.get(parsed.procedure or "")
-        summary = [
-            {"label": label, "value": value[:300]}
-            for label, value in (
-                ("Título", parsed.titulo),
-                ("Enlace", parsed.enlace),
-                ("Resumen", parsed.resumen or parsed.objetivo),
-                ("Unidad", parsed.unidad),
-            )
-            if value
-        ]
-        context = {
-            "sender": mail.from_address,
-            "original_subject": mail.subject,
-            "confirm": {
-                "title": parsed.titulo or mail.subject or (procedure.name if procedure else ""),
-                "procedure_name": procedure.name if procedure else parsed.procedure,
-                "summary": summary,
-                "expires": expires,
-            },
-        }
+        context = confirm_context(self.core, parsed, mail, expires)
         asked = applier.ask_confirmation(code, context)
         return Handled(
             InboundOutcome.PROCESSED,
@@ -462,25 +505,43 @@ class Service:
             f"{'' if asked else ', daily cap reached: not asked'})",
         )
 
-    def _confirm(
+    def _pending(
         self,
         applier: Applier,
-        held_id: int,
+        inbound_id: int,
         found: Route,
         mail: InboundMail,
         now: datetime,
     ) -> Handled:
-        """Open a held request when its own sender answers CONFIRMO with the token we sent."""
+        """Answer to a mail that opened nothing yet: a held opening, or an incomplete request.
+
+        Our mail about it carries a token signed for its sender: only they can confirm or
+        complete it.
+        """
         secret = self.settings.security.secret.get_secret_value().encode()
         sender = mail.from_address
         if not any(t.code == found.code and verify(secret, t, sender) for t in found.tokens):
-            # Whoever wrote this never received the confirmation mail: nothing to tell them.
-            log.warning("confirmation of #%s by %s without its token", held_id, mail.from_address)
-            return Handled(InboundOutcome.UNAUTHORIZED, detail=f"CONFIRMO of #{held_id} unproven")
+            # Whoever wrote this never received our mail: nothing to tell them.
+            log.warning("reply about #%s by %s without its token", inbound_id, sender)
+            return Handled(
+                InboundOutcome.UNAUTHORIZED, detail=f"CONFIRMO of #{inbound_id} unproven"
+            )
         session = applier.session
-        held = session.scalar(select(InboundRow).where(InboundRow.id == held_id).with_for_update())
-        if held is None or not (held.detail or "").startswith(HELD):
-            return Handled(InboundOutcome.UNAUTHORIZED, detail=f"#{held_id} is not held")
+        row = session.scalar(
+            select(InboundRow).where(InboundRow.id == inbound_id).with_for_update()
+        )
+        if row is not None and (row.detail or "").startswith(HELD):
+            return self._confirm(applier, row, mail, now)
+        if row is not None and row.outcome == InboundOutcome.FORMAT_ERROR:
+            return complete(self, applier, row, now)
+        return Handled(InboundOutcome.UNAUTHORIZED, detail=f"#{inbound_id} is not held")
+
+    def _confirm(
+        self, applier: Applier, held: InboundRow, mail: InboundMail, now: datetime
+    ) -> Handled:
+        """Open a held request when its own sender answers CONFIRMO with the token we sent."""
+        held_id = held.id
+        session = applier.session
         if held.request_id is not None:
             applier.ledger.request_id = held.request_id
             return Handled(InboundOutcome.DUPLICATE, detail=f"#{held_id} already confirmed")

@@ -25,6 +25,8 @@ class Action(StrEnum):
     ENTREGO = "ENTREGO"
     PUBLICADO = "PUBLICADO"
     ELIMINADO = "ELIMINADO"
+    # Withdraws the request at any stage before its end; never a row of a stage's table.
+    ANULO = "ANULO"
 
     @property
     def needs_reason(self) -> bool:
@@ -112,6 +114,8 @@ class Stage:
     alternatives: bool = False
     cc: tuple[str, ...] = ()
     rechazo_report_to: tuple[str, ...] = ()
+    # The requester is told when this stage is decided (the acknowledgement promises it).
+    notify_requester: bool = False
 
     @property
     def actions(self) -> tuple[Action, ...]:

@@ -38,7 +38,7 @@ __all__ = [
 _PROCEDURE_KEYS = {"id", "name", "order", "started_by", "opening_action", "aliases", "stages"}
 _STAGE_KEYS = {
     "number", "name", "responsible", "instrument", "role", "roles", "alternatives",
-    "deadline", "actions", "cc", "rechazo_report_to",
+    "deadline", "actions", "cc", "rechazo_report_to", "notify_requester",
 }  # fmt: skip
 _TRANSITION_KEYS = {"to", "end", "role", "notify", "cc"}
 _DEADLINE_HELP = 'uno de "variable", "cronograma" o { business_days = N }'
@@ -131,10 +131,16 @@ def _transitions(
         p.add(path, "falta: una etapa debe aceptar al menos una acción")
         return {}
     result: dict[Action, Transition] = {}
-    valid = ", ".join(a.value for a in Action)
+    valid = ", ".join(a.value for a in Action if a is not Action.ANULO)
     for name, target in raw.items():
         if name not in {a.value for a in Action}:
             p.add(f"{path}.{name}", f"acción desconocida (una de {valid})")
+            continue
+        if name == Action.ANULO.value:
+            p.add(
+                f"{path}.{name}",
+                "ANULO anula una solicitud en cualquier etapa; no es una acción de etapa",
+            )
             continue
         transition = _transition(Action(name), target, f"{path}.{name}", known, p)
         if transition is not None:
@@ -161,6 +167,9 @@ def _stage(raw: object, index: int, known: frozenset[str], p: _Problems) -> Stag
     roles = _roles(raw.get(key, []), f"{path}.{key}", known, p)
     deadline = _deadline(raw.get("deadline"), f"{path}.deadline", p)
     transitions = _transitions(raw.get("actions"), f"{path}.actions", known, p)
+    notify = raw.get("notify_requester", False)
+    if not isinstance(notify, bool):
+        p.add(f"{path}.notify_requester", f"debe ser true o false, no {notify!r}")
     if not roles or deadline is None:
         return None
     return Stage(
@@ -176,6 +185,7 @@ def _stage(raw: object, index: int, known: frozenset[str], p: _Problems) -> Stag
         rechazo_report_to=_roles(
             raw.get("rechazo_report_to", []), f"{path}.rechazo_report_to", known, p
         ),
+        notify_requester=notify is True,
     )
 
 
@@ -352,6 +362,7 @@ def procedures_as_json(procedures: Mapping[str, Procedure]) -> list[dict[str, An
             item["actions"] = [a.value for a in stage.actions]
             item["leads_to"] = {a.value: _target(t) for a, t in stage.transitions.items()}
             item["deadline"] = stage.deadline.describe()
+            item["notify_requester"] = stage.notify_requester
             stages.append(item)
         result.append(
             {

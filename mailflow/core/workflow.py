@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from mailflow.core.calendar import BusinessCalendar
+from mailflow.core.conversation import promised_mails
 from mailflow.core.model import (
     Action,
     ActionTaken,
@@ -45,7 +46,13 @@ from mailflow.core.model import (
     Transition,
     Vote,
 )
-from mailflow.core.people import SOLICITANTE, Directory, holders_of, may_act
+from mailflow.core.people import (
+    JEFATURA_SOLICITANTE,
+    SOLICITANTE,
+    Directory,
+    holders_of,
+    may_act,
+)
 from mailflow.errors import MailflowError
 
 Outcome = tuple[RequestState, tuple[Effect, ...]]
@@ -55,7 +62,7 @@ _END_TEMPLATES = {
     Status.PUBLICADO: "published",
     Status.RECHAZADO: "rejected",
     Status.ELIMINADO: "action_recorded",
-    Status.CANCELADO: "action_recorded",
+    Status.CANCELADO: "cancelled",
 }
 # When a quorum is split, the first of these to reach the threshold wins.
 _PRECEDENCE = (Action.APRUEBO, Action.APRUEBO_COMITE, Action.RECHAZO, Action.OBSERVO)
@@ -127,8 +134,8 @@ class Workflow:
     directory: Directory
     calendar: BusinessCalendar
     cronograma_default_days: int = 5
-    # Who may withdraw a request; not in the manual, which has no cancellation.
-    cancel_roles: tuple[str, ...] = (SOLICITANTE, "jefatura_ugs")
+    # Who may withdraw a request (ANULO); not in the manual, which has no cancellation.
+    cancel_roles: tuple[str, ...] = (SOLICITANTE, JEFATURA_SOLICITANTE, "direccion_ejecutiva")
 
     def advance(self, state: RequestState | None, event: Event, now: datetime) -> Outcome:
         """Apply ``event`` at ``now``: open a request (state None) or act on its stage."""
@@ -161,9 +168,14 @@ class Workflow:
             event.requester, procedure.opening_action, event.text, event.cronograma, event.urls
         )
         step = _Step(procedure, state, opening, now)
-        context = self._context(step, first, None)
-        ack = SendMail("acknowledgement", (event.requester,), stage=first.number, context=context)
         new, effects = self._take(step, first.transitions[procedure.opening_action], confirm=False)
+        context = self._context(step, first, None)
+        if new.status is Status.EN_CURSO:
+            # The acknowledgement lists every mail the requester will get, no more.
+            context["promised"] = "\n".join(promised_mails(procedure, self.directory, new, today))
+            withdraw = may_act(self.directory, event.requester, self.cancel_roles, new, today)
+            context["may_withdraw"] = "1" if withdraw.allowed else ""
+        ack = SendMail("acknowledgement", (event.requester,), stage=first.number, context=context)
         return new, (ack, *effects)
 
     def act(self, state: RequestState, event: ActionTaken, now: datetime) -> Outcome:
@@ -188,24 +200,42 @@ class Workflow:
             return self._vote(step, decision.role, role.quorum)
         return self._take(step, transition, confirm=True)
 
-    def cancel(self, state: RequestState, actor: str, reason: str, now: datetime) -> Outcome:
-        """Cancel an open request (withdrawn by its requester or the communications unit)."""
+    def cancel(
+        self,
+        state: RequestState,
+        actor: str,
+        reason: str,
+        now: datetime,
+        *,
+        operator: bool = False,
+    ) -> Outcome:
+        """Withdraw an open request (ANULO); ``operator`` skips the role check (the CLI).
+
+        The requester, the withdrawer and the stage's current holders are told; the
+        request keeps its stage, so its history shows where it stopped.
+        """
         today = self._today(now)
         if state.status is not Status.EN_CURSO:
             raise RequestClosedError(f"the request is {state.status.value}")
-        decision = may_act(self.directory, actor, self.cancel_roles, state, today)
-        if not decision.allowed:
-            raise UnauthorizedError(decision.reason, notify=(state.requester,))
+        if not operator:
+            decision = may_act(self.directory, actor, self.cancel_roles, state, today)
+            if not decision.allowed:
+                raise UnauthorizedError(decision.reason, notify=(state.requester,))
         new = replace(state, status=Status.CANCELADO, due=None, votes=())
         procedure = self.procedure(state.procedure)
         stage = procedure.stages[state.stage]
         context = {**_describe(procedure, stage), "actor": actor, "text": reason}
+        to = self._people((SOLICITANTE,), state, now)
+        if not operator:
+            to = _without((actor,), to) + to
+        holders = self._people(state.roles, state, now)
         return new, (
-            RecordHistory(now, actor, "CANCELADO", state.stage, reason),
+            RecordHistory(now, actor, Status.CANCELADO.value.upper(), state.stage, reason),
             SetDue(state.stage, None),
             SendMail(
-                "action_recorded",
-                self._people((SOLICITANTE,), state, now),
+                _END_TEMPLATES[Status.CANCELADO],
+                to,
+                _without(holders, to),
                 stage=state.stage,
                 context=context,
             ),
@@ -272,7 +302,45 @@ class Workflow:
             context = self._context(step, step.stage, new.due)
             mail = SendMail("action_recorded", (event.actor,), stage=state.stage, context=context)
             notices = (*notices, mail)
+        if confirm:
+            notices = (*notices, *self._told_around(step, new, notices, quorum=not record))
         return new, (*effects, *notices)
+
+    def _told_around(
+        self, step: _Step, new: RequestState, notices: tuple[Effect, ...], *, quorum: bool
+    ) -> tuple[SendMail, ...]:
+        """Tell the stage's other holders it is done, and the requester where the stage asks.
+
+        Several people may hold a stage (two roles, a substitute, a committee): when one
+        acts, the others get a short "ya lo hizo" instead of waiting on a mail that no
+        longer asks anything. A stage marked ``notify_requester`` tells the requester,
+        unless this very step already mails them.
+        """
+        state, stage, event = step.state, step.stage, step.event
+        reached = {
+            a.casefold()
+            for mail in notices
+            if isinstance(mail, SendMail)
+            for a in (*mail.to, *mail.cc)
+        }
+        reached.add(event.actor.casefold())
+        context = {
+            **self._context(step, stage, new.due),
+            "status": new.status.value,
+            "event": "quorum" if quorum else "",
+        }
+        mails: list[SendMail] = []
+        others = [
+            a for a in self._people(state.roles, state, step.now) if a.casefold() not in reached
+        ]
+        if others:
+            # Signed for the stage they held: a late answer to it is about that stage.
+            mails.append(SendMail("stage_done", tuple(others), stage=state.stage, context=context))
+            reached.update(a.casefold() for a in others)
+        requester = state.requester
+        if stage.notify_requester and requester and requester.casefold() not in reached:
+            mails.append(SendMail("progress", (requester,), stage=new.stage, context=context))
+        return tuple(mails)
 
     def _enter(self, step: _Step, transition: Transition, target: Stage) -> Outcome:
         roles = (transition.role,) if transition.role else target.roles

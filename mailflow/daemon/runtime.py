@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from mailflow import __version__
 from mailflow.app.build import Core, build_core, procedures_of
+from mailflow.app.conversation import cancel_by_operator
 from mailflow.app.effects import Handled
 from mailflow.app.outbound import Composer
 from mailflow.app.outbox import FlushReport, Outbox
@@ -32,6 +33,7 @@ from mailflow.core.people import NO_REQUEST, holders_of
 from mailflow.daemon.needs import Needs
 from mailflow.daemon.runner import Clock, PassReport, Runner, Wiring, offset_clock
 from mailflow.errors import MailflowError
+from mailflow.jobs.held import HeldOpenings
 from mailflow.jobs.scheduler import Scheduler
 from mailflow.mail.render import Renderer
 from mailflow.mail.spool import RawMail, Spooled, digest_of, read_file
@@ -289,7 +291,8 @@ def build_runtime(settings: Settings) -> Runtime:
         return holders_of(core.directory, ("jefatura_ugs",), NO_REQUEST, today)
 
     outbox = Outbox(store, sender.send_many_sync, composer, settings.smtp.from_address, report_to)
-    scheduler = Scheduler(settings, core, store, composer)
+    held = HeldOpenings(settings, core, store, composer, archive)
+    scheduler = Scheduler(settings, core, store, composer, held)
     requests = Requests(store, core, settings)
     return Runtime(settings, core, store, service, outbox, requests, scheduler, tokens)
 
@@ -321,6 +324,18 @@ def replay_files(
                 if isinstance(raw, Spooled):
                     raw.discard()
         return rt.outbox.flush(now)
+    finally:
+        rt.close()
+
+
+def cancel_request(
+    settings: Settings, code: str, reason: str, now: datetime
+) -> tuple[str, FlushReport]:
+    """Withdraw request ``code`` as the operator, tell everyone, and flush the outbox."""
+    rt = build_runtime(settings)
+    try:
+        cancelled = cancel_by_operator(rt.service, code.upper(), reason, now)
+        return cancelled, rt.outbox.flush(now)
     finally:
         rt.close()
 

@@ -49,6 +49,7 @@ from mailflow.core.deadlines import (
 )
 from mailflow.core.model import Status
 from mailflow.core.people import NO_REQUEST, holders_of
+from mailflow.jobs.held import HeldOpenings
 from mailflow.jobs.weekly import digest_of, watch_of
 from mailflow.store.repository import (
     Store,
@@ -86,13 +87,24 @@ def rules_of(settings: Settings) -> Rules:
 class Scheduler:
     """Send what is due at a given moment; safe to call on every pass, by every daemon."""
 
-    def __init__(self, settings: Settings, core: Core, store: Store, composer: Composer) -> None:
-        """Schedule with the settings' ``[schedule]`` rules over ``store``."""
+    def __init__(
+        self,
+        settings: Settings,
+        core: Core,
+        store: Store,
+        composer: Composer,
+        held: HeldOpenings | None = None,
+    ) -> None:
+        """Schedule with the settings' ``[schedule]`` rules over ``store``.
+
+        ``held`` reminds and expires the openings held for CONFIRMO on every pass too.
+        """
         self.settings = settings
         self.core = core
         self.store = store
         self.composer = composer
         self.rules = rules_of(settings)
+        self.held = held
 
     def run_due(self, now: datetime) -> dict[str, int]:
         """Do every piece of work due at ``now``; return how many of each kind were done.
@@ -116,6 +128,11 @@ class Scheduler:
                 log.exception(
                     "%s failed; retrying on the next pass", work.key, extra={"work": work.key}
                 )
+        if self.held is not None:
+            try:
+                done.update(self.held.run_due(now))
+            except Exception:
+                log.exception("held openings could not be checked; retrying on the next pass")
         return dict(done)
 
     def plan(self, now: datetime) -> list[Work]:

@@ -203,6 +203,18 @@ def parse_intake(
     ``aliases`` adds procedure wordings from config; ``required`` replaces :data:`REQUIRED`.
     """
     raw = read_fields(html_to_text(text) if html else text)
+    return check_fields(raw, today, aliases=aliases, required=required)
+
+
+def check_fields(
+    raw: Mapping[str, str],
+    today: date,
+    *,
+    aliases: Mapping[str, Sequence[str]] | None = None,
+    required: Mapping[str, Sequence[str]] | None = None,
+) -> Intake:
+    """Validate fields already read (:func:`read_fields`), e.g. merged from several mails."""
+    raw = dict(raw)
     problems: list[Problem] = []
     procedure = _check_procedure(raw, aliases or {}, problems)
     desde, hasta = _check_dates(raw, today, problems)

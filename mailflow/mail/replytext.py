@@ -69,6 +69,7 @@ _KEYWORDS: dict[str, Action] = {
     **dict.fromkeys(("entrego", "entregado", "entregada"), Action.ENTREGO),
     **dict.fromkeys(("publicado", "publicada", "publicados", "publicadas"), Action.PUBLICADO),
     **dict.fromkeys(("eliminado", "eliminada", "elimino"), Action.ELIMINADO),
+    **dict.fromkeys(("anulo", "anulado", "anulada", "anular"), Action.ANULO),
 }
 # First person past tense ("Aprobé.", "Publiqué https://…"), as clear as the participle.
 # Unaccented, "rechace", "observe", "publique"… are also a command ("publique el lunes"), so

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from mailflow.store.schema import (
     ReminderRow,
     RequestRow,
 )
+from mailflow.store.threads import HeldOpening, held_openings
 
 log = logging.getLogger("mailflow.ops.health")
 
@@ -179,6 +181,8 @@ class Report:
     # Mail that vanished from the mailbox before it was fetched: people's doing, reported
     # but never unhealthy (see mailflow.daemon.runner, "gaps").
     gaps: dict[str, Any] = field(default_factory=dict)
+    # Openings waiting for their sender's CONFIRMO (never a problem: people's work).
+    held: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -193,6 +197,7 @@ class Report:
             "overdue_stages": self.overdue_stages,
             "last_digest": self.last_digest,
             "gaps": self.gaps,
+            "held_openings": self.held,
         }
 
 
@@ -225,6 +230,7 @@ def check(
             select(func.max(ReminderRow.created_at)).where(ReminderRow.kind == "digest")
         )
         gaps = _gaps(session, now)
+        held = [_held(h) for h in held_openings(session)]
     daemon: dict[str, Any] | None = None
     if row is None:
         problems.append(f"ningún daemon ha trabajado nunca en {name}")
@@ -275,7 +281,7 @@ def check(
             problems.append(
                 f"{count} {waiting} salir, el más antiguo desde hace {waited / 60:.0f} min"
             )
-    return Report(daemon, outbox, int(overdue or 0), _iso(digest), problems, gaps)
+    return Report(daemon, outbox, int(overdue or 0), _iso(digest), problems, gaps, held)
 
 
 def _gaps(session: Session, now: datetime) -> dict[str, Any]:
@@ -287,6 +293,22 @@ def _gaps(session: Session, now: datetime) -> dict[str, Any]:
         "recent": [
             {"mailbox": g.mailbox, "uid": g.uid, "noticed_at": _iso(g.noticed_at)} for g in recent
         ],
+    }
+
+
+_HELD_DETAIL = re.compile(r"until (\S+) \((\w+)")
+
+
+def _held(opening: HeldOpening) -> dict[str, Any]:
+    """Describe one held opening: who sent what, when, and until when it can be confirmed."""
+    found = _HELD_DETAIL.search(opening.detail)
+    return {
+        "id": opening.inbound_id,
+        "sender": opening.sender,
+        "procedure": found[2] if found else None,
+        "received_at": _iso(opening.received_at),
+        "expires": found[1] if found else None,
+        "asked": opening.asked,
     }
 
 
@@ -326,6 +348,13 @@ def describe(report: Report) -> list[str]:
             f"  UID {item['uid']} ({item['mailbox']}), notado {item['noticed_at']}"
             for item in g["recent"]
         ]
+    lines.append(f"aperturas que esperan CONFIRMO: {len(report.held)}")
+    for h in report.held:
+        asked = "" if h["asked"] else " (sin pedir: tope diario alcanzado)"
+        lines.append(
+            f"  #{h['id']} {h['procedure'] or '?'} de {h['sender']}, recibida "
+            f"{h['received_at']}, vence {h['expires'] or '?'}{asked}"
+        )
     return lines
 
 

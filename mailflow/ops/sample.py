@@ -25,6 +25,13 @@ TEMPLATES = (
     "digest",
     "confirm_opening",
     "mailbox_gaps",
+    "confirm_expired",
+    "note",
+    "noted",
+    "cancelled",
+    "stage_done",
+    "progress",
+    "unverified",
 )
 
 
@@ -103,7 +110,37 @@ def sample_context(org_name: str, title: str = "Día del Software Libre") -> dic
                 {"label": "Enlace", "value": "https://facebook.com/ejemplo/posts/1"},
             ],
             "expires": datetime.combine(date(2026, 12, 4), time(16, 30)),
+            "outcome": "se registrará de inmediato como publicada; no hay más etapas.",
         },
+        "received": datetime.combine(date(2026, 12, 1), time(9, 30)),
+        # the conversation around a request (mailflow.app.conversation): the effect's own
+        # values (the stage decided, what the acknowledgement promises), notes and answers
+        "effect": {
+            "stage": "2",
+            "stage_name": "Rechaza o aprueba solicitud y deriva a la UGS",
+            "event": "",
+            "status": "en_curso",
+            "promised": "cuando la Dirección Ejecutiva resuelva la etapa 2\nal terminar",
+            "may_withdraw": "1",
+        },
+        "files": ["afiche.png"],
+        "holders": ["directora@ejemplo.gob.bo"],
+        "told": ["directora@ejemplo.gob.bo"],
+        "past": {
+            "actor": "directora@ejemplo.gob.bo",
+            "action": "APRUEBO",
+            "stage": 2,
+            "stage_name": "Rechaza o aprueba solicitud y deriva a la UGS",
+            "at": datetime.combine(date(2026, 12, 1), time(10, 0)),
+        },
+        "kept": True,
+        "why": "published",
+        "shared": "rrss@ejemplo.gob.bo",
+        "status_word": "en curso",
+        "may_withdraw": True,
+        "withdrawers": "quien envió la solicitud o la Dirección Ejecutiva",
+        "code": "RRSS-2026-0042",
+        "stranger": False,
     }
 
 

@@ -235,6 +235,9 @@ class InboundRow(Base):
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text)
     request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"), index=True)
+    # A reply that completes an incomplete request: the first mail of that request (whose
+    # help mail it answers). The request opens from all of them together.
+    completes_id: Mapped[int | None] = mapped_column(ForeignKey("inbound.id"), index=True)
 
 
 class OutboxRow(Base):

@@ -169,11 +169,13 @@ def test_token_for_another_stage(scenario: Scenario) -> None:
         scenario.run()
     state = scenario.show(code)
     assert state["stage"]["number"] == 3
-    assert [h["action"] for h in state["history"]] == ["ENTREGO", "APRUEBO"]
-    assert len(state["refused"]) == 2
-    assert all("etapa 2" in r["reason"] for r in state["refused"])
-    # She is proven, so she hears why nothing happened, once; the stage-3 holder is not alarmed.
-    assert told(site, "directora", HELP) == 1
+    # She is proven and of the institution: nothing moves, her words are a note, kept
+    # once (the second mail is the same note again), and nobody is alarmed.
+    assert [h["action"] for h in state["history"]] == ["ENTREGO", "APRUEBO", "NOTA"]
+    assert state["refused"] == []
+    assert told(site, "directora", "como nota") == 1
+    assert told(site, "directora", "Ya registrado") == 1
+    assert told(site, "jefe.ugs", "Nota de") == 1
     assert told(site, "jefe.ugs", NOTICE) == 0
 
 
@@ -204,10 +206,15 @@ def test_member_of_the_wrong_unit(trusting: Scenario) -> None:
     _attempt_twice(trusting, attack, "jefe.ual")
     state = trusting.show(code)
     assert state["stage"]["number"] == 5
-    assert len(state["refused"]) == 2
-    assert [e.outcome for e in ledger(trusting)[-2:]] == ["unauthorized", "unauthorized"]
-    assert told(site, "analista", NOTICE) == 1
-    assert told(site, "jefe.uti", NOTICE) == 1
+    # The head of another unit is a colleague, not an intruder: nothing moves, his words
+    # are a note (once), the stage's holders get it as a note, and nobody is alarmed.
+    assert state["refused"] == []
+    assert [h["action"] for h in state["history"]].count("NOTA") == 1
+    assert [e.outcome for e in ledger(trusting)[-2:]] == ["processed", "duplicate"]
+    for holder in ("analista", "jefe.uti"):
+        assert told(site, holder, NOTICE) == 0
+        assert told(site, holder, "Nota de") == 1
+    assert told(site, "jefe.ual", "como nota") == 1
 
 
 def test_authentication_results_added_by_an_untrusted_server(trusting: Scenario) -> None:

@@ -207,6 +207,10 @@ def broken(path: list[Any], value: Any) -> dict[str, Any]:
         (broken(["stages"], []), "mini.toml: stages: falta"),
         (broken(["order"], "first"), "mini.toml: order: debe ser un entero"),
         (broken(["colour"], "blue"), "mini.toml: colour: clave desconocida"),
+        (broken(["stages", 1, "actions", "ANULO"], {"end": "cancelado"}),
+         "mini.toml: stages[2].actions.ANULO: ANULO anula una solicitud en cualquier etapa"),
+        (broken(["stages", 1, "notify_requester"], "sí"),
+         "mini.toml: stages[2].notify_requester: debe ser true o false"),
     ],
 )  # fmt: skip
 def test_every_problem_is_reported(doc: dict[str, Any], message: str) -> None:
@@ -275,3 +279,18 @@ def test_files_that_cannot_be_read(tmp_path: Path) -> None:
 
 def test_require_procedures_returns_shipped() -> None:
     assert len(require_procedures(SHIPPED, ROLES)) == 5
+
+
+def test_notify_requester_marks_the_manuals_moments(shipped: dict[str, Any]) -> None:
+    """By default: the DE's decision, and the material ready for the requester's approval."""
+    marked = {
+        pid: [s.number for s in procedure.stages.values() if s.notify_requester]
+        for pid, procedure in shipped.items()
+    }
+    assert marked == {
+        "promocion": [6],
+        "imagenes_diseno": [3],
+        "informacion_especifica": [2, 6],
+        "directa": [],
+        "eliminacion": [],
+    }

@@ -70,6 +70,8 @@ def test_corpus(row: dict[str, str]) -> None:
             "https://facebook.com/x/posts/1",
         ),
         ("Eliminada.", Action.ELIMINADO, ""),
+        ("ANULO: ya no se realizará la feria", Action.ANULO, "ya no se realizará la feria"),
+        ("Anulado.", Action.ANULO, ""),
         ("Buenos días,\n\nAPRUEBO", Action.APRUEBO, ""),
         ("Estimada Lic. Quispe:\nOBSERVO cambiar la foto", Action.OBSERVO, "cambiar la foto"),
     ],

@@ -498,3 +498,67 @@ def test_closed_requests_never_move(pid: str, status: Status, actor: str, action
     state = replace(state_at(pid, 1), status=status)
     with pytest.raises(WorkflowError):
         WF.advance(state, ActionTaken(actor, action, "motivo"), NOW)
+
+
+# -- the people around a stage: other holders, the requester, withdrawal --------------------
+
+
+def test_other_holders_of_a_stage_are_told_it_is_done() -> None:
+    """Stage 6 (professional + design team): the designer delivers, the professional hears."""
+    _, effects = act(state_at("informacion_especifica", 6), DIS, A.ENTREGO)
+    [done] = mails(effects, "stage_done")
+    assert done.to == (PRO,)
+    assert done.stage == 6  # signed for the stage they held: a late answer is about it
+    assert done.context["actor"] == DIS
+    # Nobody gets it twice: the requester and unit head got the stage-7 mail instead.
+    _, effects = act(state_at("informacion_especifica", 5), ANA, A.APRUEBO)
+    [done] = mails(effects, "stage_done")
+    assert done.to == (JUTI,)
+
+
+def test_a_single_holder_stage_tells_nobody_else() -> None:
+    _, effects = act(state_at("informacion_especifica", 3), UGS, A.DERIVO)
+    assert mails(effects, "stage_done") == []
+
+
+def test_a_stage_marked_notify_requester_tells_the_requester() -> None:
+    _, effects = act(state_at("informacion_especifica", 2), DE, A.APRUEBO)
+    [progress] = mails(effects, "progress")
+    assert progress.to == (ANA,)
+    assert progress.context["stage"] == "2"
+    # Unmarked: nothing. Marked but the step mails the requester anyway: nothing more.
+    _, effects = act(state_at("informacion_especifica", 3), UGS, A.DERIVO)
+    assert mails(effects, "progress") == []
+    _, effects = act(state_at("informacion_especifica", 6), PRO, A.ENTREGO)
+    assert mails(effects, "progress") == []
+    assert ANA in mails(effects, "action_needed")[0].to
+
+
+def test_the_acknowledgement_carries_its_promises() -> None:
+    _, effects = WF.start(RequestOpened("informacion_especifica", ANA, "uti"), NOW)
+    [ack] = mails(effects, "acknowledgement")
+    assert "etapa 5" in ack.context["promised"]
+    assert ack.context["may_withdraw"] == "1"
+    # A direct post ends at once: nothing to promise.
+    _, effects = WF.start(RequestOpened("directa", ADM), NOW)
+    assert "promised" not in mails(effects, "acknowledgement")[0].context
+
+
+def test_withdrawal_tells_the_requester_the_withdrawer_and_the_holders() -> None:
+    state = state_at("informacion_especifica", 3)
+    new, effects = WF.cancel(state, DE, "Ya no corresponde", NOW)
+    assert new.status is Status.CANCELADO
+    assert new.due is None
+    [mail] = mails(effects, "cancelled")
+    assert mail.to == (DE, ANA)
+    assert mail.cc == (UGS,)
+    assert RecordHistory(NOW, DE, "CANCELADO", 3, "Ya no corresponde") in effects
+    with pytest.raises(UnauthorizedError):
+        WF.cancel(state, UGS, "no", NOW)  # the jefatura UGS is not among the withdrawers
+
+
+def test_the_operator_withdraws_without_a_role() -> None:
+    new, effects = WF.cancel(state_at("promocion", 4), "operador", "duplicada", NOW, operator=True)
+    assert new.status is Status.CANCELADO
+    [mail] = mails(effects, "cancelled")
+    assert mail.to == (ANA,)

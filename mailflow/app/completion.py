@@ -1,0 +1,85 @@
+"""Complete an incomplete request by replying to the mail that listed what was missing.
+
+The help mail about an incomplete request carries a reply token that names the request's
+first mail (:func:`mailflow.core.routing.confirmation_code`), signed for its sender. A
+reply to it is read together with that first mail and every earlier completion: the fields
+of each later reply's new text replace those before it, and the files of all of them join
+the request. Once nothing is missing the request opens as if its first mail had been
+complete, threaded under that mail; until then each reply gets the list of what is left,
+with the form filled with everything given so far. The token proves the sender as a
+CONFIRMO does, so a completed privileged opening is not held again.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from mailflow.app.effects import Applier, Handled
+from mailflow.app.products import directa_form
+from mailflow.core.routing import confirmation_code
+from mailflow.mail.intake import check_fields, read_fields
+from mailflow.mail.mimestream import read_mail
+from mailflow.mail.parse import InboundMail
+from mailflow.mail.replytext import extract_new_text
+from mailflow.mail.spool import Spooled
+from mailflow.store.schema import InboundOutcome, InboundRow, RequestRow
+from mailflow.store.threads import completions_of, link_to_request
+
+if TYPE_CHECKING:
+    from mailflow.app.service import Service
+
+
+def fields_of(mail: InboundMail, *, reply: bool) -> dict[str, str]:
+    """Return the labelled fields a mail gives (a reply: only what its author wrote now)."""
+    text = extract_new_text(mail.text) if reply else mail.text
+    body = directa_form(text, mail.subject) or text
+    return {key: value for key, value in read_fields(body).items() if value}
+
+
+def complete(service: Service, applier: Applier, root: InboundRow, now: datetime) -> Handled:
+    """Merge ``applier``'s mail into the incomplete request first sent as ``root``."""
+    session = applier.session
+    if root.request_id is not None:
+        opened = session.get(RequestRow, root.request_id)
+        code = opened.code if opened is not None else "?"
+        return applier.help(
+            f"completed-{code}",
+            [
+                f"Su solicitud ya se abrió con el código {code}. Para añadir información o "
+                "archivos, responda a uno de los correos de esa solicitud."
+            ],
+        )
+    applier.ledger.completes_id = root.id
+    earlier = completions_of(session, root.id)
+    earlier = [row for row in earlier if row.id != applier.ledger.id]
+    with ExitStack() as stack:
+        pieces: list[tuple[InboundRow, InboundMail]] = []
+        for row in (root, *earlier):
+            path = service.archive.locate(row.sha256)
+            if path is None:
+                return Handled(InboundOutcome.QUARANTINED, detail=f"archive of #{row.id} missing")
+            spooled = Spooled(path, path.stat().st_size, row.sha256)
+            pieces.append((row, stack.enter_context(read_mail(spooled, service.archive.scratch))))
+        first = pieces[0][1]
+        if first.from_address != applier.mail.from_address:  # the token already binds it
+            return Handled(InboundOutcome.UNAUTHORIZED, detail=f"completion of #{root.id} unproven")
+        fields = fields_of(first, reply=False)
+        for _, mail in (*pieces[1:], (applier.ledger, applier.mail)):
+            fields.update(fields_of(mail, reply=True))
+        today = service.core.calendar.local(now).date()
+        parsed = check_fields(fields, today)
+        if parsed.problems or parsed.procedure is None:
+            prefix = service.settings.organization.code_prefix
+            return applier.intake_problems(parsed, confirmation_code(prefix, root.id))
+        # Opened as from the first mail (its subject, its thread), answered in this one.
+        result = service.open_request(applier, parsed, first, now, confirmed=True)
+        request = session.get(RequestRow, applier.ledger.request_id or 0)
+        if request is None:
+            return result
+        for row, mail in pieces:
+            Applier(service, session, row, mail, now).store_attachments(request)
+        link_to_request(session, [row.id for row, _ in pieces], request.id)
+    detail = f"completes #{root.id}: {result.detail}"
+    return Handled(result.outcome, result.code, detail)
