@@ -4,8 +4,11 @@ A row is marked sent only after the SMTP server accepted it, in its own transact
 crash in between sends the same bytes (same Message-ID) again, the only repeat allowed.
 Results are recorded while the batch is still being sent, a few at a time, so that a crash
 repeats at most the last few mails rather than the whole batch.
-Temporary failures wait with backoff; permanent ones are recorded and reported once to
-the Jefatura UGS, never retried.
+
+The retry policy lives here, not in the SMTP adapter, which only reports what the server
+said: a 5xx refusal is permanent (recorded and reported once to the Jefatura UGS, never
+retried); a 4xx, or no reply at all, is temporary and waits with backoff (``retry_at``)
+until ``GIVE_UP_AFTER`` from the mail's creation, when it becomes permanent.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from sqlalchemy.orm import Session
 from mailflow.app.outbound import Composer
 from mailflow.store.repository import Store
 from mailflow.store.schema import OutboxRow, OutboxStatus
-from mailflow.transport.smtp import OnResult, Outgoing, SendResult, SmtpError, retry_at
+from mailflow.transport.smtp import OnResult, Outgoing, Reply, SendResult, SmtpError
 
 log = logging.getLogger("mailflow.app.outbox")
 
@@ -38,7 +41,77 @@ CLAIM_FOR = timedelta(minutes=15)
 RECORD_EVERY = 20
 RECORD_AFTER_SECONDS = 0.25
 
+RETRY_FIRST = timedelta(minutes=1)
+RETRY_CAP = timedelta(hours=1)
+# Like an MTA's queue lifetime, but shorter: workflow stages are due in one business day,
+# so after two days the Jefatura UGS must hear that a mail did not leave.
+GIVE_UP_AFTER = timedelta(hours=48)
+
 Send = Callable[[Sequence[Outgoing], OnResult], list[SendResult]]
+
+
+def next_attempt_delay(attempts: int) -> timedelta:
+    """Return the wait after ``attempts`` failed tries (1-based): 1, 2, 4 … minutes, at most 1 h."""
+    if attempts < 1:
+        raise ValueError(f"attempts counts failed tries and starts at 1, not {attempts}")
+    # Bounding the exponent keeps a huge attempt count from overflowing timedelta.
+    return min(RETRY_FIRST * (1 << min(attempts - 1, 12)), RETRY_CAP)
+
+
+def retry_at(
+    attempts: int,
+    first_failure: datetime,
+    now: datetime,
+    *,
+    give_up_after: timedelta = GIVE_UP_AFTER,
+) -> datetime | None:
+    """Return when to try a temporarily failed mail again, or None to give up on it.
+
+    Giving up is measured from the first temporary failure, not counted in attempts, so a
+    daemon that was stopped for a day does not get a fresh two days on its return. A mail
+    given up on is then a permanent failure for its recipients.
+    """
+    if now - first_failure >= give_up_after:
+        return None
+    return now + next_attempt_delay(attempts)
+
+
+def is_temporary(reply: Reply) -> bool:
+    """Tell whether a refusal may succeed later: a 4xx, or no SMTP reply at all (RFC 5321).
+
+    Anything that is not a clear 5xx (including aiosmtplib's -1 for garbage) is retried.
+    """
+    return not 500 <= reply.code < 600
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the outbox makes of one message's result: who has it, who to try again, who never."""
+
+    key: int | str
+    accepted: tuple[str, ...]
+    temporary: dict[str, str]
+    permanent: dict[str, str]
+    error: str | None
+
+    @classmethod
+    def of(cls, result: SendResult) -> Verdict:
+        """Judge each refusal of ``result`` temporary or permanent."""
+        temporary: dict[str, str] = {}
+        permanent: dict[str, str] = {}
+        for recipient, reply in result.refused.items():
+            (temporary if is_temporary(reply) else permanent)[recipient] = reply.line
+        return cls(result.key, result.accepted, temporary, permanent, result.error)
+
+    @property
+    def done(self) -> bool:
+        """Tell whether no recipient is left to try again."""
+        return not self.temporary
+
+    @property
+    def retry_recipients(self) -> tuple[str, ...]:
+        """Return the recipients to send the same bytes to on the next attempt."""
+        return tuple(self.temporary)
 
 
 @dataclass(frozen=True)
@@ -143,7 +216,7 @@ class Outbox:
             keys = [result.key for result in results]
             found = session.scalars(select(OutboxRow).where(OutboxRow.id.in_(keys))).all()
             by_key: dict[int | str, OutboxRow] = {row.id: row for row in found}
-            for result in results:
+            for result in map(Verdict.of, results):
                 row = by_key.get(result.key)
                 if row is None:
                     continue
@@ -185,7 +258,7 @@ class Outbox:
         return FlushReport(sent, deferred, failed)
 
     def _report_failure(
-        self, session: Session, row: OutboxRow, result: SendResult, now: datetime
+        self, session: Session, row: OutboxRow, result: Verdict, now: datetime
     ) -> None:
         """Queue one notice to the Jefatura UGS about a mail that cannot be delivered."""
         row.last_error = _describe(result)
@@ -228,7 +301,7 @@ def _subject(raw: bytes) -> str:
     return " ".join(str(headers.get("Subject", "")).split())
 
 
-def _describe(result: SendResult) -> str:
+def _describe(result: Verdict) -> str:
     parts = [f"{who}: {why}" for who, why in {**result.permanent, **result.temporary}.items()]
     if result.error:
         parts.append(result.error)

@@ -25,7 +25,7 @@ from mailflow.app.outbox import CLAIM_FOR, Outbox, Send
 from mailflow.config import load_settings
 from mailflow.daemon.runtime import build_runtime
 from mailflow.store.schema import OutboxRow, OutboxStatus
-from mailflow.transport.smtp import OnResult, Outgoing, SendResult, SmtpAuthError
+from mailflow.transport.smtp import OnResult, Outgoing, Reply, SendResult, SmtpAuthError
 
 ACK = "Solicitud recibida"
 ACTION = "Acción requerida"
@@ -231,7 +231,8 @@ def test_rows_sent_before_an_operator_error_are_recorded_as_sent(scenario: Scena
         first, *rest = items
         error = SmtpAuthError("535 login refused")
         error.results = [SendResult(first.key, accepted=first.recipients)] + [
-            SendResult(i.key, temporary=dict.fromkeys(i.recipients, "(not sent)")) for i in rest
+            SendResult(i.key, refused=dict.fromkeys(i.recipients, Reply(-1, "(not sent)")))
+            for i in rest
         ]
         raise error
 
