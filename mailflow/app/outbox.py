@@ -5,6 +5,11 @@ crash in between sends the same bytes (same Message-ID) again, the only repeat a
 Results are recorded while the batch is still being sent, a few at a time, so that a crash
 repeats at most the last few mails rather than the whole batch.
 
+A row taken for sending names its holder (``claimed_by``, see :mod:`mailflow.store.claims`)
+until its result is recorded. Each flush first releases the claims of daemons that are
+gone, so mail a killed daemon had taken leaves with the next flush of any daemon, not
+after a timeout.
+
 The retry policy lives here, not in the SMTP adapter, which only reports what the server
 said: a 5xx refusal is permanent (recorded and reported once to the Jefatura UGS, never
 retried); a 4xx, or no reply at all, is temporary and waits with backoff (``retry_at``)
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
@@ -25,15 +30,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailflow.app.outbound import Composer
+from mailflow.store.claims import STOP_SENDING_AFTER, Holder
 from mailflow.store.repository import Store
 from mailflow.store.schema import OutboxRow, OutboxStatus
 from mailflow.transport.smtp import OnResult, Outgoing, Reply, SendResult, SmtpError
 
 log = logging.getLogger("mailflow.app.outbox")
 
-# How long a row taken for sending stays out of other flushes' reach. Longer than any batch
-# can take; if the sender dies in between, the row is simply sent again after it (same bytes).
-CLAIM_FOR = timedelta(minutes=15)
 # Results are recorded this many at a time, or as soon as a result arrives this many
 # seconds after the last record (a slow server gets a commit per mail): a commit per mail
 # would slow a large flush; a commit per batch (200 rows) would make a crash send up to 200
@@ -138,8 +141,12 @@ class Outbox:
         composer: Composer,
         envelope_from: str,
         report_to: Callable[[datetime], Sequence[str]],
+        *,
+        holder: Holder | None = None,
     ) -> None:
         self.store = store
+        # Who this outbox's claims are made under: the daemon's holder, or one of its own.
+        self.holder = holder or Holder(store)
         self.send = send
         self.composer = composer
         self.envelope_from = envelope_from
@@ -148,36 +155,63 @@ class Outbox:
         # watchdog with it, so a long flush is not taken for a wedged loop.
         self.alive: Callable[[], None] = lambda: None
 
-    def flush(self, now: datetime, batch: int = 200) -> FlushReport:
-        """Send every due row, ``batch`` at a time; return the counts."""
+    def flush(
+        self, now: datetime, batch: int = 200, *, only: Collection[int] | None = None
+    ) -> FlushReport:
+        """Send every due row (of ``only``, when given), ``batch`` at a time; return the counts.
+
+        First the claims of daemons that are gone are released, and so are this holder's
+        own, left by a flush of its that failed (its flushes never overlap): their rows
+        are sent now with the others.
+        """
         total = FlushReport()
-        while True:
+        with self.store.transaction() as session:
+            holder = self.holder.enter(session)
+            self.holder.release_own(session, holder)
+            self.holder.take_over(session)
+        while self.holder.holding(holder):
             with self.store.transaction() as session:
-                rows = session.scalars(
+                holder = self.holder.enter(session)
+                query = (
                     select(OutboxRow)
                     .where(OutboxRow.status == OutboxStatus.PENDING)
                     .where(OutboxRow.next_attempt_at <= now)
+                    .where(OutboxRow.claimed_by.is_(None))
                     .order_by(OutboxRow.id)
                     .limit(batch)
                     # Several daemons may share a PostgreSQL store (DESIGN §5): each row is
-                    # claimed by one flush (locked now, then pushed past `now`), never sent
-                    # by two. SQLite ignores the clause; its BEGIN IMMEDIATE serializes.
+                    # claimed by one flush (locked now, then named as its holder's), never
+                    # sent by two. SQLite ignores the clause; its BEGIN IMMEDIATE serializes.
                     .with_for_update(skip_locked=True)
-                ).all()
+                )
+                if only is not None:
+                    query = query.where(OutboxRow.id.in_(only))
+                rows = session.scalars(query).all()
                 for row in rows:
-                    row.next_attempt_at = now + CLAIM_FOR
+                    row.claimed_by = holder
                 items = [
                     Outgoing(r.id, self.envelope_from, tuple(r.recipients), r.raw) for r in rows
                 ]
             if not items:
                 return total
-            report = self._send_and_record(items, now)
+            report = self._send_and_record(items, now, holder)
             total += report
             if report.sent == 0 and report.failed == 0:
                 return total  # the server is refusing everything now; try later
+        log.error(
+            "outbox: stopped sending: this daemon's claims are no longer its own (not "
+            "renewed for %.0f s: the store is unreachable or too slow; or taken for gone); "
+            "trying again on the next pass",
+            STOP_SENDING_AFTER.total_seconds(),
+        )
+        return total
 
-    def _send_and_record(self, items: list[Outgoing], now: datetime) -> FlushReport:
-        """Send one claimed batch, recording results in groups as the server decides them."""
+    def _send_and_record(self, items: list[Outgoing], now: datetime, holder: str) -> FlushReport:
+        """Send one claimed batch, recording results in groups as the server decides them.
+
+        The batch stops early, everything decided recorded, once this daemon could not
+        renew its claims for a while: another daemon may then take it for gone.
+        """
         recorded: set[int | str] = set()
         group: list[SendResult] = []
         report = FlushReport()
@@ -185,7 +219,7 @@ class Outbox:
 
         def record(results: list[SendResult]) -> None:
             nonlocal report, started
-            report += self._record(results, now)
+            report += self._record(results, now, holder)
             recorded.update(result.key for result in results)
             started = time.monotonic()
             self.alive()
@@ -195,6 +229,10 @@ class Outbox:
             if len(group) >= RECORD_EVERY or time.monotonic() - started >= RECORD_AFTER_SECONDS:
                 record(group)
                 group.clear()
+            if not self.holder.holding(holder):
+                record(group)
+                group.clear()
+                raise _ClaimLostError
 
         try:
             results = self.send(items, on_result)
@@ -203,15 +241,21 @@ class Outbox:
             # record those first, so that none is sent twice, then let the operator know.
             record([r for r in exc.results if r.key not in recorded])
             raise
+        except _ClaimLostError:
+            # What was not decided stays claimed: released by our next flush, or by the
+            # daemon that took us for gone.
+            return report
         record([r for r in results if r.key not in recorded])
         return report
 
-    def _record(self, results: list[SendResult], now: datetime) -> FlushReport:
-        """Record each result in its row, in one transaction; return the counts."""
+    def _record(self, results: list[SendResult], now: datetime, holder: str) -> FlushReport:
+        """Record each result in its row and end its claim, in one transaction (which also
+        renews the holder's heartbeat); return the counts."""
         if not results:
             return FlushReport()
         sent = deferred = failed = 0
         with self.store.transaction() as session:
+            self.holder.enter(session)
             # One query for the batch, not one per result.
             keys = [result.key for result in results]
             found = session.scalars(select(OutboxRow).where(OutboxRow.id.in_(keys))).all()
@@ -220,6 +264,8 @@ class Outbox:
                 row = by_key.get(result.key)
                 if row is None:
                     continue
+                if row.claimed_by == holder:  # else released meanwhile, maybe claimed again
+                    row.claimed_by = None
                 row.attempts += 1
                 if result.done:
                     if result.permanent:
@@ -293,6 +339,10 @@ class Outbox:
                 request_id=row.request_id,
             )
         )
+
+
+class _ClaimLostError(Exception):
+    """This daemon could not renew its claims: it must stop sending before others take them."""
 
 
 def _subject(raw: bytes) -> str:

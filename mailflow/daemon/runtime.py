@@ -16,6 +16,7 @@ from mailflow.app.service import Incoming, Service
 from mailflow.app.views import request_json, request_summary
 from mailflow.config import Settings
 from mailflow.core.people import NO_REQUEST, holders_of
+from mailflow.daemon.presence import Presence
 from mailflow.daemon.runner import Clock, Runner
 from mailflow.jobs.scheduler import Scheduler
 from mailflow.mail.render import Renderer
@@ -94,6 +95,7 @@ class Runtime:
             clock,
             processed_folder=self.settings.imap.processed_folder,
             scheduler=self.scheduler,
+            presence=Presence(self.outbox.holder),
             **options,
         )
 
@@ -105,6 +107,9 @@ class Runtime:
             self.tokens.carry_over(previous)  # a rotated refresh token survives the reload
         runner.source = ImapSource(self.settings.imap, tokens=self.tokens)
         self.outbox.alive = runner.outbox.alive  # the watchdog ping during a long flush
+        # One holder for the daemon's whole life: the claims it makes stay its own.
+        self.outbox.holder = runner.outbox.holder
+        self.outbox.holder.store = self.store
         runner.service, runner.store, runner.outbox = self.service, self.store, self.outbox
         runner.scheduler = self.scheduler
         runner.processed_folder = self.settings.imap.processed_folder
