@@ -10,7 +10,12 @@ calls the daemon unhealthy when (see docs/deployment.md, "Monitoring"):
   is stuck or the process is gone;
 - IMAP has been disconnected for more than ``imap_down_seconds`` (300 s);
 - the oldest pending outbox row is older than ``outbox_age_seconds`` (3600 s): mail is not
-  leaving.
+  leaving;
+- a daemon that is gone (its process ended, or no heartbeat for 30 s) still holds claims
+  on outbox rows: no daemon runs to release and send them.
+
+The report also lists every daemon registered in the store (several may share a PostgreSQL
+store) and counts the claims released so far.
 
 Overdue stages and failed mails are reported but never make it unhealthy: they are people's
 work (reminders and escalations handle them), not a fault of the daemon.
@@ -31,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mailflow import __version__
 from mailflow.core.model import Status
+from mailflow.store.claims import Process, Seen, holders
 from mailflow.store.repository import Store
 from mailflow.store.schema import (
     DaemonStatusRow,
@@ -173,6 +179,8 @@ class Report:
     overdue_stages: int
     last_digest: str | None
     problems: list[str] = field(default_factory=list)
+    daemons: list[Seen] = field(default_factory=list)  # every holder of claims, judged
+    released: int = 0  # outbox claims released from daemons that were gone, ever
 
     @property
     def healthy(self) -> bool:
@@ -186,6 +194,12 @@ class Report:
             "outbox": self.outbox,
             "overdue_stages": self.overdue_stages,
             "last_digest": self.last_digest,
+            "daemons": [holder.as_json() for holder in self.daemons],
+            "claims": {
+                "held": sum(h.claims for h in self.daemons if not h.gone),
+                "held_by_gone": sum(h.claims for h in self.daemons if h.gone),
+                "released": self.released,
+            },
         }
 
 
@@ -217,6 +231,8 @@ def check(
         digest = session.scalar(
             select(func.max(ReminderRow.created_at)).where(ReminderRow.kind == "digest")
         )
+        seen = holders(session, Process.this())
+        released = session.scalar(select(func.coalesce(func.sum(OutboxRow.releases), 0)))
     daemon: dict[str, Any] | None = None
     if row is None:
         problems.append(f"no daemon has ever run on {name}")
@@ -266,7 +282,15 @@ def check(
             problems.append(
                 f"{count} mail(s) waiting to be sent, the oldest for {waited / 60:.0f} min"
             )
-    return Report(daemon, outbox, int(overdue or 0), _iso(digest), problems)
+    problems += [
+        f"{h.claims} mail(s) claimed by daemon pid {h.pid} on {h.host}, which is gone "
+        f"({h.gone}): a running daemon sends them at once"
+        for h in seen
+        if h.gone and h.claims
+    ]
+    return Report(
+        daemon, outbox, int(overdue or 0), _iso(digest), problems, seen, int(released or 0)
+    )
 
 
 def describe(report: Report) -> list[str]:
@@ -293,8 +317,28 @@ def describe(report: Report) -> list[str]:
         f"outbox: {o['pending']} pending (oldest {o['oldest_pending'] or '-'}), "
         f"{o['failed']} failed"
     )
+    lines += _claim_lines(report)
     lines.append(f"overdue stages: {report.overdue_stages}")
     lines.append(f"last digest: {report.last_digest or '-'}")
+    return lines
+
+
+def _claim_lines(report: Report) -> list[str]:
+    """Return the daemons registered in the store and the claims they hold, for people."""
+    running = [h for h in report.daemons if not h.gone]
+    gone = [h for h in report.daemons if h.gone]
+    names = ", ".join(f"pid {h.pid} on {h.host}" for h in running)
+    lines = [f"daemons: {len(running)} running" + (f" ({names})" if names else "")]
+    lines.append(
+        f"claims: {sum(h.claims for h in running)} mail(s) being sent, "
+        f"{sum(h.claims for h in gone)} held by daemons that are gone, "
+        f"{report.released} released so far"
+    )
+    lines += [
+        f"  gone: pid {h.pid} on {h.host} ({h.gone}), {h.claims} mail(s) claimed"
+        for h in gone
+        if h.claims
+    ]
     return lines
 
 
