@@ -223,17 +223,18 @@ def release(session: Session, gone: Sequence[Seen]) -> list[int]:
             )
         )
         released += ids
-        level = logging.WARNING if ids else logging.INFO
-        log.log(
-            level,
-            "released %d mail(s) claimed by daemon %s (pid %s on %s), gone: %s",
-            len(ids),
-            holder.id,
-            holder.pid,
-            holder.host,
-            holder.gone,
-            extra={"outcome": "released"},
-        )
+        if ids:
+            log.warning(
+                "released %d mail(s) claimed by daemon %s (pid %s on %s), gone: %s",
+                len(ids),
+                holder.id,
+                holder.pid,
+                holder.host,
+                holder.gone,
+                extra={"outcome": "released"},
+            )
+        else:
+            log.info("forgot daemon %s (pid %s on %s), gone: %s", *holder[:3], holder.gone)
     return released
 
 
