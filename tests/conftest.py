@@ -25,6 +25,8 @@ from testbed.scratch import remove_scratch, scratch_dir
 from testbed.site import Scenario, Site
 from testbed.smtp import SmtpRelay
 
+from mailflow.store.repository import Store, upgrade
+
 SERVER_FIXTURES = frozenset(
     {"dovecot", "smtp_relay", "relay", "postgres", "maildomain", "scenario", "tls_bed"}
 )
@@ -124,6 +126,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     url = server.create_database(_slug(request, 40))
     yield url
     server.drop_database(url.rsplit("/", 1)[1])
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """Give a store on a freshly migrated database (SQLite and PostgreSQL, from ``db_url``)."""
+    upgrade(db_url)
+    store = Store.from_url(db_url)
+    yield store
+    store.close()
 
 
 @pytest.fixture

@@ -4,15 +4,23 @@ A row is marked sent only after the SMTP server accepted it, in its own transact
 crash in between sends the same bytes (same Message-ID) again, the only repeat allowed.
 Results are recorded while the batch is still being sent, a few at a time, so that a crash
 repeats at most the last few mails rather than the whole batch.
-Temporary failures wait with backoff; permanent ones are recorded and reported once to
-the Jefatura UGS, never retried.
+
+A row taken for sending names its holder (``claimed_by``, see :mod:`mailflow.store.claims`)
+until its result is recorded. Each flush first releases the claims of daemons that are
+gone, so mail a killed daemon had taken leaves with the next flush of any daemon, not
+after a timeout.
+
+The retry policy lives here, not in the SMTP adapter, which only reports what the server
+said: a 5xx refusal is permanent (recorded and reported once to the Jefatura UGS, never
+retried); a 4xx, or no reply at all, is temporary and waits with backoff (``retry_at``)
+until ``GIVE_UP_AFTER`` from the mail's creation, when it becomes permanent.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
@@ -22,15 +30,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailflow.app.outbound import Composer
+from mailflow.store.claims import STOP_SENDING_AFTER, Holder
 from mailflow.store.repository import Store
 from mailflow.store.schema import OutboxRow, OutboxStatus
-from mailflow.transport.smtp import OnResult, Outgoing, SendResult, SmtpError, retry_at
+from mailflow.transport.smtp import OnResult, Outgoing, Reply, SendResult, SmtpError
 
 log = logging.getLogger("mailflow.app.outbox")
 
-# How long a row taken for sending stays out of other flushes' reach. Longer than any batch
-# can take; if the sender dies in between, the row is simply sent again after it (same bytes).
-CLAIM_FOR = timedelta(minutes=15)
 # Results are recorded this many at a time, or as soon as a result arrives this many
 # seconds after the last record (a slow server gets a commit per mail): a commit per mail
 # would slow a large flush; a commit per batch (200 rows) would make a crash send up to 200
@@ -38,7 +44,77 @@ CLAIM_FOR = timedelta(minutes=15)
 RECORD_EVERY = 20
 RECORD_AFTER_SECONDS = 0.25
 
+RETRY_FIRST = timedelta(minutes=1)
+RETRY_CAP = timedelta(hours=1)
+# Like an MTA's queue lifetime, but shorter: workflow stages are due in one business day,
+# so after two days the Jefatura UGS must hear that a mail did not leave.
+GIVE_UP_AFTER = timedelta(hours=48)
+
 Send = Callable[[Sequence[Outgoing], OnResult], list[SendResult]]
+
+
+def next_attempt_delay(attempts: int) -> timedelta:
+    """Return the wait after ``attempts`` failed tries (1-based): 1, 2, 4 … minutes, at most 1 h."""
+    if attempts < 1:
+        raise ValueError(f"attempts counts failed tries and starts at 1, not {attempts}")
+    # Bounding the exponent keeps a huge attempt count from overflowing timedelta.
+    return min(RETRY_FIRST * (1 << min(attempts - 1, 12)), RETRY_CAP)
+
+
+def retry_at(
+    attempts: int,
+    first_failure: datetime,
+    now: datetime,
+    *,
+    give_up_after: timedelta = GIVE_UP_AFTER,
+) -> datetime | None:
+    """Return when to try a temporarily failed mail again, or None to give up on it.
+
+    Giving up is measured from the first temporary failure, not counted in attempts, so a
+    daemon that was stopped for a day does not get a fresh two days on its return. A mail
+    given up on is then a permanent failure for its recipients.
+    """
+    if now - first_failure >= give_up_after:
+        return None
+    return now + next_attempt_delay(attempts)
+
+
+def is_temporary(reply: Reply) -> bool:
+    """Tell whether a refusal may succeed later: a 4xx, or no SMTP reply at all (RFC 5321).
+
+    Anything that is not a clear 5xx (including aiosmtplib's -1 for garbage) is retried.
+    """
+    return not 500 <= reply.code < 600
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the outbox makes of one message's result: who has it, who to try again, who never."""
+
+    key: int | str
+    accepted: tuple[str, ...]
+    temporary: dict[str, str]
+    permanent: dict[str, str]
+    error: str | None
+
+    @classmethod
+    def of(cls, result: SendResult) -> Verdict:
+        """Judge each refusal of ``result`` temporary or permanent."""
+        temporary: dict[str, str] = {}
+        permanent: dict[str, str] = {}
+        for recipient, reply in result.refused.items():
+            (temporary if is_temporary(reply) else permanent)[recipient] = reply.line
+        return cls(result.key, result.accepted, temporary, permanent, result.error)
+
+    @property
+    def done(self) -> bool:
+        """Tell whether no recipient is left to try again."""
+        return not self.temporary
+
+    @property
+    def retry_recipients(self) -> tuple[str, ...]:
+        """Return the recipients to send the same bytes to on the next attempt."""
+        return tuple(self.temporary)
 
 
 @dataclass(frozen=True)
@@ -65,8 +141,12 @@ class Outbox:
         composer: Composer,
         envelope_from: str,
         report_to: Callable[[datetime], Sequence[str]],
+        *,
+        holder: Holder | None = None,
     ) -> None:
         self.store = store
+        # Who this outbox's claims are made under: the daemon's holder, or one of its own.
+        self.holder = holder or Holder(store)
         self.send = send
         self.composer = composer
         self.envelope_from = envelope_from
@@ -75,36 +155,64 @@ class Outbox:
         # watchdog with it, so a long flush is not taken for a wedged loop.
         self.alive: Callable[[], None] = lambda: None
 
-    def flush(self, now: datetime, batch: int = 200) -> FlushReport:
-        """Send every due row, ``batch`` at a time; return the counts."""
+    def flush(
+        self, now: datetime, batch: int = 200, *, only: Collection[int] | None = None
+    ) -> FlushReport:
+        """Send every due row (of ``only``, when given), ``batch`` at a time; return the counts.
+
+        First the claims of daemons that are gone are released, and so are this holder's
+        own, left by a flush of its that failed (its flushes never overlap): their rows
+        are sent now with the others.
+        """
         total = FlushReport()
-        while True:
+        with self.store.transaction() as session:
+            holder = self.holder.enter(session)
+            self.holder.release_own(session, holder)
+            self.holder.take_over(session)
+        while self.holder.holding(holder):
             with self.store.transaction() as session:
-                rows = session.scalars(
+                holder = self.holder.enter(session)
+                query = (
                     select(OutboxRow)
                     .where(OutboxRow.status == OutboxStatus.PENDING)
                     .where(OutboxRow.next_attempt_at <= now)
+                    .where(OutboxRow.claimed_by.is_(None))
                     .order_by(OutboxRow.id)
                     .limit(batch)
-                    # Several daemons may share a PostgreSQL store (docs/design.md §8): each row is
-                    # claimed by one flush (locked now, then pushed past `now`), never sent
-                    # by two. SQLite ignores the clause; its BEGIN IMMEDIATE serializes.
+                    # Several daemons may share a PostgreSQL store (docs/design.md §8): each
+                    # row is claimed by one flush (locked now, then named as its holder's),
+                    # never sent by two. SQLite ignores the clause; its BEGIN IMMEDIATE
+                    # serializes.
                     .with_for_update(skip_locked=True)
-                ).all()
+                )
+                if only is not None:
+                    query = query.where(OutboxRow.id.in_(only))
+                rows = session.scalars(query).all()
                 for row in rows:
-                    row.next_attempt_at = now + CLAIM_FOR
+                    row.claimed_by = holder
                 items = [
                     Outgoing(r.id, self.envelope_from, tuple(r.recipients), r.raw) for r in rows
                 ]
             if not items:
                 return total
-            report = self._send_and_record(items, now)
+            report = self._send_and_record(items, now, holder)
             total += report
             if report.sent == 0 and report.failed == 0:
                 return total  # the server is refusing everything now; try later
+        log.error(
+            "outbox: stopped sending: this daemon's claims are no longer its own (not "
+            "renewed for %.0f s: the store is unreachable or too slow; or taken for gone); "
+            "trying again on the next pass",
+            STOP_SENDING_AFTER.total_seconds(),
+        )
+        return total
 
-    def _send_and_record(self, items: list[Outgoing], now: datetime) -> FlushReport:
-        """Send one claimed batch, recording results in groups as the server decides them."""
+    def _send_and_record(self, items: list[Outgoing], now: datetime, holder: str) -> FlushReport:
+        """Send one claimed batch, recording results in groups as the server decides them.
+
+        The batch stops early, everything decided recorded, once this daemon could not
+        renew its claims for a while: another daemon may then take it for gone.
+        """
         recorded: set[int | str] = set()
         group: list[SendResult] = []
         report = FlushReport()
@@ -112,7 +220,7 @@ class Outbox:
 
         def record(results: list[SendResult]) -> None:
             nonlocal report, started
-            report += self._record(results, now)
+            report += self._record(results, now, holder)
             recorded.update(result.key for result in results)
             started = time.monotonic()
             self.alive()
@@ -122,6 +230,10 @@ class Outbox:
             if len(group) >= RECORD_EVERY or time.monotonic() - started >= RECORD_AFTER_SECONDS:
                 record(group)
                 group.clear()
+            if not self.holder.holding(holder):
+                record(group)
+                group.clear()
+                raise _ClaimLostError
 
         try:
             results = self.send(items, on_result)
@@ -130,23 +242,31 @@ class Outbox:
             # record those first, so that none is sent twice, then let the operator know.
             record([r for r in exc.results if r.key not in recorded])
             raise
+        except _ClaimLostError:
+            # What was not decided stays claimed: released by our next flush, or by the
+            # daemon that took us for gone.
+            return report
         record([r for r in results if r.key not in recorded])
         return report
 
-    def _record(self, results: list[SendResult], now: datetime) -> FlushReport:
-        """Record each result in its row, in one transaction; return the counts."""
+    def _record(self, results: list[SendResult], now: datetime, holder: str) -> FlushReport:
+        """Record each result in its row and end its claim, in one transaction (which also
+        renews the holder's heartbeat); return the counts."""
         if not results:
             return FlushReport()
         sent = deferred = failed = 0
         with self.store.transaction() as session:
+            self.holder.enter(session)
             # One query for the batch, not one per result.
             keys = [result.key for result in results]
             found = session.scalars(select(OutboxRow).where(OutboxRow.id.in_(keys))).all()
             by_key: dict[int | str, OutboxRow] = {row.id: row for row in found}
-            for result in results:
+            for result in map(Verdict.of, results):
                 row = by_key.get(result.key)
                 if row is None:
                     continue
+                if row.claimed_by == holder:  # else released meanwhile, maybe claimed again
+                    row.claimed_by = None
                 row.attempts += 1
                 if result.done:
                     if result.permanent:
@@ -185,7 +305,7 @@ class Outbox:
         return FlushReport(sent, deferred, failed)
 
     def _report_failure(
-        self, session: Session, row: OutboxRow, result: SendResult, now: datetime
+        self, session: Session, row: OutboxRow, result: Verdict, now: datetime
     ) -> None:
         """Queue one notice to the Jefatura UGS about a mail that cannot be delivered."""
         row.last_error = _describe(result)
@@ -222,13 +342,17 @@ class Outbox:
         )
 
 
+class _ClaimLostError(Exception):
+    """This daemon could not renew its claims: it must stop sending before others take them."""
+
+
 def _subject(raw: bytes) -> str:
     """Return the Subject of a rendered mail, so the notice says which mail it was."""
     headers = BytesHeaderParser(policy=default_policy).parsebytes(raw)
     return " ".join(str(headers.get("Subject", "")).split())
 
 
-def _describe(result: SendResult) -> str:
+def _describe(result: Verdict) -> str:
     parts = [f"{who}: {why}" for who, why in {**result.permanent, **result.temporary}.items()]
     if result.error:
         parts.append(result.error)

@@ -25,6 +25,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from mailflow.app.outbox import FlushReport, Outbox
 from mailflow.app.service import Done, Incoming, Service
+from mailflow.daemon.presence import CHECK_EVERY, Presence
 from mailflow.jobs.scheduler import Scheduler
 from mailflow.mail.spool import Spooled, size_of
 from mailflow.ops.health import Heartbeat
@@ -116,6 +117,7 @@ class Runner:
         scheduler: Scheduler | None = None,
         notifier: Notifier | None = None,
         heartbeat: Heartbeat | None = None,
+        presence: Presence | None = None,
         retry_seconds: float = 30.0,
         report_gaps: bool = True,
     ) -> None:
@@ -143,6 +145,9 @@ class Runner:
         # wedged loop stops pinging and systemd restarts it.
         self.notifier = notifier or Notifier({})
         self.heartbeat = heartbeat
+        # This daemon's claims in the store, renewed by a thread of their own, and the mail
+        # it takes over from daemons that are gone (sent between groups and wait slices).
+        self.presence = presence
         # SIGHUP: run_forever calls on_reload(self) between messages, never inside one.
         self.reload_requested = False
         self.on_reload: Callable[[Runner], None] | None = None
@@ -175,6 +180,10 @@ class Runner:
         """
         self.source.close()
         wiring.outbox.alive = self._alive
+        # One holder for the daemon's whole life: the claims it made stay its own, and its
+        # presence keeps beating for them, now through the new store.
+        wiring.outbox.holder = self.outbox.holder
+        wiring.outbox.holder.store = wiring.store
         self.service, self.store, self.source = wiring.service, wiring.store, wiring.source
         self.outbox, self.scheduler = wiring.outbox, wiring.scheduler
         self.processed_folder, self.report_gaps = wiring.processed_folder, wiring.report_gaps
@@ -217,6 +226,7 @@ class Runner:
                     last.outcome,
                 )
                 self._alive()
+                self._take_over()  # a long backlog must not hold up a dead daemon's mail
         finally:
             # Only committed groups are in ``done``. They are moved even when a later group
             # failed: the position is already past them, so they would never be moved.
@@ -376,11 +386,16 @@ class Runner:
 
     def run_once(self) -> PassReport:
         """Connect, catch up, flush, disconnect."""
-        self.source.connect()
+        self._start_presence()
         try:
-            return self.catch_up()
+            self.source.connect()
+            try:
+                return self.catch_up()
+            finally:
+                self.source.close()
         finally:
-            self.source.close()
+            if self.presence is not None:
+                self.presence.stop()
 
     def run_forever(self, on_ready: Callable[[], None] = lambda: None) -> None:
         """Run until stop() (SIGTERM): wait for mail with IDLE, catch up, flush, repeat."""
@@ -391,6 +406,7 @@ class Runner:
         ready = False
         if self.heartbeat is not None:
             self.heartbeat.started()
+        self._start_presence()
         while not self.stopping.is_set():
             try:
                 if self.reload_requested:
@@ -423,13 +439,44 @@ class Runner:
                 if not ready:  # started on a full disk: say so instead of timing out
                     ready = self._become_ready(on_ready)
                 self._archive_failed(exc)  # its STATUS line replaces "watching"
+        self._shut_down()
+
+    def _shut_down(self) -> None:
+        """Leave cleanly: tell systemd, log out, give up this daemon's claims, say stopped."""
         if self._stop_reason:
             log.info("%s received, stopping", self._stop_reason)
         self.notifier.stopping()
         self.source.close()
+        if self.presence is not None:
+            self.presence.stop()
         if self.heartbeat is not None:
             self.heartbeat.stopped()
         log.info("stopped")
+
+    def _start_presence(self) -> None:
+        """Register this daemon; send at once what daemons that are gone had claimed."""
+        if self.presence is None:
+            return
+        self.presence.start()
+        self._take_over()
+
+    def _take_over(self) -> None:
+        """Send the mails the presence released from daemons that are gone, if any."""
+        if self.presence is None:
+            return
+        self.presence.make_way()  # a beat under way may be releasing some right now
+        if not self.presence.pending:
+            return
+        taken = self.presence.released()
+        log.info("sending %d mail(s) claimed by a daemon that is gone", len(taken))
+        self._flush_quietly(only=taken)
+
+    def _slice(self, seconds: float) -> float:
+        """Return how long one slice of a wait may last: the watchdog's and takeovers' due."""
+        slice_ = self.notifier.ping_interval(seconds)
+        if self.presence is not None and self.presence.crowded:
+            slice_ = min(slice_, CHECK_EVERY)
+        return slice_
 
     def _become_ready(self, on_ready: Callable[[], None]) -> bool:
         on_ready()
@@ -466,7 +513,7 @@ class Runner:
     def _wait(self) -> None:
         """Wait for mail up to ``wait_seconds``, in slices short enough to ping the watchdog."""
         deadline = time.monotonic() + self.wait_seconds
-        slice_ = self.notifier.ping_interval(self.wait_seconds)
+        slice_ = self._slice(self.wait_seconds)
         while not (self.stopping.is_set() or self.reload_requested):
             left = deadline - time.monotonic()
             if left <= 0:
@@ -480,16 +527,18 @@ class Runner:
                     self.heartbeat.woke()
                 return
             self._alive()
+            self._take_over()
 
     def _sleep(self, seconds: float) -> None:
         """Sleep (a back-off) in slices, pinging the watchdog; stop() or SIGHUP cut it short."""
         deadline = time.monotonic() + seconds
-        slice_ = self.notifier.ping_interval(seconds)
+        slice_ = self._slice(seconds)
         while not (self.stopping.is_set() or self.reload_requested):
             left = deadline - time.monotonic()
             if left <= 0:
                 return
             self._alive()
+            self._take_over()
             self._interruptible(lambda: time.sleep(min(left, slice_)))  # noqa: B023
 
     def _alive(self, force: bool = False) -> None:
@@ -534,10 +583,10 @@ class Runner:
         # A reload stops the attempts with the old settings; the loop retries with the new.
         return self.stopping.is_set() or self.reload_requested
 
-    def _flush_quietly(self) -> None:
-        """Send what is committed while intake cannot run; log what stops it."""
+    def _flush_quietly(self, only: set[int] | None = None) -> None:
+        """Send what is committed (of ``only``) while intake cannot run; log what stops it."""
         try:
-            self.outbox.flush(self.clock())
+            self.outbox.flush(self.clock(), only=only)
         except (OperationalError, SmtpError) as exc:
             log.error("outbox not flushed: %s", exc)
 

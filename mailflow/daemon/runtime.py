@@ -31,6 +31,7 @@ from mailflow.config import Settings, load_settings
 from mailflow.core.model import Procedure
 from mailflow.core.people import NO_REQUEST, holders_of
 from mailflow.daemon.needs import Needs
+from mailflow.daemon.presence import Presence
 from mailflow.daemon.runner import Clock, PassReport, Runner, Wiring, offset_clock
 from mailflow.errors import MailflowError
 from mailflow.jobs.held import HeldOpenings
@@ -258,7 +259,9 @@ class Runtime:
 
         ``options`` go to :class:`Runner` as they are (``notifier``, ``heartbeat``, ...).
         """
-        return Runner.wired(self.wiring(), clock, **options)
+        return Runner.wired(
+            self.wiring(), clock, presence=Presence(self.outbox.holder), **options
+        )
 
     def first_run(self) -> bool:
         """Tell whether no pass has ever read this config's mailbox."""

@@ -10,7 +10,12 @@ calls the daemon unhealthy when (see docs/deployment.md, "Monitoring"):
   is stuck or the process is gone;
 - IMAP has been disconnected for more than ``imap_down_seconds`` (300 s);
 - the oldest pending outbox row is older than ``outbox_age_seconds`` (3600 s): mail is not
-  leaving.
+  leaving;
+- a daemon that is gone (its process ended, or no heartbeat for 30 s) still holds claims
+  on outbox rows: no daemon runs to release and send them.
+
+The report also lists every daemon registered in the store (several may share a PostgreSQL
+store) and counts the claims released so far.
 
 Overdue stages and failed mails are reported but never make it unhealthy: they are people's
 work (reminders and escalations handle them), not a fault of the daemon.
@@ -33,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from mailflow import __version__
 from mailflow.core.model import Status
+from mailflow.store.claims import Process, Seen, holders
 from mailflow.store.repository import Store, count_gaps_to_report, recent_gaps
 from mailflow.store.schema import (
     DaemonStatusRow,
@@ -183,6 +189,8 @@ class Report:
     gaps: dict[str, Any] = field(default_factory=dict)
     # Openings waiting for their sender's CONFIRMO (never a problem: people's work).
     held: list[dict[str, Any]] = field(default_factory=list)
+    daemons: list[Seen] = field(default_factory=list)  # every holder of claims, judged
+    released: int = 0  # outbox claims released from daemons that were gone, ever
 
     @property
     def healthy(self) -> bool:
@@ -198,6 +206,12 @@ class Report:
             "last_digest": self.last_digest,
             "gaps": self.gaps,
             "held_openings": self.held,
+            "daemons": [holder.as_json() for holder in self.daemons],
+            "claims": {
+                "held": sum(h.claims for h in self.daemons if not h.gone),
+                "held_by_gone": sum(h.claims for h in self.daemons if h.gone),
+                "released": self.released,
+            },
         }
 
 
@@ -231,6 +245,8 @@ def check(
         )
         gaps = _gaps(session, now)
         held = [_held(h) for h in held_openings(session)]
+        seen = holders(session, Process.this())
+        released = session.scalar(select(func.coalesce(func.sum(OutboxRow.releases), 0)))
     daemon: dict[str, Any] | None = None
     if row is None:
         problems.append(f"ningún daemon ha trabajado nunca en {name}")
@@ -281,7 +297,24 @@ def check(
             problems.append(
                 f"{count} {waiting} salir, el más antiguo desde hace {waited / 60:.0f} min"
             )
-    return Report(daemon, outbox, int(overdue or 0), _iso(digest), problems, gaps, held)
+    problems += [
+        f"{h.claims} {'correo tomado' if h.claims == 1 else 'correos tomados'} por el daemon "
+        f"pid {h.pid} en {h.host}, que ya no está ({h.gone}): un daemon en marcha "
+        f"{'lo envía' if h.claims == 1 else 'los envía'} enseguida"
+        for h in seen
+        if h.gone and h.claims
+    ]
+    return Report(
+        daemon,
+        outbox,
+        int(overdue or 0),
+        _iso(digest),
+        problems,
+        gaps=gaps,
+        held=held,
+        daemons=seen,
+        released=int(released or 0),
+    )
 
 
 def _gaps(session: Session, now: datetime) -> dict[str, Any]:
@@ -336,6 +369,7 @@ def describe(report: Report) -> list[str]:
         f"salida: {o['pending']} por enviar (el más antiguo {o['oldest_pending'] or '-'}), "
         f"{o['failed']} fallidos"
     )
+    lines += _claim_lines(report)
     lines.append(f"etapas vencidas: {report.overdue_stages}")
     lines.append(f"último resumen semanal: {report.last_digest or '-'}")
     g = report.gaps
@@ -355,6 +389,26 @@ def describe(report: Report) -> list[str]:
             f"  #{h['id']} {h['procedure'] or '?'} de {h['sender']}, recibida "
             f"{h['received_at']}, vence {h['expires'] or '?'}{asked}"
         )
+    return lines
+
+
+def _claim_lines(report: Report) -> list[str]:
+    """Return the daemons registered in the store and the claims they hold, for people."""
+    running = [h for h in report.daemons if not h.gone]
+    gone = [h for h in report.daemons if h.gone]
+    names = ", ".join(f"pid {h.pid} en {h.host}" for h in running)
+    lines = [f"daemons en marcha: {len(running)}" + (f" ({names})" if names else "")]
+    lines.append(
+        f"correos tomados para enviar: {sum(h.claims for h in running)} por daemons en "
+        f"marcha, {sum(h.claims for h in gone)} por daemons que ya no están; liberados "
+        f"hasta ahora: {report.released}"
+    )
+    lines += [
+        f"  ya no está: pid {h.pid} en {h.host} ({h.gone}), {h.claims} "
+        f"{'correo tomado' if h.claims == 1 else 'correos tomados'}"
+        for h in gone
+        if h.claims
+    ]
     return lines
 
 

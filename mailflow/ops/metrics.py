@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import func, select
 
 from mailflow.core.model import Status
+from mailflow.store.claims import Process, holders
 from mailflow.store.repository import Store
 from mailflow.store.schema import (
     DaemonStatusRow,
@@ -38,6 +39,7 @@ class StoreCollector(Collector):
 
     def __init__(self, store: Callable[[], Store], name: str, clock: Callable[[], datetime]):
         self.store, self.name, self.clock = store, name, clock
+        self.here = Process.this()
 
     def collect(self) -> Iterator[Any]:
         """Yield the metric families (one query each, all cheap aggregates)."""
@@ -61,6 +63,8 @@ class StoreCollector(Collector):
             )
             daemon = session.get(DaemonStatusRow, self.name)
             gaps = session.scalar(select(func.count(MailboxGapRow.id)))
+            released = session.scalar(select(func.coalesce(func.sum(OutboxRow.releases), 0)))
+            gone_claims = sum(h.claims for h in holders(session, self.here) if h.gone)
         messages = CounterMetricFamily(
             "mailflow_messages", "Inbound messages handled, by outcome", labels=["outcome"]
         )
@@ -77,6 +81,17 @@ class StoreCollector(Collector):
             "mailflow_mails_failed",
             "Outgoing mails given up on (undeliverable)",
             value=statuses.get(OutboxStatus.FAILED, 0),
+        )
+        yield CounterMetricFamily(
+            "mailflow_outbox_claims_released",
+            "Outgoing mails released from the claim of a daemon that was gone",
+            value=int(released or 0),
+        )
+        yield GaugeMetricFamily(
+            "mailflow_outbox_claimed_by_gone_daemons",
+            "Outgoing mails still claimed by daemons that are gone (released at once by a "
+            "running daemon)",
+            value=gone_claims,
         )
         yield GaugeMetricFamily(
             "mailflow_outbox_pending",

@@ -59,6 +59,7 @@ NAMING_CONVENTION = {
 ADDRESS = 320  # RFC 3696 errata: 64 local part + @ + 255 domain
 MESSAGE_ID = 998  # RFC 5322 line limit; the parser must drop anything longer
 SHA256_HEX = 64
+HOLDER_ID = 32  # a uuid4 in hex
 
 
 class InboundOutcome(enum.StrEnum):
@@ -264,6 +265,11 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The daemon sending it right now (a DaemonRow.id), NULL when none is. The claim of a
+    # daemon that is gone is released at once (mailflow.store.claims).
+    claimed_by: Mapped[str | None] = mapped_column(String(HOLDER_ID), index=True)
+    # How many times its claim was released because the daemon holding it was gone.
+    releases: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Its archive index entry, saved with it (cascade): an outgoing mail is archived when
     # its row is created, before the commit that queues it.
     archive_entries: Mapped[list[ArchiveEntryRow]] = relationship(back_populates="outbox")
@@ -424,3 +430,26 @@ class MailboxGapRow(Base):
     uid: Mapped[int] = mapped_column(BigInteger)
     noticed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     reported_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class DaemonRow(Base):
+    """Name one running mailflow process that may hold claims, with its heartbeat.
+
+    Registered when the process starts, its heartbeat renewed every few seconds with the
+    store's clock, deleted at a clean stop; the row of a process that is gone is deleted by
+    the daemon that releases its claims (:mod:`mailflow.store.claims`). Several daemons on
+    one PostgreSQL store each have their own.
+    """
+
+    __tablename__ = "daemons"
+
+    id: Mapped[str] = mapped_column(String(HOLDER_ID), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    # Where ``pid`` means this very process: host, machine id, boot and PID namespace.
+    machine: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    # When the kernel started ``pid`` (ticks since boot): a reused pid has another one.
+    process_start: Mapped[str | None] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -4,13 +4,15 @@ The caller owns the outbox rows: this adapter takes messages already rendered to
 reports, per recipient, what the server answered. It never rebuilds a message, so a retry
 carries the very bytes (and Message-ID) of the first attempt.
 
-Replies are read by their RFC 5321 class: 2xx accepted, 4xx temporary (try again at
-``retry_at``), 5xx permanent (the caller reports it to the Jefatura UGS). A failure of the
-whole message or connection (refused or timed-out connection, 421, a refusal of MAIL FROM
-or of the DATA) applies to every recipient still undecided and also sets
-``SendResult.error``. Failures only an operator can fix (login refused, TLS not offered or
-not verifiable) raise an ``SmtpError``, which carries the results of the whole batch so that
-nothing already sent is sent again.
+Each recipient ends accepted or refused, and a refusal carries the server's reply code and
+line (``Reply``): what to make of it (try again later, give up, tell someone) is the
+outbox's retry policy, not this module's. When no SMTP reply came (refused or timed-out
+connection, a message never attempted) the code is -1. A failure of the whole message or
+connection (refused or timed-out connection, 421, a refusal of MAIL FROM or of the DATA)
+applies to every recipient still undecided and also sets ``SendResult.error``. Failures
+only an operator can fix (login refused, TLS not offered or not verifiable) raise an
+``SmtpError``, which carries the results of the whole batch so that nothing already sent is
+sent again.
 
 ``on_result``, when given, hears of each message as soon as it is decided, while the
 connection stays open: the caller can record it durably at once, so that a crash later in
@@ -26,7 +28,7 @@ import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import aiosmtplib
 
@@ -36,38 +38,6 @@ from mailflow.transport.oauth2 import OAuth2Error, OAuth2UnavailableError, Token
 from mailflow.transport.tls import certificate_advice, verifying_context
 
 log = logging.getLogger(__name__)
-
-RETRY_FIRST = timedelta(minutes=1)
-RETRY_CAP = timedelta(hours=1)
-# Like an MTA's queue lifetime, but shorter: workflow stages are due in one business day,
-# so after two days the Jefatura UGS must hear that a mail did not leave.
-GIVE_UP_AFTER = timedelta(hours=48)
-
-
-def next_attempt_delay(attempts: int) -> timedelta:
-    """Return the wait after ``attempts`` failed tries (1-based): 1, 2, 4 … minutes, at most 1 h."""
-    if attempts < 1:
-        raise ValueError(f"attempts counts failed tries and starts at 1, not {attempts}")
-    # Bounding the exponent keeps a huge attempt count from overflowing timedelta.
-    return min(RETRY_FIRST * (1 << min(attempts - 1, 12)), RETRY_CAP)
-
-
-def retry_at(
-    attempts: int,
-    first_failure: datetime,
-    now: datetime,
-    *,
-    give_up_after: timedelta = GIVE_UP_AFTER,
-) -> datetime | None:
-    """Return when to try a temporarily failed mail again, or None to give up on it.
-
-    Giving up is measured from the first temporary failure, not counted in attempts, so a
-    daemon that was stopped for a day does not get a fresh two days on its return. A mail
-    given up on is then a permanent failure for its recipients.
-    """
-    if now - first_failure >= give_up_after:
-        return None
-    return now + next_attempt_delay(attempts)
 
 
 @dataclass(frozen=True)
@@ -95,25 +65,21 @@ class Outgoing:
             raise ValueError(f"outbox message {self.key} has no recipients")
 
 
+class Reply(NamedTuple):
+    """One refusal as the server gave it: its code (-1: no SMTP reply) and its line."""
+
+    code: int
+    line: str  # "451 4.3.0 Try again later", or "(not sent) …" when nothing was answered
+
+
 @dataclass(frozen=True)
 class SendResult:
-    """What the server said about one message, recipient by recipient ("451 4.3.0 …")."""
+    """What the server said about one message: who it accepted, who it refused and how."""
 
     key: int | str
     accepted: tuple[str, ...] = ()
-    temporary: dict[str, str] = field(default_factory=dict)
-    permanent: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, Reply] = field(default_factory=dict)
     error: str | None = None
-
-    @property
-    def done(self) -> bool:
-        """Tell whether no recipient is left to try again."""
-        return not self.temporary
-
-    @property
-    def retry_recipients(self) -> tuple[str, ...]:
-        """Return the recipients to send the same bytes to on the next attempt."""
-        return tuple(self.temporary)
 
 
 OnResult = Callable[[SendResult], None]
@@ -147,9 +113,9 @@ class _TimedOutError(Exception):
         self.result = result
 
 
-def _is_temporary(code: int) -> bool:
-    # Anything that is not a clear 5xx (including aiosmtplib's -1 for garbage) is retried.
-    return not 500 <= code < 600
+def _refused_for_good(code: int) -> bool:
+    """Tell whether a reply to our login is a 5xx: a refusal, not a busy server (RFC 5321)."""
+    return 500 <= code < 600
 
 
 class _Tally:
@@ -159,12 +125,11 @@ class _Tally:
         self.key = item.key
         self.undecided = list(dict.fromkeys(item.recipients))
         self.accepted: list[str] = []
-        self.temporary: dict[str, str] = {}
-        self.permanent: dict[str, str] = {}
+        self.refused: dict[str, Reply] = {}
         self.error: str | None = None
 
     def refuse(self, recipient: str, code: int, reply: str) -> None:
-        (self.temporary if _is_temporary(code) else self.permanent)[recipient] = reply
+        self.refused[recipient] = Reply(code, reply)
         self.undecided.remove(recipient)
 
     def accept(self, recipients: list[str]) -> None:
@@ -177,12 +142,11 @@ class _Tally:
             self.refuse(recipient, code, reply)
 
     def result(self) -> SendResult:
-        return SendResult(
-            self.key, tuple(self.accepted), self.temporary, self.permanent, self.error
-        )
+        return SendResult(self.key, tuple(self.accepted), self.refused, self.error)
 
 
-def _all_temporary(item: Outgoing, error: str) -> SendResult:
+def _unsent(item: Outgoing, error: str) -> SendResult:
+    """Return the result of a message never attempted: every recipient without a reply."""
     tally = _Tally(item)
     tally.fail_rest(-1, f"(not sent) {error}", error)
     return tally.result()
@@ -326,8 +290,8 @@ class SmtpSender:
         """Send every item and return one result per item, in order.
 
         Raise ``SmtpAuthError`` / ``SmtpTlsError`` when the configuration is at fault; the
-        exception's ``results`` then holds what happened to each item (unsent ones are
-        temporary), so the caller can still record the messages that did leave.
+        exception's ``results`` then holds what happened to each item (unsent ones have
+        code -1), so the caller can still record the messages that did leave.
         ``on_result`` is called with each result once the server has decided it; if it
         raises, no further message is sent and its exception is raised once the
         connections are closed.
@@ -351,8 +315,7 @@ class SmtpSender:
             raise batch.hook_failed
         reason = str(batch.fatal or batch.unavailable or "not attempted")
         results = [
-            batch.results.get(index) or _all_temporary(item, reason)
-            for index, item in enumerate(pending)
+            batch.results.get(index) or _unsent(item, reason) for index, item in enumerate(pending)
         ]
         if batch.fatal is not None:
             batch.fatal.results = results
@@ -407,13 +370,13 @@ class SmtpSender:
                 except Exception as exc:  # one odd message must not lose the batch's results
                     log.exception("smtp: outbox %s: unexpected failure", item.key)
                     _drop(conn)
-                    result = _all_temporary(item, f"unexpected failure: {exc!r}")
+                    result = _unsent(item, f"unexpected failure: {exc!r}")
                 if result is None and index not in batch.retried:
                     # Dropped before the server decided: once more on a fresh connection.
                     batch.retried.add(index)
                     batch.queue.appendleft((index, item))
                     continue
-                result = result or _all_temporary(item, "connection lost twice")
+                result = result or _unsent(item, "connection lost twice")
                 self._log(item, result)
                 batch.decide(index, result)
         except BaseException:  # the hook's error, or cancelled because another task's raised
@@ -498,7 +461,7 @@ class SmtpSender:
         try:
             await conn.login(username, password)
         except aiosmtplib.SMTPAuthenticationError as exc:
-            if _is_temporary(exc.code):
+            if not _refused_for_good(exc.code):
                 raise
             raise SmtpAuthError(
                 f'el servidor SMTP {self._where} rechazó el inicio de sesión de "{username}" '
@@ -528,7 +491,7 @@ class SmtpSender:
                 return
             except aiosmtplib.SMTPAuthenticationError as exc:
                 self._tokens.invalidate(token)
-                if _is_temporary(exc.code):
+                if not _refused_for_good(exc.code):
                     raise
                 if attempt == 2:
                     raise SmtpAuthError(
@@ -626,13 +589,12 @@ class SmtpSender:
 
     def _log(self, item: Outgoing, result: SendResult) -> None:
         """Log one message's outcome: keys, counts and server replies, never the content."""
-        if result.temporary or result.permanent:
+        if result.refused:
             log.warning(
-                "smtp: outbox %s: %d accepted, temporary %s, permanent %s",
+                "smtp: outbox %s: %d accepted, refused %s",
                 item.key,
                 len(result.accepted),
-                result.temporary,
-                result.permanent,
+                {who: reply.line for who, reply in result.refused.items()},
             )
         else:
             log.info(

@@ -22,6 +22,7 @@ from testbed.mail import build_message, deliver
 from testbed.ports import HOST
 from testbed.smtp import SmtpRelay
 
+from mailflow.app.outbox import Verdict
 from mailflow.config import Imap, OAuth2, Smtp, parse_settings
 from mailflow.errors import ConfigError
 from mailflow.transport.imap import ImapAuthError, ImapSource, ImapUnavailableError
@@ -274,7 +275,8 @@ def test_smtp_xoauth2_with_a_revoked_refresh_token_is_an_auth_error(
         sender.send_many_sync([outgoing("tres", mailbox)])
     assert "invalid_grant" in str(caught.value) and "[oauth2] refresh_token" in str(caught.value)
     assert relay.accepted == []
-    assert caught.value.results[0].temporary  # kept for after the operator fixed it
+    # Kept for after the operator fixed it.
+    assert Verdict.of(caught.value.results[0]).temporary
 
 
 # -- configuration ---------------------------------------------------------------------------

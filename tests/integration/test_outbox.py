@@ -15,17 +15,19 @@ from datetime import timedelta
 from email.message import EmailMessage
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from testbed.mail import parse
+from testbed.proc import finished_pid
 from testbed.site import INFO_REQUEST, START, Scenario, code_of
 from testbed.smtp import SmtpRelay
 
 from mailflow.app import outbox as outbox_module
-from mailflow.app.outbox import CLAIM_FOR, Outbox, Send
+from mailflow.app.outbox import Outbox, Send
 from mailflow.config import load_settings
 from mailflow.daemon.runtime import build_runtime
-from mailflow.store.schema import OutboxRow, OutboxStatus
-from mailflow.transport.smtp import OnResult, Outgoing, SendResult, SmtpAuthError
+from mailflow.store.claims import Holder, Process, store_time
+from mailflow.store.schema import DaemonRow, OutboxRow, OutboxStatus
+from mailflow.transport.smtp import OnResult, Outgoing, Reply, SendResult, SmtpAuthError
 
 ACK = "Solicitud recibida"
 ACTION = "Acción requerida"
@@ -231,7 +233,8 @@ def test_rows_sent_before_an_operator_error_are_recorded_as_sent(scenario: Scena
         first, *rest = items
         error = SmtpAuthError("535 login refused")
         error.results = [SendResult(first.key, accepted=first.recipients)] + [
-            SendResult(i.key, temporary=dict.fromkeys(i.recipients, "(not sent)")) for i in rest
+            SendResult(i.key, refused=dict.fromkeys(i.recipients, Reply(-1, "(not sent)")))
+            for i in rest
         ]
         raise error
 
@@ -311,32 +314,22 @@ def _dying(send: Send, at: int, pause: float = 0.0) -> Send:
     return dying
 
 
-def _queue_mails(scenario: Scenario, count: int) -> None:
-    """Queue ``count`` pending mails, one per reader, each with its own Message-ID."""
-    rt, site = scenario.runtime, scenario.site
-    readers = [site.addr(f"lector{n}") for n in range(count)]
-    context = {"problems": ["prueba"], "original_subject": "x", "form": False, "request": None}
-    with rt.store.transaction() as session:
-        rows = rt.outbox.composer.rows(
-            "delivery_failed", readers, [], context=context, code=None, stage=0,
-            references=[], now=scenario.now, request_id=None,
-        )  # fmt: skip
-        assert len(rows) == count
-        session.add_all(rows)
-
-
 def _crash_then_flush_again(
     scenario: Scenario, relay: SmtpRelay, dying: Send
 ) -> tuple[int, list[str]]:
     """Flush with ``dying``, then normally; return the rows recorded sent by the first
     flush and the Message-IDs the relay took more than once."""
     rt, out = scenario.runtime, scenario.runtime.outbox
-    broken = Outbox(rt.store, dying, out.composer, out.envelope_from, out.report_to)
+    # The dying daemon's process is gone once it is killed: a pid no process has.
+    here = Process.this()
+    killed = Holder(rt.store, process=Process(here.host, here.machine, finished_pid(), "0"))
+    broken = Outbox(rt.store, dying, out.composer, out.envelope_from, out.report_to, holder=killed)
     with pytest.raises(_KilledError):
         broken.flush(scenario.now)
     recorded = {r.message_id for r in _rows(scenario) if r.status == OutboxStatus.SENT}
-    # The next daemon finds the unrecorded rows still claimed, then sends them again.
-    rt.outbox.flush(scenario.now + CLAIM_FOR + timedelta(minutes=1))
+    # The next daemon finds the unrecorded rows claimed by a daemon that is gone: it
+    # releases them at once, and sends them again.
+    rt.outbox.flush(scenario.now)
     assert all(r.status == OutboxStatus.SENT for r in _rows(scenario))
     ids = [str(parse(m.raw)["Message-ID"]) for m in relay.accepted]
     assert set(ids) == {r.message_id for r in _rows(scenario)}
@@ -350,7 +343,7 @@ def test_a_crash_mid_flush_repeats_only_the_mails_of_the_last_group(
 ) -> None:
     """Results are recorded in groups of RECORD_EVERY while the batch goes on (issue 7)."""
     monkeypatch.setattr(outbox_module, "RECORD_AFTER_SECONDS", 3600.0)  # the count alone
-    _queue_mails(scenario, 30)
+    scenario.queue_mails(30)
 
     recorded, repeated = _crash_then_flush_again(
         scenario, relay, _dying(scenario.runtime.outbox.send, at=25)
@@ -364,7 +357,7 @@ def test_a_crash_mid_flush_repeats_only_the_mails_of_the_last_group(
 def test_a_slow_flush_records_what_was_accepted_every_quarter_second(
     scenario: Scenario, relay: SmtpRelay
 ) -> None:
-    _queue_mails(scenario, 8)
+    scenario.queue_mails(8)
 
     recorded, repeated = _crash_then_flush_again(
         scenario, relay, _dying(scenario.runtime.outbox.send, at=5, pause=0.3)
@@ -392,17 +385,98 @@ def test_a_long_flush_pings_the_watchdog_after_each_group_even_after_a_reload(
     runner = rt.runner(lambda: scenario.now)
     spy = _Watchdog()
     runner.notifier = spy  # type: ignore[assignment]
-    _queue_mails(scenario, 45)
+    scenario.queue_mails(45)
 
     rt.outbox.flush(scenario.now)
     assert spy.pings == 3  # groups of 20, 20 and the last 5
 
+    holder = runner.outbox.holder
     reloaded = build_runtime(load_settings(scenario.site.config_path, {}))
     runner.rewire(reloaded.wiring(previous=runner.source.tokens))
     try:
-        _queue_mails(scenario, 25)
+        scenario.queue_mails(25)
         runner.outbox.flush(scenario.now)
         assert spy.pings == 3 + 2
+        # The daemon keeps its identity: what it claimed before the reload stays its own.
+        assert runner.outbox.holder is holder and holder.store is reloaded.store
     finally:
         runner.source.close()
         reloaded.store.close()
+
+
+def test_a_mail_being_sent_names_its_holder_until_its_result_is_recorded(
+    scenario: Scenario,
+) -> None:
+    scenario.queue_mails(2)
+    rt, out = scenario.runtime, scenario.runtime.outbox
+    during: list[set[str | None]] = []
+
+    def looking(items: Sequence[Outgoing], on_result: OnResult) -> list[SendResult]:
+        during.append({r.claimed_by for r in _rows(scenario)})
+        return [SendResult(i.key, accepted=i.recipients) for i in items]
+
+    looker = Outbox(
+        rt.store, looking, out.composer, out.envelope_from, out.report_to, holder=out.holder
+    )
+    assert looker.flush(scenario.now).sent == 2
+
+    assert during == [{out.holder.id}]
+    assert {r.claimed_by for r in _rows(scenario)} == {None}
+    with rt.store.transaction() as session:  # the holder is registered, with a heartbeat
+        assert session.get(DaemonRow, out.holder.id) is not None
+
+
+class _Clock:
+    """A monotonic clock the test moves (a process frozen, then thawed)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_daemon_taken_for_gone_mid_flush_stops_and_each_mail_leaves_once(
+    scenario: Scenario, relay: SmtpRelay
+) -> None:
+    """A daemon frozen mid-flush (SIGSTOP, a paused VM) past the bound, then thawed."""
+    scenario.queue_mails(10)
+    rt, out = scenario.runtime, scenario.runtime.outbox
+    clock = _Clock()
+    here = Process.this()
+    elsewhere = Process("otro", "otro 0 0 pid:[1]", here.pid, here.start)  # only beats count
+    frozen = Holder(rt.store, process=elsewhere, clock=clock)
+
+    def freezing(items: Sequence[Outgoing], on_result: OnResult) -> list[SendResult]:
+        told = 0
+
+        def tell(result: SendResult) -> None:
+            nonlocal told
+            told += 1
+            on_result(result)
+            if told == 3:  # frozen for 40 s: meanwhile another daemon took it for gone
+                clock.now += 40
+                with rt.store.transaction() as session:
+                    session.execute(
+                        update(DaemonRow)
+                        .where(DaemonRow.id == frozen.id)
+                        .values(heartbeat_at=store_time(session) - timedelta(seconds=40))
+                    )
+                with rt.store.transaction() as session:
+                    out.holder.enter(session)
+                    assert len(out.holder.take_over(session)) == 10
+
+        return out.send(items, tell)
+
+    thawed = Outbox(
+        rt.store, freezing, out.composer, out.envelope_from, out.report_to, holder=frozen
+    )
+    report = thawed.flush(scenario.now)
+
+    # The mail it was sending when it froze is the last one: it stopped before the next.
+    assert report.sent == 4
+    assert len(relay.accepted) == 4
+    assert out.flush(scenario.now).sent == 6
+    ids = [str(parse(m.raw)["Message-ID"]) for m in relay.accepted]
+    assert sorted(ids) == sorted(r.message_id for r in _rows(scenario))  # each once
+    assert {r.status for r in _rows(scenario)} == {OutboxStatus.SENT}

@@ -26,6 +26,7 @@ from testbed.mail import build_message, fetch_raw, parse
 from testbed.ports import HOST, free_port
 from testbed.smtp import SmtpRelay
 
+from mailflow.app.outbox import Verdict
 from mailflow.config import Smtp
 from mailflow.transport.smtp import (
     Outgoing,
@@ -54,6 +55,11 @@ def _sender(port: int, security: str = "none", **extra: Any) -> SmtpSender:
         connections=connections,
         local_hostname=EHLO,
     )
+
+
+def _judged(results: list[SendResult]) -> list[Verdict]:
+    """Return what the outbox's retry policy makes of the adapter's results."""
+    return [Verdict.of(result) for result in results]
 
 
 def _message(key: int | str, recipients: tuple[str, ...], subject: str = "") -> Outgoing:
@@ -223,7 +229,7 @@ def test_twenty_messages_over_one_connection_arrive_byte_for_byte(
 ) -> None:
     items = [_message(i, (f"u{i % 4}@{maildomain}", f"all@{maildomain}")) for i in range(20)]
 
-    results = _sender(proxy.port).send_many_sync(items)
+    results = _judged(_sender(proxy.port).send_many_sync(items))
 
     assert proxy.connections == 1
     assert [r.key for r in results] == list(range(20))
@@ -243,7 +249,7 @@ def test_temporary_refusal_of_one_recipient_is_retried_with_the_same_bytes(
     relay.fail_next(451, recipient=beto)
     sender = _sender(relay.port)
 
-    [first] = sender.send_many_sync([item])
+    [first] = _judged(sender.send_many_sync([item]))
 
     assert first.accepted == (ana, cata)
     assert list(first.temporary) == [beto]
@@ -253,7 +259,7 @@ def test_temporary_refusal_of_one_recipient_is_retried_with_the_same_bytes(
     assert _delivered(dovecot, beto, item) == 0
 
     retry = Outgoing(item.key, item.sender, first.retry_recipients, item.raw)
-    [second] = sender.send_many_sync([retry])
+    [second] = _judged(sender.send_many_sync([retry]))
 
     assert second.done and second.accepted == (beto,)
     assert [_delivered(dovecot, a, item) for a in (ana, beto, cata)] == [1, 1, 1]
@@ -267,7 +273,7 @@ def test_permanent_refusals_are_told_apart_per_recipient(
     item = _message(2, (ok, refused, unknown))
     relay.fail_next(550, recipient=refused)
 
-    [result] = _sender(relay.port).send_many_sync([item])
+    [result] = _judged(_sender(relay.port).send_many_sync([item]))
 
     assert result.accepted == (ok,)
     assert set(result.permanent) == {refused, unknown}
@@ -281,7 +287,7 @@ def test_all_recipients_refused_sends_no_data(relay: SmtpRelay, maildomain: str)
     relay.fail_next(550, recipient=a)
     relay.fail_next(452, recipient=b)
 
-    [result] = _sender(relay.port).send_many_sync([_message(3, (a, b))])
+    [result] = _judged(_sender(relay.port).send_many_sync([_message(3, (a, b))]))
 
     assert (result.accepted, list(result.permanent), list(result.temporary)) == ((), [a], [b])
     assert relay.accepted == []
@@ -298,7 +304,7 @@ def test_whole_message_refusal_applies_to_every_recipient(
     relay.fail_next(code, stage=stage)  # type: ignore[arg-type]
     refused, after = _message(4, (a, b)), _message(5, (a,))
 
-    first, second = _sender(relay.port).send_many_sync([refused, after])
+    first, second = _judged(_sender(relay.port).send_many_sync([refused, after]))
 
     outcome = first.permanent if kind == "permanent" else first.temporary
     assert set(outcome) == {a, b} and first.accepted == ()
@@ -316,7 +322,7 @@ def test_421_at_data_is_temporary_and_the_next_message_reconnects(
     relay.fail_next(421)  # the relay also closes the connection after it
     items = [_message(6, (a,)), _message(7, (a,))]
 
-    first, second = _sender(proxy.port).send_many_sync(items)
+    first, second = _judged(_sender(proxy.port).send_many_sync(items))
 
     assert list(first.temporary) == [a] and first.temporary[a].startswith("421 ")
     assert first.error is not None and "421" in first.error
@@ -329,7 +335,7 @@ def test_421_greeting_makes_the_whole_batch_temporary(proxy: _Proxy, maildomain:
     proxy.greeting = b"421 4.3.2 too busy, try later\r\n"
     items = [_message(8, (f"a@{maildomain}",)), _message(9, (f"b@{maildomain}",))]
 
-    results = _sender(proxy.port).send_many_sync(items)
+    results = _judged(_sender(proxy.port).send_many_sync(items))
 
     assert proxy.connections == 1  # no hammering a server that said it is busy
     assert all(not r.done and r.accepted == () for r in results)
@@ -340,7 +346,7 @@ def test_a_server_that_never_answers_times_out_as_temporary(proxy: _Proxy, maild
     proxy.silent = True
     items = [_message(18, (f"a@{maildomain}",)), _message(19, (f"b@{maildomain}",))]
 
-    results = _sender(proxy.port, timeout_seconds=5).send_many_sync(items)
+    results = _judged(_sender(proxy.port, timeout_seconds=5).send_many_sync(items))
 
     assert proxy.connections == 1
     assert all(not r.done and r.error is not None for r in results)
@@ -355,8 +361,9 @@ def test_connection_refused_is_temporary_until_the_server_is_back(
     sender = _sender(relay.port)
 
     with relay.refusing_connections():
-        [down] = sender.send_many_sync([item])
-    [up] = sender.send_many_sync([Outgoing(item.key, item.sender, down.retry_recipients, item.raw)])
+        [down] = _judged(sender.send_many_sync([item]))
+    retry = Outgoing(item.key, item.sender, down.retry_recipients, item.raw)
+    [up] = _judged(sender.send_many_sync([retry]))
 
     assert not down.done and down.retry_recipients == (a,) and down.accepted == ()
     assert down.error is not None
@@ -370,7 +377,7 @@ def test_dropped_connection_mid_batch_is_reopened_and_nothing_is_lost_or_doubled
     proxy.cut_at_mail = 6  # as a server closing an idle or overused connection would
     items = [_message(20 + i, (f"a@{maildomain}",)) for i in range(10)]
 
-    results = _sender(proxy.port).send_many_sync(items)
+    results = _judged(_sender(proxy.port).send_many_sync(items))
 
     assert all(r.done and r.error is None for r in results)
     assert proxy.connections == 2
@@ -383,7 +390,7 @@ def test_several_connections_share_a_batch(
 ) -> None:
     items = [_message(40 + i, (f"u{i}@{maildomain}",)) for i in range(12)]
 
-    results = _sender(proxy.port, connections=3).send_many_sync(items)
+    results = _judged(_sender(proxy.port, connections=3).send_many_sync(items))
 
     assert [r.key for r in results] == [item.key for item in items]
     assert all(
@@ -438,7 +445,7 @@ def test_a_failing_result_hook_stops_the_batch_and_its_error_is_raised(
 def test_login_is_used_when_configured(relay: SmtpRelay, maildomain: str) -> None:
     sender = _sender(relay.port, username="mailflow@example.org", password="s3cret")
 
-    [result] = sender.send_many_sync([_message(11, (f"a@{maildomain}",))])
+    [result] = _judged(sender.send_many_sync([_message(11, (f"a@{maildomain}",))]))
 
     assert result.done
     assert relay.accepted[0].login == "mailflow@example.org"
@@ -454,7 +461,7 @@ def test_starttls_required_but_not_offered_sends_nothing(relay: SmtpRelay, maild
         _sender(relay.port, "starttls").send_many_sync([item])
 
     assert relay.accepted == []
-    [result] = caught.value.results
+    [result] = _judged(caught.value.results)
     assert not result.done and result.error is not None
 
 
@@ -465,7 +472,7 @@ def test_implicit_tls_with_a_trusted_certificate_delivers(
     item = _message(13, (f"a@{maildomain}",))
     try:
         sender = _sender(tls_proxy.port, "tls", tls_context=_trusting(certificate))
-        [result] = sender.send_many_sync([item])
+        [result] = _judged(sender.send_many_sync([item]))
     finally:
         tls_proxy.close()
 
@@ -536,7 +543,7 @@ def test_starttls_upgrades_then_logs_in_and_sends(
         tls_context=_trusting(certificate),
     )
 
-    [result] = sender.send_many_sync([item])
+    [result] = _judged(sender.send_many_sync([item]))
 
     assert result.done
     assert recorder.received == [(SENDER, ["a@example.org"], item.raw)]
@@ -561,7 +568,7 @@ def test_refused_login_is_an_auth_error_naming_the_settings(
 
     assert "wrong" not in str(caught.value)
     assert recorder.received == []
-    assert [r.retry_recipients for r in caught.value.results] == [("a@example.org",)]
+    assert [r.retry_recipients for r in _judged(caught.value.results)] == [("a@example.org",)]
 
 
 def test_starttls_with_an_unverifiable_certificate_is_a_tls_error(

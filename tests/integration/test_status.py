@@ -6,15 +6,22 @@ import json
 import os
 import socket
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from testbed.daemon import Daemon
 from testbed.mail import build_message
+from testbed.proc import finished_pid
 from testbed.site import INFO_REQUEST, START, Scenario
+from testbed.smtp import SmtpRelay
 
 from mailflow.ops.health import Heartbeat, Limits, check, status_name
+from mailflow.ops.metrics import StoreCollector
+from mailflow.store.claims import Holder, Process
+from mailflow.store.schema import OutboxRow
 
 only_sqlite = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -59,6 +66,11 @@ def test_status_follows_the_daemon_from_start_to_stop(scenario: Scenario) -> Non
         assert daemon_info["last_message"]["request"].startswith("RRSS-")
         assert report["outbox"]["pending"] == 0
         assert report["overdue_stages"] == 0
+        # It is registered as a holder of claims, its heartbeat renewed by its presence.
+        [me] = report["daemons"]
+        assert (me["pid"], me["gone"], me["claims"]) == (daemon.process.pid, None, 0)
+        assert me["heartbeat_age_seconds"] < 10
+        assert report["claims"] == {"held": 0, "held_by_gone": 0, "released": 0}
 
         # Plain text for people, same verdict.
         text = scenario.cli("--now", now.isoformat(), "status", timeout=60)
@@ -70,6 +82,7 @@ def test_status_follows_the_daemon_from_start_to_stop(scenario: Scenario) -> Non
     code, report = _status(scenario, now)
     assert code == 1
     assert report["problems"][0].startswith("el daemon se detuvo el")
+    assert report["daemons"] == []  # a clean stop unregisters it
     # Eight days later the stage-2 deadline has passed: reported, but not a daemon fault.
     code, report = _status(scenario, now + timedelta(days=8))
     assert report["overdue_stages"] == 1
@@ -170,6 +183,8 @@ def test_metrics_endpoint_on_loopback(scenario: Scenario) -> None:
         assert samples[("mailflow_mails_failed_total", ())] == 0
         assert samples[("mailflow_overdue_stages", ())] == 0
         assert samples[("mailflow_imap_connected", ())] == 1
+        assert samples[("mailflow_outbox_claims_released_total", ())] == 0
+        assert samples[("mailflow_outbox_claimed_by_gone_daemons", ())] == 0
         assert daemon.terminate(timeout=10) == 0, daemon.log()
     finally:
         daemon.kill()
@@ -203,3 +218,44 @@ def test_status_before_the_first_start_neither_crashes_nor_creates_the_store(
         f"la base de datos {missing} no existe: el daemon nunca arrancó"
     )
     assert not missing.exists()
+
+
+@only_sqlite
+def test_claims_held_by_a_daemon_that_is_gone_are_shown_then_released_and_counted(
+    scenario: Scenario, relay: SmtpRelay
+) -> None:
+    rt = scenario.runtime
+    readers = scenario.queue_mails(3)
+    here = Process.this()
+    killed = Holder(rt.store, process=replace(here, pid=finished_pid(), start="0"))
+    with rt.store.transaction() as session:
+        session.execute(update(OutboxRow).values(claimed_by=killed.enter(session)))
+    pid, why = killed.process.pid, "su proceso ya no está en marcha"
+
+    code, report = _status(scenario, START)
+    assert code == 1
+    assert (
+        f"3 correos tomados por el daemon pid {pid} en {here.host}, que ya no está ({why}): "
+        "un daemon en marcha los envía enseguida"
+    ) in report["problems"]
+    assert report["claims"] == {"held": 0, "held_by_gone": 3, "released": 0}
+    [gone] = report["daemons"]
+    assert (gone["id"], gone["pid"], gone["gone"], gone["claims"]) == (killed.id, pid, why, 3)
+    text = scenario.cli("--now", START.isoformat(), "status", timeout=60).stdout
+    assert (
+        "correos tomados para enviar: 0 por daemons en marcha, 3 por daemons que ya no "
+        "están; liberados hasta ahora: 0"
+    ) in text
+    assert f"  ya no está: pid {pid} en {here.host} ({why}), 3 correos tomados" in text
+
+    scenario.run()  # any daemon's pass releases them and sends them
+
+    assert sorted(m.rcpt_tos[0] for m in relay.accepted) == sorted(readers)
+    code, report = _status(scenario, START)
+    assert report["claims"] == {"held": 0, "held_by_gone": 0, "released": 3}
+    assert report["daemons"] == []
+    assert not [p for p in report["problems"] if "tomado" in p]
+    collector = StoreCollector(lambda: rt.store, _name(scenario), lambda: START)
+    figures = {s.name: s.value for family in collector.collect() for s in family.samples}
+    assert figures["mailflow_outbox_claims_released_total"] == 3
+    assert figures["mailflow_outbox_claimed_by_gone_daemons"] == 0

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from pathlib import Path
@@ -54,15 +54,6 @@ from mailflow.store.schema import (
 NOW = dt.datetime(2026, 12, 1, 13, 0, tzinfo=dt.UTC)
 LA_PAZ = ZoneInfo("America/La_Paz")
 T = TypeVar("T")
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    """Return a store on a freshly migrated database."""
-    upgrade(db_url)
-    store = Store.from_url(db_url)
-    yield store
-    store.close()
 
 
 def request_row(code: str = "RRSS-2026-0001", **overrides: object) -> RequestRow:

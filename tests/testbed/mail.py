@@ -40,6 +40,15 @@ def parse(raw: bytes) -> EmailMessage:
     return message
 
 
+def message_id_of(raw: bytes) -> str:
+    """Return a mail's Message-ID from its header alone: cheap enough to poll a relay's log."""
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    found = re.search(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", head, re.MULTILINE | re.IGNORECASE)
+    if found is None:
+        return str(parse(raw)["Message-ID"])  # folded or odd: the parser knows better
+    return found.group(1).decode("ascii", "replace")
+
+
 def build_message(
     from_addr: str,
     to_addrs: Sequence[str],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -74,3 +75,10 @@ def kill_all(procs: list[ProcId]) -> None:
     for pid, _ in survivors(procs):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def finished_pid() -> int:
+    """Return the pid of a process that ran and was reaped: a pid no process has (for now)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid

@@ -218,6 +218,24 @@ class Scenario:
         self.runtime.runner(lambda: fixed).run_once()
         self.now += timedelta(hours=1)
 
+    def queue_mails(self, count: int) -> list[str]:
+        """Queue ``count`` pending mails, one per reader, each with its own Message-ID.
+
+        They go out with the next flush, as mail the daemon had queued itself; return the
+        readers' addresses.
+        """
+        rt = self.runtime
+        readers = [self.site.addr(f"lector{n}") for n in range(count)]
+        context = {"problems": ["prueba"], "original_subject": "x", "form": False, "request": None}
+        with rt.store.transaction() as session:
+            rows = rt.outbox.composer.rows(
+                "delivery_failed", readers, [], context=context, code=None, stage=0,
+                references=[], now=self.now, request_id=None,
+            )  # fmt: skip
+            assert len(rows) == count
+            session.add_all(rows)
+        return readers
+
     def show(self, code: str) -> dict[str, Any]:
         data = self.runtime.requests.show(code, self.now)
         assert data is not None

@@ -1,4 +1,5 @@
-"""Retry schedule of temporarily failed mail, and the pure parts of the SMTP adapter's types."""
+"""The outbox's retry policy (schedule, temporary or permanent), and the pure parts of the
+SMTP adapter's types."""
 
 from __future__ import annotations
 
@@ -10,14 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailflow.transport.smtp import (
-    GIVE_UP_AFTER,
-    Outgoing,
-    SendResult,
-    next_attempt_delay,
-    retry_at,
-    wire_size,
-)
+from mailflow.app.outbox import GIVE_UP_AFTER, Verdict, next_attempt_delay, retry_at
+from mailflow.transport.smtp import Outgoing, Reply, SendResult, wire_size
 
 FIRST = datetime(2026, 11, 20, 16, 0, tzinfo=UTC)
 
@@ -68,11 +63,22 @@ def test_a_schedule_from_first_failure_to_giving_up() -> None:
 
 
 def test_result_is_done_when_nothing_is_temporary() -> None:
-    partial = SendResult(7, ("a@x.bo",), {"b@x.bo": "451 4.3.0 later"}, {"c@x.bo": "550 no"})
+    later, never = Reply(451, "451 4.3.0 later"), Reply(550, "550 no")
+    partial = Verdict.of(SendResult(7, ("a@x.bo",), {"b@x.bo": later, "c@x.bo": never}))
     assert not partial.done
     assert partial.retry_recipients == ("b@x.bo",)
-    finished = SendResult(7, ("a@x.bo",), {}, {"c@x.bo": "550 no"})
+    finished = Verdict.of(SendResult(7, ("a@x.bo",), {"c@x.bo": never}))
     assert finished.done and finished.retry_recipients == ()
+
+
+@pytest.mark.parametrize(
+    ("code", "temporary"), [(421, True), (451, True), (-1, True), (550, False), (554, False)]
+)
+def test_a_5xx_is_permanent_anything_else_temporary(code: int, temporary: bool) -> None:
+    verdict = Verdict.of(SendResult(1, (), {"a@x.bo": Reply(code, f"{code} x")}))
+    assert (verdict.temporary, verdict.permanent) == (
+        ({"a@x.bo": f"{code} x"}, {}) if temporary else ({}, {"a@x.bo": f"{code} x"})
+    )
 
 
 def test_outgoing_needs_a_recipient() -> None:
