@@ -21,8 +21,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mailflow.app.archivos import asks_for_files, send_files
 from mailflow.app.build import Core
 from mailflow.app.effects import Applier, Handled, Reply
+from mailflow.app.opening import adopt_attempts, link_confirmed
 from mailflow.app.outbound import Composer
 from mailflow.app.products import directa_form
 from mailflow.config import Settings
@@ -284,6 +286,8 @@ class Service:
         mail: InboundMail,
         now: datetime,
     ) -> Handled:
+        if asks_for_files(mail):  # not an action: any stage, anyone on the request
+            return send_files(applier, request)
         reading = read_reply(mail.text, mail.subject)
         if reading.action is None:
             return applier.help_for_request(request, _UNCLEAR[reading.unclear or Unclear.EMPTY])
@@ -372,6 +376,7 @@ class Service:
         applier.session.add(request)
         applier.session.flush()
         applier.ledger.request_id = request.id
+        adopt_attempts(applier, request, mail, now)  # a "falta …" form completed by reply
         applier.apply(request, effects, Reply("SOLICITUD", event.text, event.urls))
         return Handled(InboundOutcome.PROCESSED, code, f"opened {parsed.procedure}")
 
@@ -490,6 +495,9 @@ class Service:
                 Applier(self, session, held, original, now), original, now, confirmed=True
             )
         applier.ledger.request_id = held.request_id
+        link_confirmed(
+            applier, held, confirmation_code(self.settings.organization.code_prefix, held_id)
+        )
         return Handled(result.outcome, result.code, f"CONFIRMO of #{held_id}: {result.detail}")
 
     def _unit(self, parsed: Intake, sender: str) -> str | None:

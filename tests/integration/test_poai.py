@@ -18,7 +18,6 @@ import re
 import shutil
 import smtplib
 import struct
-import subprocess
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from testbed.browser import ink, render
 from testbed.mail import build_message
 from testbed.site import TZ, Scenario
 
@@ -161,55 +161,6 @@ def by_hand(sent: list[Sent], person: str) -> dict[str, object]:
         "weighted": weighted,
         "products": len(mine),
     }
-
-
-def chromium() -> str:
-    """Return the Chromium binary (Debian package `chromium`, scripts/ensure-test-packages.sh)."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.fail("chromium is not installed: run scripts/ensure-test-packages.sh as root")
-    return found
-
-
-def render(page: Path, profile: Path, *output: str) -> None:
-    """Open ``page`` in headless Chromium with ``output`` options (screenshot, PDF)."""
-    subprocess.run(
-        [
-            chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", f"--user-data-dir={profile}", *output, page.as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )  # fmt: skip
-
-
-def ink(png_bytes: bytes) -> float:
-    """Return the share of RGB samples of a PNG that are not white (0: a blank page)."""
-    assert png_bytes.startswith(b"\x89PNG\r\n\x1a\n")
-    pos, idat, width, height, channels = 8, b"", 0, 0, 3
-    while pos < len(png_bytes):
-        (length,) = struct.unpack(">I", png_bytes[pos : pos + 4])
-        kind = png_bytes[pos + 4 : pos + 8]
-        data = png_bytes[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            width, height, _depth, color = struct.unpack(">IIBB", data[:10])
-            channels = {2: 3, 6: 4}[color]
-        elif kind == b"IDAT":
-            idat += data
-        pos += 12 + length
-    raw = zlib.decompress(idat)
-    stride = width * channels + 1
-    # Unfiltered, a white row is all 255; any filter leaves mostly zeros on white. Count
-    # bytes that are neither, per row, which only ink produces.
-    busy = sum(
-        1
-        for y in range(height)
-        for b in raw[y * stride + 1 : (y + 1) * stride]
-        if b not in (0, 255)
-    )
-    return busy / (width * height * channels)
 
 
 def month_row(section: str, label: str) -> list[int]:
