@@ -369,21 +369,25 @@ def _report_poai(inv: Invocation) -> int:
 
 
 def _archive_verify(inv: Invocation) -> int:
-    from mailflow.store.catalog import indexed_digests
+    from mailflow.store.catalog import evidence_gaps, indexed_digests
 
     rt = _runtime(inv)
     with rt.store.transaction() as session:
         wanted = indexed_digests(session)
+        gaps = evidence_gaps(session)
     result = rt.service.archive.verify(wanted)
     for path in result.altered:
         print(f"ALTERADO {path}")
     for sha256 in result.missing:
         print(f"FALTA    {sha256}")
+    for gap in gaps:  # a request whose evidence would leave out its opening mail or a file
+        print(f"INCOMPLETA {gap}")
     print(
         f"{result.checked} archivos revisados: {len(result.altered)} alterados, "
-        f"{len(result.missing)} faltantes, {result.unindexed} sin referencia en la base"
+        f"{len(result.missing)} faltantes, {result.unindexed} sin referencia en la base; "
+        f"{len(gaps)} solicitudes con evidencia incompleta"
     )
-    return 0 if result.ok else 1
+    return 0 if result.ok and not gaps else 1
 
 
 def _add_status(sub: Any) -> None:
@@ -508,7 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     ar = p.add_subparsers(dest="archive_command", metavar="ACTION", required=True)
     q = ar.add_parser(
         "verify",
-        help="re-hash every archived file; exit 1 if any is altered or missing",
+        help="re-hash every archived file; exit 1 if any is altered or missing, or if a "
+        "request's evidence lacks its opening mail or one of its files",
     )
     q.set_defaults(func=_archive_verify)
 
