@@ -54,8 +54,8 @@ def send_files(applier: Applier, request: RequestRow) -> Handled:
     limit = service.settings.mail.attach_max_bytes
     files = files_of(session, request, service.archive)
     had = files_sent_to(session, request.id, sender)
-    wanted = [f for f in files if f.sha256 not in had] or files
-    groups = batches(wanted, limit)
+    sendable = [f for f in files if f.available and f.size <= limit]
+    groups = batches([f for f in sendable if f.sha256 not in had] or sendable, limit)
     procedure = service.core.workflow.procedure(request.procedure)
     base = request_context(request, procedure, service.settings.zone)
     for number, group in enumerate(groups or [[]], 1):

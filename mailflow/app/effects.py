@@ -104,6 +104,8 @@ class Applier:
         self.ledger = ledger
         self.mail = mail
         self.now = now
+        # The files and observations of the request being applied, read for its first mail.
+        self._material: Material | None = None
 
     # -- accepted actions -------------------------------------------------------------
 
@@ -123,6 +125,7 @@ class Applier:
             limit=self.service.settings.mail.attach_max_bytes,
         )
         opening = reply.action == "SOLICITUD"
+        self._material = None  # read again once this message's history rows are added
         last: HistoryRow | None = None
         published: tuple[HistoryRow, tuple[str, ...]] | None = None
         for effect in effects:
@@ -200,7 +203,9 @@ class Applier:
             if stage is not None and effect.template in ("action_needed", "observations_returned")
             else []
         )
-        material = self.material(request)
+        if self._material is None:
+            self._material = self.material(request)
+        material = self._material
         # A mail asking to act carries the files; copies and notices list them only.
         shown, files = material.view(attach=bool(actions))
         context = {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -83,34 +84,16 @@ class Composer:
         rendered = self._renderer.render(template, {**self.base_context(), **context})
         body = MimeBody(rendered)  # encoded once; each copy differs only in its headers
         enclosures = self._enclosures(files)
-        smtp = self._settings.smtp
         rows = []
         everyone = deliver_to if deliver_to is not None else (*to, *cc)
         for recipient in dict.fromkeys(a.lower() for a in everyone):
-            nonce = secrets.token_hex(6)
-            if code is not None:
-                token = make_token(self._secret, code, stage, recipient)
-                # Without plus-addressing rrss+token@ would bounce: the token then rides
-                # in the Message-ID alone, which replies quote in In-Reply-To/References.
-                plus = smtp.plus_addressing
-                reply_to = reply_address(smtp.from_address, token) if plus else smtp.from_address
-                mid = message_id(token, nonce, self.domain)
-            else:
-                reply_to = smtp.from_address
-                mid = f"<rrss-{nonce}@{self.domain}>"
-            envelope = Envelope(
-                from_name=smtp.from_name,
-                from_address=smtp.from_address,
-                reply_to=reply_to,
-                to=list(to) or [recipient],
-                cc=list(cc),
-                message_id=mid,
-                references=[r for r in references if r][-10:],
-                code=code if show_code else None,
-                date=now,
+            envelope = self._envelope(
+                recipient, to, cc, code=code, stage=stage, references=references, now=now
             )
+            if not show_code:
+                envelope = replace(envelope, code=None)
             row = OutboxRow(
-                message_id=mid,
+                message_id=envelope.message_id,
                 request_id=request_id,
                 kind=template,
                 recipients=[recipient],
@@ -120,6 +103,8 @@ class Composer:
                 next_attempt_at=now,
                 created_at=now,
             )
+            # Archived before the commit that queues it: the index row rides with the
+            # outbox row (relationship cascade), so no caller can forget it.
             if enclosures:
                 stored = self.archive.put_stream(compose_chunks(body, envelope, enclosures), ".eml")
                 row.eml_sha256 = stored.sha256
@@ -127,11 +112,45 @@ class Composer:
                 outbound_entry(row, stored.sha256, stored.size)
             else:
                 row.raw = compose_bytes(body, envelope)
-                # Before the commit that queues it: the index row rides with the outbox
-                # row (relationship cascade), so no caller can forget it.
                 outbound_entry(row, self.archive.put(row.raw), len(row.raw))
             rows.append(row)
         return rows
+
+    def _envelope(
+        self,
+        recipient: str,
+        to: Sequence[str],
+        cc: Sequence[str],
+        *,
+        code: str | None,
+        stage: int,
+        references: Sequence[str],
+        now: datetime,
+    ) -> Envelope:
+        """Address one recipient's copy: their own reply address and Message-ID."""
+        smtp = self._settings.smtp
+        nonce = secrets.token_hex(6)
+        if code is not None:
+            token = make_token(self._secret, code, stage, recipient)
+            # Without plus-addressing rrss+token@ would bounce: the token then rides
+            # in the Message-ID alone, which replies quote in In-Reply-To/References.
+            plus = smtp.plus_addressing
+            reply_to = reply_address(smtp.from_address, token) if plus else smtp.from_address
+            mid = message_id(token, nonce, self.domain)
+        else:
+            reply_to = smtp.from_address
+            mid = f"<rrss-{nonce}@{self.domain}>"
+        return Envelope(
+            from_name=smtp.from_name,
+            from_address=smtp.from_address,
+            reply_to=reply_to,
+            to=list(to) or [recipient],
+            cc=list(cc),
+            message_id=mid,
+            references=[r for r in references if r][-10:],
+            code=code,
+            date=now,
+        )
 
     def _enclosures(self, files: Sequence[RequestFile]) -> list[Enclosure]:
         """Return where each file to attach is archived (all of them, or an error)."""

@@ -171,7 +171,17 @@ def request_json(
             }
             for r in refused
         ],
-        "attachments": [{"filename": a.filename, "sha256": a.sha256} for a in attachments],
+        "attachments": [
+            {
+                "filename": a.filename,
+                "sha256": a.sha256,
+                "content_type": a.content_type,
+                "size": a.size,
+                "stage": a.stage,  # delivered at this stage, by this person
+                "person": a.person,
+            }
+            for a in attachments
+        ],
         "publication": {
             "urls": urls,
             "from": _iso(row.publish_from, zone),

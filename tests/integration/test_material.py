@@ -22,6 +22,7 @@ import time
 import tracemalloc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from sqlalchemy import select
 from testbed.browser import ink, laid_out, render
 from testbed.mail import build_message, parse, send_as, wait_for_mail
 from testbed.ports import HOST, accepts, free_port
-from testbed.site import INFO_REQUEST, Scenario, about, code_of
+from testbed.site import INFO_REQUEST, TZ, Scenario, about, code_of
 
 from mailflow.store.schema import AttachmentRow, OutboxRow
 
@@ -208,6 +209,11 @@ def test_informacion_especifica_carries_the_material_to_every_stage(scenario: Sc
     # The bytes that arrive are the bytes that were sent.
     final = [p.get_content() for p in last.iter_attachments()]
     assert final == [f[1] for f in (*ART, PROPOSAL, *PHOTOS)]
+    # When the window ends, the administrator's notice carries the published material too.
+    scenario.now = datetime(2026, 12, 21, 10, 0, tzinfo=TZ)
+    scenario.run()
+    notice = play.next("community", "Fin del período de publicación")
+    assert carried(notice) == names(SHOT, *ART, PROPOSAL, *PHOTOS)
     with scenario.runtime.store.transaction() as session:
         logo = session.query(AttachmentRow).filter_by(filename="image001.png").one()
         assert logo.inline and logo.stage == 1  # archived all the same
