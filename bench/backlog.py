@@ -79,7 +79,9 @@ def measure(
         started = time.perf_counter()
         fetch_all(bed.dovecot, mailbox.shared)
         result.raw_fetch = time.perf_counter() - started
-        mails = outbox_mails(sites["sqlite"].db_url, mailbox.shared)
+        mails = outbox_mails(
+            sites["sqlite"].db_url, mailbox.shared, sites["sqlite"].root / "archive"
+        )
         result.raw_send = send(bed.sink.host, bed.sink.port, mails)
         results.append(result)
     return results

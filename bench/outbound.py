@@ -67,7 +67,7 @@ def measure(bed: Bed, store: StoreKind, requests: int) -> dict[Peer, Rate]:
     site = bed.site(f"outbound-{store}", store, "sink")
     append_all(bed.dovecot, site.shared, requests_between(site, 0, requests))
     run(site.config_path, site.root / "seed.log", "run", "--once")
-    mails = outbox_mails(site.db_url, site.shared)
+    mails = outbox_mails(site.db_url, site.shared, site.root / "archive")
     configs: dict[Peer, Path] = {"sink": site.config_path, "relay": site.root / "relay.toml"}
     relay_text = site.config_text().replace(
         "[smtp]\n", f"[smtp]\nconnections = {SMTP_CONNECTIONS}\n", 1

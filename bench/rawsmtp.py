@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import aiosmtplib
 from sqlalchemy import select
 
+from mailflow.store.archive import Archive
 from mailflow.store.repository import make_engine
 from mailflow.store.schema import OutboxRow
 
@@ -32,14 +34,23 @@ def send(host: str, port: int, mails: Sequence[Mail]) -> float:
     return time.perf_counter() - started
 
 
-def outbox_mails(url: str, sender: str) -> list[Mail]:
-    """Return the mails of a store's outbox (any status), oldest first."""
+def outbox_mails(url: str, sender: str, archive_dir: Path) -> list[Mail]:
+    """Return the mails of a store's outbox (any status), oldest first.
+
+    A mail that carries files is kept in the archive, not in its row: it is read from there.
+    """
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
             rows = conn.execute(
-                select(OutboxRow.recipients, OutboxRow.raw).order_by(OutboxRow.id)
+                select(OutboxRow.recipients, OutboxRow.raw, OutboxRow.eml_sha256).order_by(
+                    OutboxRow.id
+                )
             ).all()
     finally:
         engine.dispose()
-    return [(sender, list(recipients), bytes(raw)) for recipients, raw in rows]
+    archive = Archive(archive_dir)
+    return [
+        (sender, list(recipients), archive.path_of(sha, ".eml").read_bytes() if sha else bytes(raw))
+        for recipients, raw, sha in rows
+    ]

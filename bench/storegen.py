@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Integer, String, Table, func, select, update
+from sqlalchemy import Connection, DateTime, Integer, String, Table, func, select, text, update
 
 from mailflow.core.model import Status
 from mailflow.store.repository import make_engine
@@ -129,6 +129,20 @@ def grow(url: str, requests: int) -> int:
                     rows = [row for copy in batch for row in copy[table.name]]
                     if rows:
                         conn.execute(table.insert(), rows)
+        if engine.dialect.name == "postgresql":
+            # The clones were inserted with their own ids: move each id sequence past them,
+            # or the daemon's next insert collides with a clone. It did for the ledger, whose
+            # primary-key clash reads as "claimed by another process": the memory bench on
+            # PostgreSQL skipped its 20 MB mails instead of handling them.
+            with engine.begin() as conn:
+                for table in cloner.tables:
+                    if "id" in table.c:
+                        conn.execute(
+                            text(
+                                f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                                f"(SELECT MAX(id) FROM {table.name}))"
+                            )
+                        )
         with engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(RequestRow)).scalar_one())
     finally:

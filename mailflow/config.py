@@ -422,6 +422,35 @@ class OAuth2(_Section):
         return _with_secrets(data, handler, info, keys)  # type: ignore[no-any-return]
 
 
+# Base64 makes 35 MB of files a mail of about 47 MB, just under what mailflow itself reads.
+MAX_ATTACH_MB = 35
+
+
+class MailSettings(_Section):
+    """What travels in our mails: the files of a request, within a total size."""
+
+    # The files attached to one mail add up to at most this many MB (before base64, which
+    # makes the mail about 4/3 larger): 15 keeps a mail near 20 MB, under the 25 MB that
+    # Gmail and Exchange Online accept. ARCHIVOS sends the rest in mails of the same bound.
+    attach_max_mb: float = 15
+
+    @field_validator("attach_max_mb")
+    @classmethod
+    def _attach_bound(cls, value: float) -> float:
+        if not 0 < value <= MAX_ATTACH_MB:
+            raise ValueError(
+                f"{value:g} is out of range: give more than 0 and at most {MAX_ATTACH_MB} "
+                "(MB of files per mail; 15 keeps mails under the 25 MB that Gmail and "
+                "Exchange Online accept)"
+            )
+        return value
+
+    @property
+    def attach_max_bytes(self) -> int:
+        """Return the bound in bytes."""
+        return int(self.attach_max_mb * 1024 * 1024)
+
+
 class Store(_Section):
     url: str = "sqlite:///store/mailflow.db"
     archive_dir: Path = Path("store/archive")
@@ -593,6 +622,7 @@ class Settings(_Section):
     imap: Imap
     smtp: Smtp
     oauth2: OAuth2 | None = None
+    mail: MailSettings = MailSettings()
     store: Store = Store()
     roles: dict[str, RoleEntry]
     units: dict[str, UnitEntry] = {}

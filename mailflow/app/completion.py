@@ -25,7 +25,7 @@ from mailflow.mail.parse import InboundMail
 from mailflow.mail.replytext import extract_new_text
 from mailflow.mail.spool import Spooled
 from mailflow.store.schema import InboundOutcome, InboundRow, RequestRow
-from mailflow.store.threads import completions_of, link_to_request
+from mailflow.store.threads import completions_of
 
 if TYPE_CHECKING:
     from mailflow.app.service import Service
@@ -73,13 +73,8 @@ def complete(service: Service, applier: Applier, root: InboundRow, now: datetime
         if parsed.problems or parsed.procedure is None:
             prefix = service.settings.organization.code_prefix
             return applier.intake_problems(parsed, confirmation_code(prefix, root.id))
-        # Opened as from the first mail (its subject, its thread), answered in this one.
-        result = service.open_request(applier, parsed, first, now, confirmed=True)
-        request = session.get(RequestRow, applier.ledger.request_id or 0)
-        if request is None:
-            return result
-        for row, mail in pieces:
-            Applier(service, session, row, mail, now).store_attachments(request)
-        link_to_request(session, [row.id for row, _ in pieces], request.id)
+        # Opened as from the first mail (its subject, its thread), answered in this one;
+        # the earlier mails and their files join it before its first mails are written.
+        result = service.open_request(applier, parsed, first, now, confirmed=True, earlier=pieces)
     detail = f"completes #{root.id}: {result.detail}"
     return Handled(result.outcome, result.code, detail)

@@ -129,14 +129,14 @@ class Conversation:
         context = self._context(
             event,
             note=said.text,
-            files=files,
+            note_files=files,
             action=keyword,
             holders=list(holders),
             told=told,
             past=self._past(entry),
             actions=self._actions() if mine and event == "nota" else [],
         )
-        self.applier.send("noted", [self.sender], context, request)
+        self.applier.queue_mail("noted", [self.sender], context, request)
         return self._handled(InboundOutcome.PROCESSED, f"{event}: note added")
 
     def _record_note(self, text: str) -> None:
@@ -163,10 +163,14 @@ class Conversation:
         to = [h for h in holders if _key(h) not in reached]
         if to:
             context = self._context(
-                "nota", note=text, files=files, actor=self.sender, action=keyword
+                "nota", note=text, note_files=files, actor=self.sender, action=keyword
             )
             context["actions"] = self._actions()
-            self.applier.send("note", to, context, self.request)
+            # The holders must act on the stage: the note's files come first among those
+            # the mail carries, as in any mail that asks someone to act.
+            shown, attached = self.applier.material(self.request).view(attach=True)
+            context.update(shown)
+            self.applier.queue_mail("note", to, context, self.request, files=attached)
         return to
 
     def _closed(self, said: Said, keyword: str) -> Handled:
@@ -177,9 +181,9 @@ class Conversation:
             self._record_note(said.text)
             files = [row.filename for row in self.applier.store_attachments(self.request)]
         if self.applier.once(f"closed-{self.request.code}", self.sender):
-            context = self._context("cerrada", note=said.text, files=files, action=keyword)
+            context = self._context("cerrada", note=said.text, note_files=files, action=keyword)
             context["kept"] = kept
-            self.applier.send("noted", [self.sender], context, self.request)
+            self.applier.queue_mail("noted", [self.sender], context, self.request)
         return self._handled(InboundOutcome.PROCESSED, "the request has ended: outcome told")
 
     # -- actions that change nothing ----------------------------------------------------
@@ -191,7 +195,7 @@ class Conversation:
             f"repeat-{self.request.code}", self.sender, f"{stage}:{keyword}"
         ):
             context = self._context("repetida", action=keyword, past=self._past(entry))
-            self.applier.send("noted", [self.sender], context, self.request)
+            self.applier.queue_mail("noted", [self.sender], context, self.request)
         return self._handled(InboundOutcome.DUPLICATE, f"repeat of {keyword} at stage {stage}")
 
     def _late(self, entry: Entry | None, keyword: str) -> Handled:
@@ -206,7 +210,7 @@ class Conversation:
         self._refuse(keyword, reason, entry.stage)
         if self.applier.once(f"late-{self.request.code}", self.sender, str(entry.stage)):
             context = self._context("tardia", action=keyword, past=past)
-            self.applier.send("noted", [self.sender], context, self.request)
+            self.applier.queue_mail("noted", [self.sender], context, self.request)
         return self._handled(InboundOutcome.PROCESSED, f"late {keyword}: {reason}")
 
     # -- withdrawal -------------------------------------------------------------------
@@ -236,7 +240,7 @@ class Conversation:
             context["shared"] = self.service.settings.smtp.from_address
             core = self.service.core
             context["withdrawers"] = role_words(core.directory, core.workflow.cancel_roles)
-            self.applier.send("noted", [self.sender], context, request)
+            self.applier.queue_mail("noted", [self.sender], context, request)
         outcome = (
             InboundOutcome.UNAUTHORIZED if why is Why.NOT_ALLOWED else InboundOutcome.PROCESSED
         )
@@ -325,7 +329,7 @@ class Conversation:
         )
         base = {
             "event": event,
-            "files": [],
+            "note_files": [],
             "holders": list(self._holders()),
             "told": [],
             "past": None,

@@ -10,11 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from mailflow.app.files import (
+    Kept,
+    Material,
+    RequestFile,
+    keep_files,
+    limit_label,
+    material_of,
+    size_label,
+)
 from mailflow.app.products import record_product
 from mailflow.app.views import actions_of, request_context
 from mailflow.core.model import Effect, RecordHistory, RecordPublication, SendMail, Status
@@ -22,7 +30,6 @@ from mailflow.core.people import holders_of
 from mailflow.mail.intake import Intake, request_form
 from mailflow.mail.parse import InboundMail
 from mailflow.mail.render import fecha
-from mailflow.store.catalog import attachment_entry
 from mailflow.store.repository import claim_reminder
 from mailflow.store.requeststate import state_of
 from mailflow.store.schema import (
@@ -54,11 +61,14 @@ _BLANK: dict[str, Any] = {
     "sender": "",
     "reason": "",
     "effect": {},
+    "observations": [],
 }
 
 
 # At most this many help mails, and as many unauthorized notices, to one address a day.
 MAX_ANSWERS_PER_DAY = 5
+# At most this many files named in one notice of files not kept (a mail of 2,000 parts).
+MAX_NAMED = 300
 
 
 @dataclass(frozen=True)
@@ -96,11 +106,28 @@ class Applier:
         self.ledger = ledger
         self.mail = mail
         self.now = now
+        # The files and observations of the request being applied, read for its first mail.
+        self._material: Material | None = None
 
     # -- accepted actions -------------------------------------------------------------
 
     def apply(self, request: RequestRow, effects: Iterable[Effect], reply: Reply) -> None:
         """Record history, links and attachments, and queue the mails of ``effects``."""
+        effects = tuple(effects)
+        # Stored first: the mails queued below carry (or list) the files just received.
+        acted = next((e.stage for e in effects if isinstance(e, RecordHistory)), request.stage)
+        kept = keep_files(
+            self.session,
+            self.service.archive,
+            request,
+            self.ledger,
+            self.mail,
+            stage=acted,
+            now=self.now,
+            limit=self.service.settings.mail.attach_max_bytes,
+        )
+        opening = reply.action == "SOLICITUD"
+        self._material = None  # read again once this message's history rows are added
         last: HistoryRow | None = None
         published: tuple[HistoryRow, tuple[str, ...]] | None = None
         for effect in effects:
@@ -120,8 +147,8 @@ class Applier:
                 last.details = {"urls": list(effect.urls)}
                 published = (last, effect.urls)
             elif isinstance(effect, SendMail):
-                self._queue(request, effect)
-        stored = self._attachments(request)
+                self._queue(request, effect, opening=opening)
+        self.tell_files_not_kept(request, kept)
         if published is not None:
             settings = self.service.settings
             record_product(
@@ -132,30 +159,42 @@ class Applier:
                 mail_text=self.mail.text,
                 reply_text=reply.text,
                 urls=published[1],
-                attachments=stored,
+                attachments=kept.listed,
                 default_type=settings.poai.default_product_type,
             )
 
-    def _attachments(self, request: RequestRow) -> list[AttachmentRow]:
-        """Stream each attachment into the archive and index it; return the rows."""
-        rows = []
-        for part in self.mail.attachments:
-            suffix = PurePath(part.filename).suffix[:16] or ".bin"
-            stored = self.service.archive.put_stream(part.chunks(), suffix)
-            row = AttachmentRow(
-                request_id=request.id,
-                inbound_id=self.ledger.id,
-                filename=part.filename,
-                content_type=part.content_type,
-                size=stored.size,
-                sha256=stored.sha256,
-            )
-            self.session.add(row)
-            self.session.add(attachment_entry(row, person=self.mail.from_address, at=self.now))
-            rows.append(row)
-        return rows
+    def material(self, request: RequestRow) -> Material:
+        """Return the files and observations of ``request``, as its mails show them."""
+        service = self.service
+        return material_of(
+            self.session,
+            request,
+            service.core.workflow.procedure(request.procedure),
+            service.archive,
+            zone=service.settings.zone,
+            limit=service.settings.mail.attach_max_bytes,
+        )
 
-    def _queue(self, request: RequestRow, effect: SendMail) -> None:
+    def tell_files_not_kept(self, request: RequestRow, kept: Kept) -> None:
+        """Tell the sender, in one mail, which of their files did not join the request."""
+        if not kept.refused and not kept.too_large:
+            return
+        procedure = self.service.core.workflow.procedure(request.procedure)
+        shown = kept.refused[:MAX_NAMED]
+        context = {
+            **_BLANK,
+            "request": request_context(request, procedure, self.service.settings.zone),
+            "fyi": True,
+            "refused": [{"name": r.filename, "reason": r.reason} for r in shown],
+            "refused_more": len(kept.refused) - len(shown),
+            "too_large": [{"name": r.filename, "size": size_label(r.size)} for r in kept.too_large],
+            "files_limit": limit_label(self.service.settings.mail.attach_max_bytes),
+        }
+        self._outbox(
+            "files_not_kept", [self.mail.from_address], [], context, request, stage=request.stage
+        )
+
+    def _queue(self, request: RequestRow, effect: SendMail, *, opening: bool = False) -> None:
         if not effect.to and not effect.cc:
             return
         service = self.service
@@ -166,11 +205,18 @@ class Applier:
             if stage is not None and effect.template in ("action_needed", "observations_returned")
             else []
         )
+        if self._material is None:
+            self._material = self.material(request)
+        material = self._material
+        # A mail asking to act carries the files; copies and notices list them only.
+        shown, files = material.view(attach=bool(actions))
         context = {
             **_BLANK,
+            **shown,
             "request": request_context(request, procedure, service.settings.zone),
             "actions": actions,
-            "note": effect.context.get("text", ""),
+            # The opening's text is the request's own Resumen, shown as such.
+            "note": "" if opening else effect.context.get("text", ""),
             "actor": effect.context.get("actor", ""),
             "action": effect.context.get("action", ""),
             "event": effect.context.get("event", ""),
@@ -180,7 +226,13 @@ class Applier:
         }
         if not actions or not effect.cc:
             self._outbox(
-                effect.template, effect.to, effect.cc, context, request, stage=effect.stage
+                effect.template,
+                effect.to,
+                effect.cc,
+                context,
+                request,
+                stage=effect.stage,
+                files=files,
             )
             return
         # People in copy cannot act: they get the same mail worded for their information,
@@ -193,8 +245,9 @@ class Applier:
             request,
             stage=effect.stage,
             deliver_to=effect.to,
+            files=files,
         )
-        fyi = {**context, "actions": [], "fyi": True}
+        fyi = {**context, **material.view(attach=False)[0], "actions": [], "fyi": True}
         self._outbox(
             effect.template,
             effect.to,
@@ -225,25 +278,36 @@ class Applier:
         return f"etapa {stage.number} ({stage.name}), a cargo de {who}{due}."
 
     def context_for(self, request: RequestRow, **extra: Any) -> dict[str, Any]:
-        """Return a complete template context about ``request`` (``extra`` on top)."""
+        """Return a complete template context about ``request`` (``extra`` on top).
+
+        The request's files are listed (the Archivos section), never attached.
+        """
         procedure = self.service.core.workflow.procedure(request.procedure)
+        if self._material is None:
+            self._material = self.material(request)
         return {
             **_BLANK,
+            **self._material.view(attach=False)[0],
             "request": request_context(request, procedure, self.service.settings.zone),
             "next_step": self.next_step(request),
             **extra,
         }
 
-    def send(
-        self, template: str, to: Sequence[str], context: dict[str, Any], request: RequestRow
-    ) -> None:
-        """Queue ``template`` about ``request`` to ``to``, each copy signed for its reader."""
-        if to:
-            self._outbox(template, to, [], context, request, stage=request.stage)
-
     def store_attachments(self, request: RequestRow) -> list[AttachmentRow]:
-        """Add this mail's files to the request's files (archived and indexed)."""
-        return self._attachments(request)
+        """Add this mail's files to the request's files at its stage; tell what was not kept."""
+        kept = keep_files(
+            self.session,
+            self.service.archive,
+            request,
+            self.ledger,
+            self.mail,
+            stage=request.stage,
+            now=self.now,
+            limit=self.service.settings.mail.attach_max_bytes,
+        )
+        self._material = None  # the next mail lists the new files
+        self.tell_files_not_kept(request, kept)
+        return kept.rows
 
     def _outbox(
         self,
@@ -255,6 +319,7 @@ class Applier:
         *,
         stage: int,
         deliver_to: Sequence[str] | None = None,
+        files: Sequence[RequestFile] = (),
     ) -> None:
         references = [request.thread_message_id or ""] if request else []
         references.append(self.mail.message_id)
@@ -269,8 +334,27 @@ class Applier:
             now=self.now,
             request_id=request.id if request else None,
             deliver_to=deliver_to,
+            files=files,
         )
         self.session.add_all(rows)
+
+    def queue_mail(
+        self,
+        template: str,
+        to: Sequence[str],
+        context: dict[str, Any],
+        request: RequestRow,
+        *,
+        files: Sequence[RequestFile] = (),
+    ) -> None:
+        """Queue one mail about ``request`` in its thread, each copy signed for its reader.
+
+        ``context`` goes over the defaults; ``files`` are attached.
+        """
+        if to:
+            self._outbox(
+                template, to, [], {**_BLANK, **context}, request, stage=request.stage, files=files
+            )
 
     # -- answers that change nothing ---------------------------------------------------
 

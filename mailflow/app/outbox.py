@@ -190,9 +190,7 @@ class Outbox:
                 rows = session.scalars(query).all()
                 for row in rows:
                     row.claimed_by = holder
-                items = [
-                    Outgoing(r.id, self.envelope_from, tuple(r.recipients), r.raw) for r in rows
-                ]
+                items = [self.composer.outgoing(r, self.envelope_from) for r in rows]
             if not items:
                 return total
             report = self._send_and_record(items, now, holder)
@@ -323,7 +321,7 @@ class Outbox:
         recipients = ", ".join({**result.permanent, **result.temporary}) or "?"
         context = {
             "problems": [f"{recipients}: {row.last_error}"],
-            "original_subject": _subject(row.raw) or row.kind,
+            "original_subject": _subject(self.composer.head_of(row)) or row.kind,
             "form": False,
             "request": None,
         }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,11 +22,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mailflow.app.archivos import asks_for_files, send_files
 from mailflow.app.build import Core
 from mailflow.app.completion import complete
 from mailflow.app.conversation import Conversation, said_in
 from mailflow.app.effects import Applier, Handled, Reply
 from mailflow.app.held import confirm_context, read_request_mail
+from mailflow.app.opening import adopt, link_confirmed
 from mailflow.app.outbound import Composer
 from mailflow.config import Settings
 from mailflow.core.conversation import Proof, Standing, Verdict, decide
@@ -312,6 +315,8 @@ class Service:
         now: datetime,
     ) -> Handled:
         """Act on a reply about ``request``, or answer it as what it is (see core.conversation)."""
+        if asks_for_files(mail):  # not an action: any stage, anyone on the request
+            return send_files(applier, request)
         reading = read_reply(mail.text, mail.subject)
         secret = self.settings.security.secret.get_secret_value().encode()
         sender = mail.from_address
@@ -411,11 +416,14 @@ class Service:
         now: datetime,
         *,
         confirmed: bool = False,
+        earlier: Sequence[tuple[InboundRow, InboundMail]] = (),
     ) -> Handled:
         """Open the request ``parsed`` describes, sent by ``mail``'s author.
 
         ``mail`` gives the requester, the title's fallback and the thread (for a request
         completed by replies, its first mail); ``applier``'s mail is the one answered.
+        ``earlier``: the sender's mails that came before it (the first mail and earlier
+        completions), which become part of the request with their files.
         """
         assert parsed.procedure is not None
         unit = self._unit(parsed, mail.from_address)
@@ -458,6 +466,7 @@ class Service:
         applier.session.add(request)
         applier.session.flush()
         applier.ledger.request_id = request.id
+        adopt(applier, request, earlier, now)  # a "falta …" form completed by reply
         applier.apply(request, effects, Reply("SOLICITUD", event.text, event.urls))
         return Handled(InboundOutcome.PROCESSED, code, f"opened {parsed.procedure}")
 
@@ -574,6 +583,9 @@ class Service:
                 Applier(self, session, held, original, now), original, now, confirmed=True
             )
         applier.ledger.request_id = held.request_id
+        link_confirmed(
+            applier, held, confirmation_code(self.settings.organization.code_prefix, held_id)
+        )
         return Handled(result.outcome, result.code, f"CONFIRMO of #{held_id}: {result.detail}")
 
     def _unit(self, parsed: Intake, sender: str) -> str | None:

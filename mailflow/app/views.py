@@ -59,8 +59,9 @@ def local(moment: datetime | None, zone: ZoneInfo) -> datetime | None:
 
 
 def request_context(row: RequestRow, procedure: Procedure, zone: ZoneInfo) -> dict[str, Any]:
-    """Return what templates know about a request."""
+    """Return what templates know about a request: the whole of it, as it was asked."""
     stage = procedure.stages.get(row.stage)
+    fields = dict(row.fields)
     return {
         "code": row.code,
         "title": row.title,
@@ -70,12 +71,31 @@ def request_context(row: RequestRow, procedure: Procedure, zone: ZoneInfo) -> di
         "stage_number": row.stage,
         "stage_name": stage.name if stage else "",
         "requester": row.requester,
+        "unit": row.unit or "",
+        "objetivo": str(fields.get("objetivo", "")).strip(),
+        "resumen": str(fields.get("resumen", "")).strip(),
+        "protected": bool(row.protected),
         "due": local(row.due_at, zone),
         "publish_from": row.publish_from,
         "publish_until": row.publish_until,
-        "fields": dict(row.fields),
+        "fields": fields,
         "cronograma": _cronograma(row, procedure),
     }
+
+
+def observations_of(history: Sequence[HistoryRow], zone: ZoneInfo) -> list[dict[str, Any]]:
+    """Return the observations made so far (who, when, at which stage, what), oldest first."""
+    return [
+        {
+            "at": h.at.astimezone(zone),
+            "actor": h.actor,
+            "action": h.action,
+            "stage": h.stage,
+            "text": (h.note or "").strip(),
+        }
+        for h in history
+        if (h.note or "").strip() and "@" in h.actor  # a quorum's decision repeats the votes
+    ]
 
 
 def _cronograma(row: RequestRow, procedure: Procedure) -> list[dict[str, Any]]:
@@ -161,7 +181,17 @@ def request_json(
             }
             for r in refused
         ],
-        "attachments": [{"filename": a.filename, "sha256": a.sha256} for a in attachments],
+        "attachments": [
+            {
+                "filename": a.filename,
+                "sha256": a.sha256,
+                "content_type": a.content_type,
+                "size": a.size,
+                "stage": a.stage,  # delivered at this stage, by this person
+                "person": a.person,
+            }
+            for a in attachments
+        ],
         "publication": {
             "urls": urls,
             "from": _iso(row.publish_from, zone),

@@ -47,7 +47,7 @@ from mailflow.reports.poai import PersonReport
 from mailflow.reports.poai_files import load_products, write_report
 from mailflow.store.archive import Archive, Verification
 from mailflow.store.backup import backup
-from mailflow.store.catalog import indexed_digests
+from mailflow.store.catalog import evidence_gaps, indexed_digests
 from mailflow.store.repository import (
     Store,
     current_revision,
@@ -147,11 +147,15 @@ class Reader:
             products, self.archive, self.settings, year=year, person=person, out=out, now=now
         )
 
-    def verify_archive(self) -> Verification:
-        """Re-hash every archived file against the digests the store refers to."""
+    def verify_archive(self) -> tuple[Verification, list[str]]:
+        """Re-hash every archived file against the digests the store refers to.
+
+        Also return, per request, what its evidence lacks (its opening mail or a file).
+        """
         with self.store.transaction() as session:
             wanted = indexed_digests(session)
-        return self.archive.verify(wanted)
+            gaps = evidence_gaps(session)
+        return self.archive.verify(wanted), gaps
 
     def close(self) -> None:
         """Close the store's connections."""
@@ -259,9 +263,7 @@ class Runtime:
 
         ``options`` go to :class:`Runner` as they are (``notifier``, ``heartbeat``, ...).
         """
-        return Runner.wired(
-            self.wiring(), clock, presence=Presence(self.outbox.holder), **options
-        )
+        return Runner.wired(self.wiring(), clock, presence=Presence(self.outbox.holder), **options)
 
     def first_run(self) -> bool:
         """Tell whether no pass has ever read this config's mailbox."""

@@ -28,6 +28,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from mailflow.app.build import Core
+from mailflow.app.files import Material, RequestFile, material_of
 from mailflow.app.outbound import Composer
 from mailflow.app.views import actions_of, request_context
 from mailflow.config import Settings
@@ -268,7 +269,10 @@ class Scheduler:
             "assignees": people,
             "superiors": list(superiors),
         }
+        material = self._material(session, request)
+        shown, files = material.view(attach=True)  # the assignees still have to act
         context = {
+            **shown,
             "request": {
                 **request_context(request, procedure, self.settings.zone),
                 "due": calendar.local(due),
@@ -281,10 +285,14 @@ class Scheduler:
         }
         if superiors:
             history = self._history(session, request)
-            told = {**context, "actions": [], "fyi": True, "history": history}
+            listed = material.view(attach=False)[0]
+            told = {**context, **listed, "actions": [], "fyi": True, "history": history}
             # The superiors cannot act on the stage: their copy is informative and carries
-            # the history; the assignees' copy keeps the keywords, as today's reminder.
-            for version, readers in ((told, superiors), (context, tuple(people))):
+            # the history; the assignees' copy keeps the keywords (and the files).
+            for version, readers, carried in (
+                (told, superiors, ()),
+                (context, tuple(people), files),
+            ):
                 self._mail(
                     session,
                     request,
@@ -294,13 +302,14 @@ class Scheduler:
                     context=version,
                     now=now,
                     deliver_to=readers,
+                    files=carried,
                 )
             return (
                 f"Plazo vencido hace {late} día(s) hábil(es), tras {work.number - 1} "
                 f"recordatorio(s): se informó a {', '.join(superiors)} (copia a "
                 f"{', '.join(people) or 'nadie'})."
             )
-        self._mail(session, request, "reminder", to=people, context=context, now=now)
+        self._mail(session, request, "reminder", to=people, context=context, now=now, files=files)
         return (
             f"Recordatorio {work.number}: plazo vencido hace {late} día(s) hábil(es); "
             f"enviado a {', '.join(people) or 'nadie (rol sin titular)'}."
@@ -319,12 +328,15 @@ class Scheduler:
             for u in details.get("urls", [])
         ]
         procedure = self.core.workflow.procedure(request.procedure)
+        # The administrator's last notice carries the published material, to find the post.
+        shown, files = self._material(session, request).view(attach=True)
         context = {
+            **shown,
             "request": request_context(request, procedure, self.settings.zone),
             "urls": urls,
             "fyi": True,
         }
-        self._mail(session, request, "window_end", to=admins, context=context, now=now)
+        self._mail(session, request, "window_end", to=admins, context=context, now=now, files=files)
         return (
             f"Terminó el período de publicación (hasta el {request.publish_until}); se pidió "
             f"a {', '.join(admins) or 'nadie'} retirar o archivar la publicación."
@@ -421,8 +433,9 @@ class Scheduler:
         context: dict[str, Any],
         now: datetime,
         deliver_to: Sequence[str] | None = None,
+        files: Sequence[RequestFile] = (),
     ) -> None:
-        """Queue ``template`` about ``request`` in the request's thread."""
+        """Queue ``template`` about ``request`` in the request's thread, carrying ``files``."""
         if not to and not cc:
             return
         rows = self.composer.rows(
@@ -436,5 +449,17 @@ class Scheduler:
             now=now,
             request_id=request.id,
             deliver_to=deliver_to,
+            files=files,
         )
         session.add_all(rows)
+
+    def _material(self, session: Session, request: RequestRow) -> Material:
+        """Return the files and observations of ``request``, as its mails show them."""
+        return material_of(
+            session,
+            request,
+            self.core.workflow.procedure(request.procedure),
+            self.composer.archive,
+            zone=self.settings.zone,
+            limit=self.settings.mail.attach_max_bytes,
+        )

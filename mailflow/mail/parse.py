@@ -51,6 +51,7 @@ MAX_CONTENT_TYPES = 2_000
 MAX_TEXT_CHARS = 1024 * 1024
 MAX_PARTS = 200
 MAX_DEPTH = 12
+MAX_DROPPED_NAMED = 500  # files beyond the bounds named to the sender, at most
 MAX_FILENAME_CHARS = 120
 DECODE_SLICE_CHARS = 64 * 1024  # encoded characters decoded at a time for the archive
 # Header that :mod:`mailflow.mail.mimestream` puts on a part whose body it moved to a file.
@@ -122,6 +123,14 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class Dropped:
+    """A file of the mail that was not read (beyond :data:`MAX_PARTS`), and why (Spanish)."""
+
+    filename: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class InboundMail:
     """Everything the core reads from one inbound mail; addresses are lowercased."""
 
@@ -146,6 +155,7 @@ class InboundMail:
     defects: tuple[str, ...] = ()
     sealed: Sealed = Sealed.NONE
     sealed_reason: str = ""
+    dropped: tuple[Dropped, ...] = ()  # files not read: the sender must hear of them
 
     @property
     def is_automatic(self) -> bool:
@@ -221,6 +231,7 @@ def _build(msg: Message, spooled: Mapping[str, Spooled]) -> InboundMail:
         defects=tuple(dict.fromkeys(type(d).__name__ for d in bodies.defects)),
         sealed=sealed,
         sealed_reason=sealed_reason,
+        dropped=tuple(bodies.dropped),
     )
 
 
@@ -253,6 +264,7 @@ class _Bodies:
     sealed: tuple[Sealed, str] | None = None  # the first encrypted or opaque part
     tnef_plain: list[str] = field(default_factory=list)  # bodies found inside winmail.dat
     tnef_html: list[str] = field(default_factory=list)
+    dropped: list[Dropped] = field(default_factory=list)
 
 
 def _collect(part: Message, depth: int, acc: _Bodies) -> None:
@@ -260,6 +272,7 @@ def _collect(part: Message, depth: int, acc: _Bodies) -> None:
     acc.parts += 1
     acc.defects.extend(getattr(part, "defects", []))
     if depth > MAX_DEPTH or acc.parts > MAX_PARTS:
+        _name_dropped(part, acc, depth > MAX_DEPTH)
         return
     ctype = _safe(part.get_content_type, "application/octet-stream")
     smime_type = str(_safe(partial(part.get_param, "smime-type"), "") or "")
@@ -332,6 +345,28 @@ def _open_tnef(data: bytes, acc: _Bodies) -> bool:
     if content.html.strip():
         acc.tnef_html.append(content.html)
     return True
+
+
+def _name_dropped(part: Message, acc: _Bodies, deep: bool) -> None:
+    """Name the files under a part beyond the bounds, so their sender can be told."""
+    reason = (
+        f"está anidado a más de {MAX_DEPTH} niveles de partes MIME"
+        if deep
+        else f"el correo trae más de {MAX_PARTS} partes y mailflow lee solo las primeras"
+    )
+    stack = [part]
+    while stack and len(acc.dropped) < MAX_DROPPED_NAMED:
+        node = stack.pop()
+        payload = _safe(node.get_payload, None)
+        if _safe(node.get_content_type, "").startswith("multipart/"):
+            if isinstance(payload, list):
+                stack.extend(reversed([p for p in payload if isinstance(p, Message)]))
+            continue
+        if is_body_text(node):
+            continue
+        ctype = _safe(node.get_content_type, "application/octet-stream")
+        name = sanitize_filename(_display(str(_safe(node.get_filename, None) or "")), ctype)
+        acc.dropped.append(Dropped(name, reason))
 
 
 def read_headers(block: bytes) -> Message:

@@ -7,10 +7,11 @@ may override any template by putting a file of the same name in its templates fo
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from email import policy, quoprimime
@@ -133,7 +134,9 @@ def compose(rendered: Rendered, envelope: Envelope) -> EmailMessage:
         msg["Cc"] = ", ".join(envelope.cc)
     msg["Reply-To"] = envelope.reply_to
     prefix = f"[{envelope.code}] " if envelope.code else ""
-    msg["Subject"] = prefix + one_line(rendered.subject)
+    # Written as subject_header() folds it: the registry's own folding loses spaces.
+    folded = subject_header(prefix + rendered.subject).decode("ascii")
+    msg.set_raw("Subject", folded.removeprefix("Subject: ").removesuffix("\r\n"))
     msg["Date"] = format_datetime(envelope.date)
     msg["Message-ID"] = envelope.message_id
     if envelope.references:
@@ -210,6 +213,96 @@ def _header(name: str, value: object) -> bytes:
     return _SMTP.fold_binary(name, _SMTP.header_factory(name, value))
 
 
+# -- Subject: RFC 2047 written by hand ----------------------------------------------------
+#
+# The header registry folds a non-ASCII subject into encoded-words that split words and
+# drop spaces: "Publicación específica señalización" came out as "…específicaseñalización"
+# in every client (whitespace between adjacent encoded-words is not part of the text,
+# RFC 2047 §6.2). Here each space that separates two words travels inside an encoded-word
+# (as "_"), each encoded-word holds whole words (a word too long for one is cut between
+# characters, never inside one), and lines are folded only between encoded-words.
+
+_EW_OPEN, _EW_CLOSE = "=?utf-8?q?", "?="
+_EW_TEXT = 75 - len(_EW_OPEN) - len(_EW_CLOSE)  # RFC 2047 §2: an encoded-word ≤ 75 chars
+_Q_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
+_LONGEST_PLAIN = 60  # a longer plain word could not be folded: it is encoded (and cut)
+
+
+def _q(text: str) -> str:
+    """Return ``text`` in RFC 2047 "Q" encoding (§4.2, the strict set of §5 (3))."""
+    out = []
+    for char in text:
+        if char in _Q_SAFE:
+            out.append(char)
+        elif char == " ":
+            out.append("_")
+        else:
+            out.append("".join(f"={byte:02X}" for byte in char.encode("utf-8")))
+    return "".join(out)
+
+
+def _plain_word(word: str) -> bool:
+    """Tell whether a word can stand unencoded in a header: short printable ASCII."""
+    return (
+        word.isascii()
+        and word.isprintable()
+        and "=?" not in word
+        and "?=" not in word
+        and len(word) <= _LONGEST_PLAIN
+    )
+
+
+def _encoded_words(text: str, first: int) -> list[str]:
+    """Return ``text`` as encoded-words, each holding whole words (with their spaces).
+
+    The first encoded-word has at most ``first`` characters (it may share the line with
+    "Subject:"); the others at most 75.
+    """
+    budget = first - len(_EW_OPEN) - len(_EW_CLOSE)
+    texts, current = [], ""
+    for index, word in enumerate(text.split(" ")):
+        piece = ("_" if index else "") + _q(word)
+        if len(current) + len(piece) > budget and current:
+            texts.append(current)
+            current, budget = "", _EW_TEXT
+        if len(current) + len(piece) <= budget:
+            current += piece
+            continue
+        # A word longer than one encoded-word: cut between characters (=XX stays whole).
+        for code in ["_"] * bool(index) + [_q(char) for char in word]:
+            if len(current) + len(code) > budget:
+                texts.append(current)
+                current, budget = "", _EW_TEXT
+            current += code
+    if current:
+        texts.append(current)
+    return [f"{_EW_OPEN}{t}{_EW_CLOSE}" for t in texts]
+
+
+def subject_header(subject: str) -> bytes:
+    """Return the Subject header line: plain words while they can be, then RFC 2047.
+
+    The words before the first one that needs encoding (the ``[RRSS-2026-0042]`` code)
+    stay plain; the rest becomes encoded-words. Folded to 78 columns between tokens.
+    """
+    words = one_line(subject).split(" ") if one_line(subject) else []
+    plain = 0
+    while plain < len(words) and _plain_word(words[plain]):
+        plain += 1
+    tokens = words[:plain]
+    if plain < len(words):
+        first = _MAX_LINE - len("Subject: ") if not plain else 75
+        tokens += _encoded_words(" ".join(words[plain:]), first)
+    lines, line = [], "Subject:"
+    for token in tokens:
+        if len(line) + 1 + len(token) > _MAX_LINE and line.strip() != "Subject:":
+            lines.append(line)
+            line = ""
+        line += f" {token}"
+    lines.append(line)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
 @lru_cache(maxsize=64)
 def _from_header(name: str, address: str) -> bytes:
     local, _, domain = address.partition("@")
@@ -228,31 +321,40 @@ def _qp_part(content: str, subtype: str, tail: bytes = b"") -> bytes:
     return head + tail + b"\r\n" + crlf
 
 
+def _boundary(avoid: bytes) -> str:
+    """Return a boundary like the generator's that no line of ``avoid`` holds."""
+    while True:
+        token = secrets.randbelow(sys.maxsize)
+        boundary = f"{'=' * 15}{token:0{_BOUNDARY_WIDTH}d}=="
+        if boundary.encode("ascii") not in avoid:
+            return boundary
+
+
 class MimeBody:
-    """The MIME part of one rendered mail (multipart/alternative), built once."""
+    """The MIME part of one rendered mail (multipart/alternative), built once.
+
+    ``part`` is the multipart/alternative entity itself (to sit inside multipart/mixed
+    when the mail carries files); ``raw`` is the same with the message's MIME-Version.
+    """
 
     def __init__(self, rendered: Rendered) -> None:
         self.subject = one_line(rendered.subject)
         text = _qp_part(rendered.text, "plain")
         html = _qp_part(rendered.html, "html", b"MIME-Version: 1.0\r\n")
-        while True:  # like the generator: a boundary that no line of the parts holds
-            token = secrets.randbelow(sys.maxsize)
-            boundary = f"{'=' * 15}{token:0{_BOUNDARY_WIDTH}d}=="
-            if boundary.encode("ascii") not in text + html:
-                break
+        boundary = _boundary(text + html)  # like the generator: no line of the parts holds it
         mark = f"--{boundary}".encode("ascii")
-        self.raw = (
-            b"MIME-Version: 1.0\r\n"
+        self.part = (
             b"Content-Type: multipart/alternative;\r\n"
             + f' boundary="{boundary}"\r\n\r\n'.encode("ascii")
             + mark + b"\r\n" + text
             + b"\r\n" + mark + b"\r\n" + html
             + b"\r\n" + mark + b"--\r\n"
         )  # fmt: skip
+        self.raw = b"MIME-Version: 1.0\r\n" + self.part
 
 
-def compose_bytes(body: MimeBody, envelope: Envelope) -> bytes:
-    """Return the bytes of ``compose(rendered, envelope)`` for SMTP, without EmailMessage."""
+def _headers(subject: str, envelope: Envelope) -> bytes:
+    """Return the header block of a mail we send, up to (not including) its MIME headers."""
     prefix = f"[{envelope.code}] " if envelope.code else ""
     lines = [
         _from_header(envelope.from_name, envelope.from_address),
@@ -262,7 +364,7 @@ def compose_bytes(body: MimeBody, envelope: Envelope) -> bytes:
         lines.append(_header("Cc", ", ".join(envelope.cc)))
     lines += [
         _header("Reply-To", envelope.reply_to),
-        _header("Subject", prefix + body.subject),
+        subject_header(prefix + subject),
         _header("Date", format_datetime(envelope.date)),
         _header("Message-ID", envelope.message_id),
     ]
@@ -272,4 +374,67 @@ def compose_bytes(body: MimeBody, envelope: Envelope) -> bytes:
     lines.append(b"Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n")
     # compose() sets Content-Language, but set_content() clears every Content-* header of
     # the message it fills, so it never reaches the mail; the same bytes leave it out too.
-    return b"".join(lines) + body.raw
+    return b"".join(lines)
+
+
+def compose_bytes(body: MimeBody, envelope: Envelope) -> bytes:
+    """Return the bytes of ``compose(rendered, envelope)`` for SMTP, without EmailMessage."""
+    return _headers(body.subject, envelope) + body.raw
+
+
+# -- a mail that carries files, written piece by piece -----------------------------------
+#
+# The files come from the archive and are base64-encoded a block at a time into the
+# archive's copy of the mail: a 15 MB file is never held whole, neither here nor when the
+# mail is sent (transport.smtp streams the archived file).
+
+
+@dataclass(frozen=True)
+class Enclosure:
+    """One file a mail carries: its name and type, and the archived file holding it."""
+
+    filename: str
+    content_type: str
+    path: Path
+
+
+_READ = 57 * 4096  # whole base64 lines (57 bytes each) per read
+_CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+
+
+def _enclosure_head(enclosure: Enclosure) -> bytes:
+    """Return the headers of one attached file (a non-ASCII name is RFC 2231 encoded)."""
+    part = EmailMessage(policy=_SMTP)
+    kind = enclosure.content_type.lower()
+    part["Content-Type"] = kind if _CONTENT_TYPE.fullmatch(kind) else "application/octet-stream"
+    part["Content-Transfer-Encoding"] = "base64"
+    part.add_header("Content-Disposition", "attachment", filename=one_line(enclosure.filename))
+    return b"".join(_SMTP.fold_binary(name, value) for name, value in part.items())
+
+
+def _base64_of(path: Path) -> Iterator[bytes]:
+    """Yield a file base64-encoded in 76-character CRLF lines, a block at a time."""
+    with path.open("rb") as handle:
+        while block := handle.read(_READ):
+            yield base64.encodebytes(block).replace(b"\n", b"\r\n")
+
+
+def compose_chunks(
+    body: MimeBody, envelope: Envelope, enclosures: Sequence[Enclosure]
+) -> Iterator[bytes]:
+    """Yield a mail carrying ``enclosures`` (multipart/mixed), piece by piece.
+
+    The layout is the one the stdlib generator writes for such a message.
+    """
+    boundary = _boundary(body.part)  # base64 lines hold no "-": only the text can clash
+    mark = f"--{boundary}".encode("ascii")
+    yield (
+        _headers(body.subject, envelope)
+        + b"MIME-Version: 1.0\r\n"
+        + f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n'.encode("ascii")
+        + mark + b"\r\n" + body.part
+    )  # fmt: skip
+    for enclosure in enclosures:
+        yield b"\r\n" + mark + b"\r\n" + _enclosure_head(enclosure) + b"\r\n"
+        yield from _base64_of(enclosure.path)
+    yield b"\r\n" + mark + b"--\r\n"

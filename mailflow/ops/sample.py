@@ -32,6 +32,8 @@ TEMPLATES = (
     "stage_done",
     "progress",
     "unverified",
+    "files_sent",
+    "files_not_kept",
 )
 
 
@@ -46,6 +48,10 @@ def sample_context(org_name: str, title: str = "Día del Software Libre") -> dic
             "stage_number": 2,
             "stage_name": "Dirección Ejecutiva aprueba o rechaza",
             "requester": "analista.uti@ejemplo.gob.bo",
+            "unit": "uti",
+            "objetivo": "Difundir la feria entre la población.",
+            "resumen": "La feria se realizará en el atrio.\nHabrá stands de cada unidad.",
+            "protected": False,
             "due": datetime.combine(date(2026, 12, 7), time(16, 30)),
             "publish_from": date(2026, 12, 10),
             "publish_until": date(2026, 12, 20),
@@ -53,6 +59,49 @@ def sample_context(org_name: str, title: str = "Día del Software Libre") -> dic
                 {"stage": 6, "name": "Elaboran material de publicación", "date": date(2026, 12, 4)},
             ],
         },
+        "unit_names": {"uti": "Unidad de Tecnologías de la Información"},
+        # The observations so far and the Archivos section (mailflow.app.files)
+        "observations": [
+            {
+                "at": datetime.combine(date(2026, 12, 2), time(10, 15)),
+                "actor": "analista.uti@ejemplo.gob.bo",
+                "action": "OBSERVO",
+                "stage": 5,
+                "text": "El logo no es el vigente.",
+            }
+        ],
+        "files": [
+            {
+                "number": 1,
+                "name": "arte-final.png",
+                "kind": "imagen PNG",
+                "size": "1,2 MB",
+                "stage": 6,
+                "stage_name": "Elaboran material de publicación",
+                "person": "disenio@ejemplo.gob.bo",
+                "attached": True,
+                "status": "adjunto",
+            },
+            {
+                "number": 2,
+                "name": "video-feria.mp4",
+                "kind": "vídeo MP4",
+                "size": "48,0 MB",
+                "stage": 1,
+                "stage_name": "Requerimiento",
+                "person": "analista.uti@ejemplo.gob.bo",
+                "attached": False,
+                "status": "no adjunto: pesa más que el límite de 15 MB por correo",
+            },
+        ],
+        "files_attached": 1,
+        "files_more": True,
+        "files_limit": "15 MB",
+        # files_sent (ARCHIVOS) and files_not_kept (mailflow.app.archivos, app.effects)
+        "batch": {"number": 1, "total": 2},
+        "refused": [{"name": "instalador.exe", "reason": "tipo de archivo no admitido (.exe)"}],
+        "refused_more": 0,
+        "too_large": [{"name": "video-feria.mp4", "size": "48,0 MB"}],
         "actions": [
             {"keyword": "APRUEBO", "meaning": "aprueba y deriva a la UGS"},
             {"keyword": "RECHAZO motivo", "meaning": "rechaza y cierra la solicitud"},
@@ -123,7 +172,7 @@ def sample_context(org_name: str, title: str = "Día del Software Libre") -> dic
             "promised": "cuando la Dirección Ejecutiva resuelva la etapa 2\nal terminar",
             "may_withdraw": "1",
         },
-        "files": ["afiche.png"],
+        "note_files": ["afiche.png"],
         "holders": ["directora@ejemplo.gob.bo"],
         "told": ["directora@ejemplo.gob.bo"],
         "past": {

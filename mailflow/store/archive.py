@@ -120,7 +120,16 @@ class Archive:
         return self.root / sha256[:2] / f"{sha256}{suffix}"
 
     def locate(self, sha256: str) -> Path | None:
-        """Return the file holding the blob with this digest, whatever its suffix, or None."""
+        """Return the file holding the blob with this digest, whatever its suffix, or None.
+
+        Inside :meth:`batch`, a blob stored earlier in the block is found in its temporary
+        file (complete, not yet durable): a mail composed in the same transaction as the
+        message that brought a file attaches it from there.
+        """
+        pending: dict[Path, Path] | None = getattr(self._local, "pending", None)
+        for target, partial in (pending or {}).items():
+            if target.name.startswith(sha256) and len(sha256) == 64:
+                return partial
         folder = self.root / sha256[:2]
         if len(sha256) != 64 or not folder.is_dir():
             return None

@@ -14,7 +14,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mailflow.mail.spool import header_block
@@ -24,8 +24,10 @@ from mailflow.store.schema import (
     AttachmentRow,
     Direction,
     InboundRow,
+    HistoryRow,
     OutboxRow,
     ProductRow,
+    RequestRow,
 )
 
 _HEADER_BYTES = 64 * 1024
@@ -80,8 +82,8 @@ def attachment_entry(row: AttachmentRow, *, person: str | None, at: datetime) ->
     )
 
 
-def outbound_entry(row: OutboxRow, sha256: str) -> ArchiveEntryRow:
-    """Index one outgoing message; it is saved together with its outbox row."""
+def outbound_entry(row: OutboxRow, sha256: str, size: int) -> ArchiveEntryRow:
+    """Index one outgoing message of ``size`` bytes; it is saved together with its outbox row."""
     return ArchiveEntryRow(
         sha256=sha256,
         kind=ArchiveKind.EML,
@@ -89,7 +91,7 @@ def outbound_entry(row: OutboxRow, sha256: str) -> ArchiveEntryRow:
         request_id=row.request_id,
         person=row.recipients[0][:_ADDRESS] if row.recipients else None,
         at=row.created_at,
-        size=len(row.raw),
+        size=size,
         outbox=row,
     )
 
@@ -106,3 +108,88 @@ def indexed_digests(session: Session) -> set[str]:
 
 def _digests(shots: Iterable[dict[str, str]]) -> Iterable[str]:
     return (shot["sha256"] for shot in shots if shot.get("sha256"))
+
+
+def link_inbound(session: Session, inbound_ids: Iterable[int], request_id: int) -> None:
+    """Make earlier inbound mails (and their index entries) part of a request's evidence.
+
+    A held opening is indexed before its request exists; so is a request with missing
+    fields that its sender completed by replying to our form.
+    """
+    ids = list(inbound_ids)
+    if not ids:
+        return
+    session.execute(
+        update(InboundRow)
+        .where(InboundRow.id.in_(ids), InboundRow.request_id.is_(None))
+        .values(request_id=request_id)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(ArchiveEntryRow)
+        .where(ArchiveEntryRow.inbound_id.in_(ids), ArchiveEntryRow.request_id.is_(None))
+        .values(request_id=request_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def link_confirmation(session: Session, confirmation_code: str, request_id: int) -> None:
+    """Make the CONFIRMO mail we sent for a held opening part of the request it opened.
+
+    Its Message-ID carries the token of the held mail's pseudo-code (see
+    :func:`mailflow.core.routing.confirmation_code`).
+    """
+    prefix = f"<rrss-{confirmation_code.lower()}-s0-"
+    rows = session.scalars(
+        select(OutboxRow)
+        .where(OutboxRow.kind == "confirm_opening", OutboxRow.request_id.is_(None))
+        .where(OutboxRow.message_id.startswith(prefix, autoescape=True))
+    ).all()
+    for row in rows:
+        row.request_id = request_id
+    session.flush()
+    ids = [row.id for row in rows]
+    if ids:
+        session.execute(
+            update(ArchiveEntryRow)
+            .where(ArchiveEntryRow.outbox_id.in_(ids), ArchiveEntryRow.request_id.is_(None))
+            .values(request_id=request_id)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def evidence_gaps(session: Session) -> list[str]:
+    """Return, per request, what its evidence lacks: its opening mail or one of its files.
+
+    The opening mail is the one whose action opened it (the first history row with a
+    mail); every stored file must be indexed for the request.
+    """
+    problems = []
+    openings = dict(
+        session.execute(
+            select(HistoryRow.request_id, HistoryRow.inbound_id)
+            .where(HistoryRow.inbound_id.is_not(None))
+            .order_by(HistoryRow.id.desc())  # the first one of each request wins below
+        ).all()
+    )
+    indexed: set[tuple[int | None, int | None, str]] = {
+        (r, i, k)
+        for r, i, k in session.execute(
+            select(ArchiveEntryRow.request_id, ArchiveEntryRow.inbound_id, ArchiveEntryRow.sha256)
+        ).all()
+    }
+    mails = {(r, i) for r, i, _ in indexed}
+    files = {(r, sha) for r, _, sha in indexed}
+    for request_id, code in session.execute(select(RequestRow.id, RequestRow.code)).all():
+        opening = openings.get(request_id)
+        if opening is not None and (request_id, opening) not in mails:
+            problems.append(f"{code}: falta el correo que la abrió (entrada #{opening})")
+    stored = session.execute(
+        select(AttachmentRow.request_id, RequestRow.code, AttachmentRow.filename, AttachmentRow.sha256)
+        .join(RequestRow, RequestRow.id == AttachmentRow.request_id)
+        .order_by(AttachmentRow.id)
+    ).all()
+    for owner, code, filename, sha in stored:
+        if (owner, sha) not in files:
+            problems.append(f"{code}: falta el archivo {filename} ({sha[:12]})")
+    return problems

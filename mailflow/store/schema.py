@@ -256,7 +256,12 @@ class OutboxRow(Base):
     request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"), index=True)
     kind: Mapped[str] = mapped_column(String(64))  # the template name
     recipients: Mapped[list[str]] = mapped_column(JSON)  # envelope RCPT TO
+    # The whole mail, or empty when it carries files: then it was streamed into the
+    # archive, named by ``eml_sha256``, and is sent from there (never a 15 MB row).
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    eml_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX))
+    # The SHA-256 of each file the mail carries (None: none), so ARCHIVOS knows who has what.
+    files: Mapped[list[str] | None] = mapped_column(NullableJSON)
     status: Mapped[str] = mapped_column(
         String(16), default=OutboxStatus.PENDING.value, server_default=OutboxStatus.PENDING.value
     )
@@ -322,6 +327,11 @@ class AttachmentRow(Base):
     content_type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(SHA256_HEX), index=True)
+    # The stage the file was delivered at and who sent it: every mail lists both.
+    stage: Mapped[int | None] = mapped_column(Integer)
+    person: Mapped[str | None] = mapped_column(String(ADDRESS))
+    # Shown inside the mail (inline, or with a Content-ID): a tiny one is a signature logo.
+    inline: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class ArchiveEntryRow(Base):

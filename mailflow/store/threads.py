@@ -105,19 +105,6 @@ def completions_of(session: Session, root_id: int) -> list[InboundRow]:
     )
 
 
-def link_to_request(session: Session, inbound_ids: Iterable[int], request_id: int) -> None:
-    """Attach earlier messages (and their archive index) to the request they opened."""
-    ids = list(inbound_ids)
-    if not ids:
-        return
-    session.execute(update(InboundRow).where(InboundRow.id.in_(ids)).values(request_id=request_id))
-    session.execute(
-        update(ArchiveEntryRow)
-        .where(ArchiveEntryRow.inbound_id.in_(ids), ArchiveEntryRow.direction == Direction.IN)
-        .values(request_id=request_id)
-    )
-
-
 def attachment_names(session: Session, inbound_id: int) -> list[str]:
     """Return the names of the files one inbound message added to its request."""
     return list(

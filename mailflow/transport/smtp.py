@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 import aiosmtplib
+from aiosmtplib.typing import SMTPStatus
 
 from mailflow.config import Smtp
 from mailflow.errors import MailflowError
@@ -38,6 +41,7 @@ from mailflow.transport.oauth2 import OAuth2Error, OAuth2UnavailableError, Token
 from mailflow.transport.tls import certificate_advice, verifying_context
 
 log = logging.getLogger(__name__)
+CHUNK = 256 * 1024  # bytes of an archived mail read (and sent) at a time
 
 
 @dataclass(frozen=True)
@@ -53,12 +57,18 @@ class SmtpFound:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One rendered outbox message: its row key, SMTP envelope and exact bytes."""
+    """One rendered outbox message: its row key, SMTP envelope and exact bytes.
+
+    A mail that carries files comes as ``path`` (its archived ``.eml``, CRLF lines of
+    7-bit text as mailflow writes them) with ``raw`` empty: it is streamed into DATA a
+    block at a time, never read whole.
+    """
 
     key: int | str
     sender: str
     recipients: tuple[str, ...]
     raw: bytes
+    path: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.recipients:
@@ -160,11 +170,11 @@ def wire_size(raw: bytes) -> int:
     return len(raw) + raw.count(b"\n") + raw.count(b"\r") - 2 * raw.count(b"\r\n")
 
 
-def _envelope(conn: aiosmtplib.SMTP, item: Outgoing) -> tuple[list[str], str]:
+def _envelope(conn: aiosmtplib.SMTP, item: Outgoing, size: int) -> tuple[list[str], str]:
     """Return the MAIL FROM options and the address encoding this message needs."""
     options = []
     if conn.supports_extension("size"):
-        options.append(f"SIZE={wire_size(item.raw)}")
+        options.append(f"SIZE={size}")
     if not item.raw.isascii() and conn.supports_extension("8bitmime"):
         options.append("BODY=8BITMIME")
     if all(a.isascii() for a in (item.sender, *item.recipients)):
@@ -249,6 +259,53 @@ async def _quit(conn: aiosmtplib.SMTP) -> None:
         pass
     finally:
         _drop(conn, transport)
+
+
+def _stuffed(handle: BinaryIO) -> Iterator[bytes]:
+    """Yield a file of CRLF lines in blocks of whole lines, dot-stuffed (RFC 5321 §4.5.2)."""
+    carry = b""
+    while block := handle.read(CHUNK):
+        block = carry + block
+        cut = block.rfind(b"\n") + 1
+        block, carry = block[:cut], block[cut:]
+        if block:
+            yield (b"." if block.startswith(b".") else b"") + block.replace(b"\n.", b"\n..")
+    if carry:  # no final line break: DATA still ends on a line of its own
+        yield (b"." if carry.startswith(b".") else b"") + carry.replace(b"\n.", b"\n..") + b"\r\n"
+
+
+async def _data_from(conn: aiosmtplib.SMTP, handle: BinaryIO) -> None:
+    """Send DATA with the file's bytes streamed, waiting for the socket between blocks.
+
+    ``conn.data()`` takes the whole message and copies it three times (line endings,
+    dot-stuffing, the final dot): 95 MB of peak memory for a 20 MB mail. Here at most one
+    block is held, and the transport's buffer is drained after each (the protocol's flow
+    control, as ``StreamWriter.drain`` does). Errors are raised as ``conn.data()`` does.
+    """
+    response = await conn.execute_command(b"DATA")
+    if response.code != SMTPStatus.start_input:
+        raise aiosmtplib.SMTPDataError(response.code, response.message)
+    protocol = conn.protocol
+    timeout = conn.timeout
+    try:
+        if protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        # A reply the server sends before the final dot (a refusal mid-stream) is kept
+        # for the read below instead of being dropped as unsolicited.
+        protocol._response_pending = True
+        for block in _stuffed(handle):
+            protocol.write(block)
+            await asyncio.wait_for(protocol._drain_helper(), timeout)
+        protocol.write(b".\r\n")
+        response = await protocol.read_response(timeout=timeout)
+    except (TimeoutError, aiosmtplib.SMTPReadTimeoutError) as exc:
+        conn.close()
+        raise aiosmtplib.SMTPTimeoutError(f"timed out sending DATA: {exc}") from exc
+    except (ConnectionError, aiosmtplib.SMTPServerDisconnected) as exc:
+        conn.close()
+        raise aiosmtplib.SMTPServerDisconnected(f"connection lost during DATA: {exc}") from exc
+    if response.code != SMTPStatus.completed:
+        raise aiosmtplib.SMTPDataError(response.code, response.message)
 
 
 class SmtpSender:
@@ -564,7 +621,24 @@ class SmtpSender:
 
     async def _transact(self, conn: aiosmtplib.SMTP, item: Outgoing, tally: _Tally) -> None:
         """Run MAIL, RCPT for each recipient and DATA, recording each refusal in tally."""
-        options, encoding = _envelope(conn, item)
+        if item.path is None:
+            await self._transact_with(conn, item, tally, None)
+            return
+        try:
+            handle = item.path.open("rb")
+        except OSError as exc:
+            # Opened before MAIL FROM: once DATA has begun nothing can be taken back.
+            reason = f"(not sent) the archived mail {item.path.name} cannot be read: {exc.strerror}"
+            tally.fail_rest(550, reason, reason)
+            return
+        with handle:
+            await self._transact_with(conn, item, tally, handle)
+
+    async def _transact_with(
+        self, conn: aiosmtplib.SMTP, item: Outgoing, tally: _Tally, handle: BinaryIO | None
+    ) -> None:
+        size = wire_size(item.raw) if handle is None else os.fstat(handle.fileno()).st_size
+        options, encoding = _envelope(conn, item, size)
         try:
             await conn.mail(item.sender, options=options, encoding=encoding)
         except ValueError as exc:  # aiosmtplib refuses addresses that could inject commands
@@ -584,7 +658,10 @@ class SmtpSender:
         if not rcpt_ok:
             await _reset(conn)
             return
-        await conn.data(item.raw)
+        if handle is None:
+            await conn.data(item.raw)
+        else:
+            await _data_from(conn, handle)
         tally.accept(rcpt_ok)
 
     def _log(self, item: Outgoing, result: SendResult) -> None:

@@ -744,6 +744,10 @@ def test_request_with_a_30_mb_attachment_is_processed(scenario: Scenario) -> Non
     assert attachment == {
         "filename": "foto de la feria.png",
         "sha256": hashlib.sha256(photo).hexdigest(),
+        "content_type": "image/png",
+        "size": BIG,
+        "stage": 1,
+        "person": site.addr("analista"),
     }
     root = scenario.runtime.settings.store.archive_dir
     stored = root / attachment["sha256"][:2] / f"{attachment['sha256']}.png"

@@ -17,6 +17,7 @@ import os
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
+from typing import Any
 
 import pytest
 from reliability.kit import forged, open_request, refusals, send_raw_as, variant
@@ -31,6 +32,11 @@ ACK = "Solicitud recibida"
 
 
 # -- looking from the outside -------------------------------------------------------------
+
+
+def files_of(state: dict[str, Any]) -> list[tuple[str, str]]:
+    """Return the (name, SHA-256) of each file `requests show --json` lists."""
+    return [(a["filename"], a["sha256"]) for a in state["attachments"]]
 
 
 def actions(scenario: Scenario, code: str) -> list[str]:
@@ -89,9 +95,7 @@ def test_a_note_joins_the_request_and_reaches_the_holder(scenario: Scenario) -> 
     note = state["history"][-1]
     assert note["actor"] == site.addr("analista")
     assert note["note"] == "Olvidé adjuntar el afiche."
-    assert {"filename": AFICHE[0], "sha256": hashlib.sha256(AFICHE[1]).hexdigest()} in state[
-        "attachments"
-    ]
+    assert (AFICHE[0], hashlib.sha256(AFICHE[1]).hexdigest()) in files_of(state)
     assert state["refused"] == []
     [confirmation] = told(site, "analista", "", before)
     assert NOTED in str(confirmation["Subject"])
@@ -570,9 +574,7 @@ def test_a_note_with_a_30_mb_file_joins_the_request(scenario: Scenario) -> None:
     state = scenario.show(code)
     assert state["stage"]["number"] == 2
     assert actions(scenario, code) == ["ENTREGO", "NOTA"]
-    assert {"filename": "video feria.mp4", "sha256": hashlib.sha256(video).hexdigest()} in state[
-        "attachments"
-    ]
+    assert ("video feria.mp4", hashlib.sha256(video).hexdigest()) in files_of(state)
     assert NOTED in str(newest(site, "analista", NOTED, code)["Subject"])
     assert "video feria.mp4" in plain(newest(site, "directora", "Nota de", code))
 

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from testbed.browser import render
+from testbed.browser import ink, render
 from testbed.mail import build_message
 from testbed.site import TZ, Scenario
 
@@ -161,33 +161,6 @@ def by_hand(sent: list[Sent], person: str) -> dict[str, object]:
         "weighted": weighted,
         "products": len(mine),
     }
-
-
-def ink(png_bytes: bytes) -> float:
-    """Return the share of RGB samples of a PNG that are not white (0: a blank page)."""
-    assert png_bytes.startswith(b"\x89PNG\r\n\x1a\n")
-    pos, idat, width, height, channels = 8, b"", 0, 0, 3
-    while pos < len(png_bytes):
-        (length,) = struct.unpack(">I", png_bytes[pos : pos + 4])
-        kind = png_bytes[pos + 4 : pos + 8]
-        data = png_bytes[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            width, height, _depth, color = struct.unpack(">IIBB", data[:10])
-            channels = {2: 3, 6: 4}[color]
-        elif kind == b"IDAT":
-            idat += data
-        pos += 12 + length
-    raw = zlib.decompress(idat)
-    stride = width * channels + 1
-    # Unfiltered, a white row is all 255; any filter leaves mostly zeros on white. Count
-    # bytes that are neither, per row, which only ink produces.
-    busy = sum(
-        1
-        for y in range(height)
-        for b in raw[y * stride + 1 : (y + 1) * stride]
-        if b not in (0, 255)
-    )
-    return busy / (width * height * channels)
 
 
 def month_row(section: str, label: str) -> list[int]:

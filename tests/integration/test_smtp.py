@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.policy
+import random
 import socket
 import ssl
 import subprocess
@@ -580,3 +581,62 @@ def test_starttls_with_an_unverifiable_certificate_is_a_tls_error(
     with pytest.raises(SmtpTlsError, match=r"no se pudo verificar"):
         asyncio.run(sender.check())
     assert recorder.received == []
+
+
+# -- a mail that carries files: streamed from its archived file ----------------------------
+
+
+def _archived(tmp_path: Path, key: int, recipients: tuple[str, ...], *, last_crlf: bool) -> Path:
+    """Write a mail with a 3 MB file and lines starting with "." as the archive holds it."""
+    message = build_message(
+        "Redes Sociales <rrss@example.org>",
+        recipients,
+        f"[RRSS-2026-{key:04d}] Archivos",
+        "Primera línea.\n.línea que empieza con punto\n..y otra con dos\n.\n",
+        headers={"Message-ID": f"<rrss-file-{key}@example.org>"},
+        attachments=[("foto.jpg", random.Random(key).randbytes(3 * 1024 * 1024), "image/jpeg")],
+    )
+    raw = message.as_bytes(policy=email.policy.SMTP)
+    path = tmp_path / f"{key}.eml"
+    path.write_bytes(raw if last_crlf else raw.removesuffix(b"\r\n"))
+    return path
+
+
+@pytest.mark.parametrize("last_crlf", [True, False])
+def test_an_archived_mail_is_streamed_into_data_byte_for_byte(
+    relay: SmtpRelay, dovecot: Dovecot, maildomain: str, tmp_path: Path, last_crlf: bool
+) -> None:
+    to = (f"directora@{maildomain}",)
+    path = _archived(tmp_path, 21, to, last_crlf=last_crlf)
+    item = Outgoing(21, SENDER, to, b"", path)
+
+    [result] = _sender(relay.port).send_many_sync([item])
+
+    assert result.done and result.accepted == to
+    wanted = path.read_bytes() + (b"" if last_crlf else b"\r\n")
+    assert relay.accepted[-1].raw == wanted  # dot-stuffed on the wire, undone by the server
+    assert sum(raw.endswith(wanted) for raw in fetch_raw(dovecot, to[0])) == 1
+
+
+def test_a_streamed_mail_refused_at_data_is_refused_for_everyone(
+    relay: SmtpRelay, maildomain: str, tmp_path: Path
+) -> None:
+    to = (f"a@{maildomain}", f"b@{maildomain}")
+    relay.fail_next(554)
+    [result] = _sender(relay.port).send_many_sync(
+        [Outgoing(22, SENDER, to, b"", _archived(tmp_path, 22, to, last_crlf=True))]
+    )
+    assert set(result.permanent) == set(to) and result.error
+    assert relay.accepted == []
+
+
+def test_a_missing_archived_mail_is_not_sent_and_says_why(
+    relay: SmtpRelay, maildomain: str, tmp_path: Path
+) -> None:
+    to = (f"a@{maildomain}",)
+    [result] = _sender(relay.port).send_many_sync(
+        [Outgoing(23, SENDER, to, b"", tmp_path / "gone.eml")]
+    )
+    assert list(result.permanent) == list(to)
+    assert "gone.eml cannot be read" in result.permanent[to[0]]
+    assert relay.accepted == []

@@ -39,9 +39,13 @@ def refusals(scenario: Scenario) -> list[tuple[str, str]]:
 
 
 def outbox_raw(scenario: Scenario) -> list[bytes]:
-    """Return the bytes of every mail the daemon ever queued."""
+    """Return the bytes of every mail the daemon ever queued (from the archive if it has files)."""
+    archive = scenario.runtime.service.archive
     with scenario.runtime.store.transaction() as session:
-        return [bytes(r.raw) for r in session.scalars(select(OutboxRow).order_by(OutboxRow.id))]
+        return [
+            archive.path_of(r.eml_sha256, ".eml").read_bytes() if r.eml_sha256 else bytes(r.raw)
+            for r in session.scalars(select(OutboxRow).order_by(OutboxRow.id))
+        ]
 
 
 def open_request(scenario: Scenario, body: str = INFO_REQUEST) -> tuple[str, EmailMessage]:

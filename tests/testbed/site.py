@@ -236,6 +236,13 @@ class Scenario:
             session.add_all(rows)
         return readers
 
+    def reconfigure(self, extra: str) -> None:
+        """Append TOML (a section the config lacks) and restart the daemon on the new config."""
+        path = self.site.config_path
+        path.write_text(path.read_text(encoding="utf-8") + "\n" + extra + "\n", encoding="utf-8")
+        self.runtime.store.close()
+        self.runtime = build_runtime(load_settings(path, {}))
+
     def show(self, code: str) -> dict[str, Any]:
         data = self.runtime.requests.show(code, self.now)
         assert data is not None

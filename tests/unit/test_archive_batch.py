@@ -140,3 +140,19 @@ def test_a_streamed_blob_joins_the_open_batch_instead_of_its_own_fsync(
     assert target.read_bytes() == source.read_bytes()
     assert not target.stat().st_mode & stat.S_IWUSR
     assert _leftovers(tmp_path) == []
+
+
+def test_a_blob_of_the_open_batch_can_be_read_before_it_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A mail composed in the same transaction as the message that brought a file attaches
+    # it from its temporary file; the final name comes only at the end of the batch.
+    monkeypatch.setattr(archive_module, "_SYNCFS", lambda fd: 0)
+    archive = Archive(tmp_path)
+    with archive.batch():
+        stored = archive.put_stream(iter([b"foto ", b"de la feria"]), ".jpg")
+        found = archive.locate(stored.sha256)
+        assert found is not None and found.read_bytes() == b"foto de la feria"
+        assert not archive.path_of(stored.sha256, ".jpg").exists()
+        assert archive.locate("0" * 64) is None
+    assert archive.locate(stored.sha256) == archive.path_of(stored.sha256, ".jpg")

@@ -40,6 +40,8 @@ def test_shipped_example_is_valid() -> None:
     assert settings.roles["comite_rrss"].quorum == "majority"
     sub = settings.roles["jefatura_ugs"].substitutes[0]
     assert (sub.start, sub.until) == (date(2026, 12, 21), date(2027, 1, 8))
+    assert settings.mail.attach_max_mb == 15
+    assert settings.mail.attach_max_bytes == 15 * 1024 * 1024
 
 
 def test_relative_paths_resolve_against_the_config_folder() -> None:
@@ -112,6 +114,9 @@ def test_every_problem_is_reported_at_once_with_its_key_path() -> None:
         ),
         ("imap", {"idle_seconds": 3600}, "imap.idle_seconds:"),
         ("security", {"secret_env": None}, "security.secret"),
+        ("mail", {"attach_max_mb": 0}, "mail.attach_max_mb: 0 is out of range"),
+        ("mail", {"attach_max_mb": 50}, "mail.attach_max_mb: 50 is out of range"),
+        ("mail", {"attach_max_mb": "quince"}, "mail.attach_max_mb:"),
     ],
 )
 def test_single_mistakes_are_named(section: str, change: dict[str, Any], expected: str) -> None:
