@@ -1,10 +1,15 @@
 """Answer ARCHIVOS: send a person on a request the files of it that they do not have yet.
 
 ARCHIVOS is not a workflow action: it changes nothing, any stage accepts it, and only
-people on the request (its requester, whoever acted on it, whoever we mailed about it)
-get an answer. The answer goes to the From address alone and that address must be on the
-request, so a forged ARCHIVOS only sends the files to their rightful reader; once a day
+people on the request (its requester, whoever acted on it, whoever we mailed about its
+procedure) get an answer. It needs the same proof as a note (the sender's own reply token
+of the request, or the trusted server's Authentication-Results: the caller checks it), the
+answer goes to the From address alone and that address must be on the request; once a day
 per person and request, so it cannot be used to flood anybody.
+
+A reply is ARCHIVOS when its new text is the word alone (with a greeting or a "por favor"
+at most) and it carries no file: "Archivos corregidos: les mando el afiche" with the
+poster attached is a note, and its file joins the request.
 
 "The files they do not have" are the request's files that none of our mails carried to
 that address; when they have them all, they get them all again (the mail was lost). They
@@ -27,14 +32,26 @@ from mailflow.store.material import files_sent_to, people_on_request
 from mailflow.store.schema import InboundOutcome, RequestRow
 
 KEYWORD = "archivos"
-_FIRST_WORD = re.compile(r"[^\W\d_]{1,40}")
+_WORD = re.compile(r"[^\W\d_]{1,40}")
+
+
+# Words that may stand beside the keyword without making the reply more than a request
+# for the files.
+_COURTESY = frozenset(("por", "favor", "gracias", "hola", "buenos", "buenas", "dias", "tardes"))
 
 
 def asks_for_files(mail: InboundMail) -> bool:
-    """Tell whether the new text of a reply starts with the word ARCHIVOS."""
-    text = extract_new_text(mail.text)[:2000]
-    first = _FIRST_WORD.search(text)
-    return first is not None and fold(first.group()) == KEYWORD
+    """Tell whether a reply asks for the request's files and says nothing else.
+
+    Its new text's first line is ARCHIVOS (courtesy words aside) and it brings no file.
+    """
+    if any(part.is_material for part in mail.attachments):
+        return False
+    lines = [line for line in extract_new_text(mail.text)[:2000].splitlines() if line.strip()]
+    if not lines:
+        return False
+    words = [fold(w) for w in _WORD.findall(lines[0])]
+    return bool(words) and words[0] == KEYWORD and set(words[1:]) <= _COURTESY
 
 
 def send_files(applier: Applier, request: RequestRow) -> Handled:

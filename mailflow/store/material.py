@@ -61,8 +61,17 @@ def files_sent_to(session: Session, request_id: int, address: str) -> set[str]:
     }
 
 
+# Mails that go to whoever wrote, proven or not: their readers are not on the request.
+ANSWERS_TO_ANYONE = ("help", "unverified", "files_not_kept", "delivery_failed")
+
+
 def people_on_request(session: Session, request: RequestRow) -> set[str]:
-    """Return who is on a request: its requester, who acted on it, who we mailed about it."""
+    """Return who is on a request: its requester, who acted on it, who we mailed about it.
+
+    Only mails about its procedure count (action mails, copies, notices, notes): an answer
+    to an unproven or misdirected mail that names the request does not make its reader a
+    person of the request.
+    """
     people = {request.requester.lower()}
     people.update(
         a.lower()
@@ -71,7 +80,9 @@ def people_on_request(session: Session, request: RequestRow) -> set[str]:
         )
     )
     for recipients in session.scalars(
-        select(OutboxRow.recipients).where(OutboxRow.request_id == request.id)
+        select(OutboxRow.recipients)
+        .where(OutboxRow.request_id == request.id)
+        .where(OutboxRow.kind.not_in(ANSWERS_TO_ANYONE))
     ):
         people.update(r.lower() for r in recipients)
     return {p for p in people if "@" in p}

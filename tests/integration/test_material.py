@@ -391,13 +391,22 @@ def test_archivos_sends_what_did_not_fit_in_mails_under_the_limit(
         [LONG],
     ]
 
-    # Somebody who is not on the request gets an answer, never the files.
+    # Somebody who is not on the request, with nothing that proves her, gets an answer,
+    # never the files; answering that answer proves nothing either.
     site.send("abogada", f"RE: [{play.code}] Acción requerida", "ARCHIVOS")
     scenario.run()
-    refusal = site.wait_for("abogada", lambda m: "No pudimos procesar" in str(m["Subject"]))
-    assert "no figura en ella" in plain(refusal)
+    refusal = site.wait_for("abogada", lambda m: "No pudimos verificar" in str(m["Subject"]))
     assert carried(refusal) == []
+    site.reply("abogada", refusal, "ARCHIVOS", style="gmail")
+    scenario.run()
+    site.reply("abogada", refusal, "Olvidé el adjunto", style="outlook", attachments=[
+        ("factura.pdf", b"%PDF-1.4 factura", "application/pdf")
+    ])  # fmt: skip
+    scenario.run()
     assert not [m for m in site.inbox("abogada") if carried(m)]
+    state = scenario.show(play.code)
+    assert "factura.pdf" not in [a["filename"] for a in state["attachments"]]
+    assert [h["action"] for h in state["history"]].count("NOTA") == 0
 
     site.reply("directora", first, "APRUEBO")  # and the request goes on as before
     scenario.run()
