@@ -31,15 +31,14 @@ from mailflow.app.views import actions_of
 from mailflow.core.conversation import (
     NOTE,
     OPERATOR,
-    STATUS_WORDS,
     Decision,
     Entry,
     Said,
     Verdict,
     Why,
-    role_words,
 )
 from mailflow.core.model import Action, Status
+from mailflow.core.names import STATUS_WORDS, role_words
 from mailflow.core.people import holders_of, may_act
 from mailflow.core.workflow import WorkflowError
 from mailflow.errors import MailflowError
@@ -65,7 +64,7 @@ def said_in(mail: InboundMail, reading: ActionReading) -> Said:
         sender=mail.from_address,
         action=reading.action,
         text=text,
-        files=sum(1 for part in mail.attachments if not part.inline),
+        files=sum(1 for part in mail.attachments if part.is_material),
         attempted=reading.unclear in _ATTEMPTS,
         thanks=is_thanks(text),
     )
@@ -88,6 +87,14 @@ class Conversation:
     def sender(self) -> str:
         return self.applier.mail.from_address
 
+    def keep_files(self, said: Said) -> list[str]:
+        """Keep the files of a reply that changes nothing (a repeat, a late or refused
+        action) as a note of the request, so nothing sent is dropped; return their names."""
+        if not said.files:
+            return []
+        self._record_note(said.text)
+        return [row.filename for row in self.applier.store_attachments(self.request)]
+
     def carry(self, decision: Decision, said: Said, action: Action | None) -> Handled:
         """Do what ``decision`` says and return the message's outcome."""
         verdict = decision.verdict
@@ -101,14 +108,14 @@ class Conversation:
         if verdict is Verdict.CLOSED:
             return self._closed(said, keyword)
         if verdict is Verdict.REPEAT:
-            return self._repeat(decision.entry, keyword)
+            return self._repeat(decision.entry, keyword, self.keep_files(said))
         if verdict is Verdict.LATE:
-            return self._late(decision.entry, keyword)
+            return self._late(decision.entry, keyword, self.keep_files(said))
         if verdict is Verdict.WITHDRAW:
             return self._withdraw(said)
         if verdict is Verdict.NOT_WITHDRAWN:
             return self._not_withdrawn(decision.why or Why.NOT_ALLOWED)
-        return self._unproven(keyword, decision.why)
+        return self.unproven(keyword, decision.why)
 
     # -- notes ------------------------------------------------------------------------
 
@@ -188,17 +195,19 @@ class Conversation:
 
     # -- actions that change nothing ----------------------------------------------------
 
-    def _repeat(self, entry: Entry | None, keyword: str) -> Handled:
+    def _repeat(self, entry: Entry | None, keyword: str, files: Sequence[str] = ()) -> Handled:
         """Say "ya registrado el …" once a day for the same stage and action."""
         stage = entry.stage if entry is not None else self.request.stage
         if entry is not None and self.applier.once(
             f"repeat-{self.request.code}", self.sender, f"{stage}:{keyword}"
         ):
-            context = self._context("repetida", action=keyword, past=self._past(entry))
+            context = self._context(
+                "repetida", action=keyword, past=self._past(entry), note_files=list(files)
+            )
             self.applier.queue_mail("noted", [self.sender], context, self.request)
         return self._handled(InboundOutcome.DUPLICATE, f"repeat of {keyword} at stage {stage}")
 
-    def _late(self, entry: Entry | None, keyword: str) -> Handled:
+    def _late(self, entry: Entry | None, keyword: str, files: Sequence[str] = ()) -> Handled:
         """Tell a holder who acts after another holder decided the stage who did, and when."""
         assert entry is not None
         past = self._past(entry)
@@ -209,7 +218,7 @@ class Conversation:
         )
         self._refuse(keyword, reason, entry.stage)
         if self.applier.once(f"late-{self.request.code}", self.sender, str(entry.stage)):
-            context = self._context("tardia", action=keyword, past=past)
+            context = self._context("tardia", action=keyword, past=past, note_files=list(files))
             self.applier.queue_mail("noted", [self.sender], context, self.request)
         return self._handled(InboundOutcome.PROCESSED, f"late {keyword}: {reason}")
 
@@ -248,8 +257,8 @@ class Conversation:
 
     # -- unproven ---------------------------------------------------------------------
 
-    def _unproven(self, keyword: str, why: Why | None) -> Handled:
-        """Keep an unproven note or ANULO in the archive; tell only its From address.
+    def unproven(self, keyword: str, why: Why | None = None) -> Handled:
+        """Keep an unproven note, ANULO or ARCHIVOS in the archive; tell only its From address.
 
         The answer carries no reply token (a stranger who knows a code must not obtain
         one by writing) and no detail of the request beyond its code.

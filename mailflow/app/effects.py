@@ -26,6 +26,7 @@ from mailflow.app.files import (
 from mailflow.app.products import record_product
 from mailflow.app.views import actions_of, request_context
 from mailflow.core.model import Effect, RecordHistory, RecordPublication, SendMail, Status
+from mailflow.core.names import status_word
 from mailflow.core.people import holders_of
 from mailflow.mail.intake import Intake, request_form
 from mailflow.mail.parse import InboundMail
@@ -261,7 +262,7 @@ class Applier:
     def next_step(self, request: RequestRow) -> str:
         """Describe in Spanish where the request stands now, for confirmations."""
         if request.status != Status.EN_CURSO:
-            return f"la solicitud terminó ({request.status})."
+            return f"la solicitud terminó: está {status_word(request.status)}."
         service = self.service
         procedure = service.core.workflow.procedure(request.procedure)
         stage = procedure.stages[request.stage]
@@ -307,7 +308,7 @@ class Applier:
         )
         self._material = None  # the next mail lists the new files
         self.tell_files_not_kept(request, kept)
-        return kept.rows
+        return kept.listed
 
     def _outbox(
         self,
@@ -483,10 +484,21 @@ class Applier:
         outcome = InboundOutcome.UNAUTHORIZED if known else InboundOutcome.UNKNOWN_SENDER
         return Handled(outcome, detail=reason)
 
-    def refused(self, request: RequestRow, action: str, reason: str) -> Handled:
-        """Record a refused action of a proven role holder and tell them why."""
+    def refused(
+        self, request: RequestRow, action: str, reason: str, kept: Sequence[str] = ()
+    ) -> Handled:
+        """Record a refused action of a proven role holder and tell them why.
+
+        ``kept``: the names of the mail's files, kept as a note all the same.
+        """
         self._refusal(request, action, reason)
-        return self.help(f"refused-{request.code}", [f"{request.code}: {reason}"])
+        problems = [f"{request.code}: {reason}"]
+        if kept:
+            problems.append(
+                f"Los archivos de su mensaje ({', '.join(kept)}) quedaron entre los archivos "
+                "de la solicitud."
+            )
+        return self.help(f"refused-{request.code}", problems)
 
     def unauthorized(
         self, request: RequestRow, action: str, reason: str, notify: Sequence[str] = ()

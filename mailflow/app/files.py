@@ -25,13 +25,12 @@ from sqlalchemy.orm import Session
 
 from mailflow.app.views import observations_of
 from mailflow.core.model import Procedure
-from mailflow.mail.parse import Attachment, InboundMail
+from mailflow.mail.parse import Attachment, InboundMail, tiny_inline
 from mailflow.store.archive import Archive
 from mailflow.store.catalog import attachment_entry
 from mailflow.store.material import request_attachments, request_observations
 from mailflow.store.schema import AttachmentRow, InboundRow, RequestRow
 
-TINY_INLINE_BYTES = 8 * 1024
 MB = 1024 * 1024
 
 # Files our mail must never carry: Gmail and Outlook refuse a mail with one of these (and
@@ -113,10 +112,8 @@ class Kept:
 
 
 def is_tiny_inline(row: AttachmentRow) -> bool:
-    """Tell whether a file is a signature logo or a tracking pixel: kept, never shown."""
-    return (
-        bool(row.inline) and row.content_type.startswith("image/") and row.size <= TINY_INLINE_BYTES
-    )
+    """Tell whether a stored file is a signature logo or a tracking pixel."""
+    return tiny_inline(bool(row.inline), row.content_type, row.size)
 
 
 def files_of(session: Session, request: RequestRow, archive: Archive) -> list[RequestFile]:
@@ -238,7 +235,7 @@ def _why_not(file: RequestFile, plan: Plan) -> str:
         )
     if plan.attaching:
         return f"no adjunto: no cabe en este correo (límite de {limit_label(plan.limit)})"
-    return "no adjunto"
+    return "listado aquí, no adjunto a este aviso"
 
 
 def files_view(plan: Plan, procedure: Procedure) -> dict[str, Any]:

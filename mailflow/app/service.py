@@ -42,7 +42,7 @@ from mailflow.core.routing import (
     route,
     token_proof,
 )
-from mailflow.core.tokens import ReplyToken, verify
+from mailflow.core.tokens import ReplyToken, is_our_address, verify
 from mailflow.core.workflow import (
     IllegalActionError,
     MissingReasonError,
@@ -301,10 +301,7 @@ class Service:
 
     def _is_ours(self, mail: InboundMail) -> bool:
         """Tell whether the mail came from our own address (a loop through a forward)."""
-        ours = self.settings.smtp.from_address.lower()
-        local, _, domain = ours.partition("@")
-        sender = mail.from_address
-        return sender == ours or (sender.startswith(local + "+") and sender.endswith("@" + domain))
+        return is_our_address(mail.from_address, self.settings.smtp.from_address)
 
     def _reply(
         self,
@@ -315,8 +312,6 @@ class Service:
         now: datetime,
     ) -> Handled:
         """Act on a reply about ``request``, or answer it as what it is (see core.conversation)."""
-        if asks_for_files(mail):  # not an action: any stage, anyone on the request
-            return send_files(applier, request)
         reading = read_reply(mail.text, mail.subject)
         secret = self.settings.security.secret.get_secret_value().encode()
         sender = mail.from_address
@@ -328,6 +323,10 @@ class Service:
                 mail.authentication_results, self.settings.security.trusted_authserv_id, sender
             ),
         )
+        if asks_for_files(mail):  # not an action: any stage, anyone proven on the request
+            if not proof.proven:
+                return Conversation(applier, request).unproven("ARCHIVOS")
+            return send_files(applier, request)
         said = said_in(mail, reading)
         decision = decide(said, proof, self._standing(applier.session, request, now))
         verdict = decision.verdict
@@ -342,7 +341,8 @@ class Service:
             if verdict is Verdict.STALE:
                 # Proven, only answering an earlier stage's mail: the author is told why
                 # nothing happened; the current holders are not alarmed about them.
-                return applier.refused(request, reading.action.value, refusal or "")
+                kept = Conversation(applier, request).keep_files(said)
+                return applier.refused(request, reading.action.value, refusal or "", kept)
             if proof.proven:  # proven, but nobody of the institution: from outside
                 refusal = self._not_a_holder(request, sender, now)
             return applier.unauthorized(request, reading.action.value, refusal or "")
@@ -388,7 +388,8 @@ class Service:
         except UnauthorizedError as exc:
             return applier.unauthorized(request, action.value, exc.reason, exc.notify)
         except WorkflowError as exc:
-            return applier.refused(request, action.value, _explain(exc, action))
+            kept = Conversation(applier, request).keep_files(said_in(applier.mail, reading))
+            return applier.refused(request, action.value, _explain(exc, action), kept)
         store_state(request, state, now)
         applier.apply(request, effects, Reply(action.value, reading.text, reading.urls))
         return Handled(InboundOutcome.PROCESSED, request.code, f"{action.value} accepted")

@@ -8,7 +8,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from mailflow.core.model import Action, Procedure, Stage, Transition
+from mailflow.core.names import role_name, status_word
 from mailflow.core.people import Directory, holders_of
+from mailflow.mail.parse import tiny_inline
 from mailflow.store.requeststate import state_of
 from mailflow.store.schema import AttachmentRow, HistoryRow, RefusalRow, RequestRow
 
@@ -191,6 +193,7 @@ def request_json(
                 "person": a.person,
             }
             for a in attachments
+            if not tiny_inline(bool(a.inline), a.content_type, a.size)  # logos, pixels
         ],
         "publication": {
             "urls": urls,
@@ -203,24 +206,6 @@ def request_json(
 # -- the institution's words, for `requests show` and `procedures` ------------------------
 
 # The manual's names of the roles; a [roles.<id>] name in the config wins.
-ROLE_NAMES = {
-    "direccion_ejecutiva": "Dirección Ejecutiva",
-    "jefatura_ugs": "Jefatura de la Unidad de Gestión de Servicios",
-    "profesional_promocion": "Profesional en Promoción de Servicios",
-    "equipo_diseno": "Equipo de diseño",
-    "administrador_rrss": "Administrador Principal de Redes Sociales",
-    "comite_rrss": "Comité de aprobación de RRSS",
-    "solicitante": "Solicitante",
-    "jefatura_solicitante": "Jefatura de la unidad solicitante",
-    "miembro_unidad": "Miembros de las unidades",
-}
-STATUS_NAMES = {
-    "en_curso": "en curso",
-    "publicado": "publicado",
-    "rechazado": "rechazado",
-    "cancelado": "cancelado",
-    "eliminado": "eliminado",
-}
 _DAYS = ("lun", "mar", "mié", "jue", "vie", "sáb", "dom")
 _MONTHS = ("ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic")
 
@@ -241,14 +226,6 @@ def short_date(moment: datetime | date | None, zone: ZoneInfo | None = None) -> 
     else:
         day, clock = moment, ""
     return f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}{clock}"
-
-
-def role_name(directory: Directory, role_id: str) -> str:
-    """Return how the institution calls a role: its configured name, else the manual's."""
-    role = directory.roles.get(role_id)
-    if role is not None and role.name:
-        return role.name
-    return ROLE_NAMES.get(role_id, role_id)
 
 
 def deadline_words(stage: Stage) -> str:
@@ -282,7 +259,7 @@ def request_lines(
     stage = data["stage"]
     stages = procedure.stages if procedure is not None else {}
     current = stages.get(stage["number"])
-    status = STATUS_NAMES.get(data["status"], data["status"])
+    status = status_word(data["status"])
     lines = [
         f"{data['code']} — {data['title']}",
         f"  Procedimiento: {procedure.name if procedure else data['procedure']}",

@@ -121,6 +121,21 @@ class Attachment:
         """Return the whole decoded content (for small parts and tests)."""
         return b"".join(self.chunks())
 
+    @property
+    def is_material(self) -> bool:
+        """Tell whether the part is material (not a signature logo or a tracking pixel)."""
+        return not tiny_inline(self.inline or bool(self.content_id), self.content_type, self.size)
+
+
+# An image shown inside a mail this small is a signature logo or a tracking pixel: it is
+# archived with the mail, never forwarded nor listed among a request's files.
+TINY_INLINE_BYTES = 8 * 1024
+
+
+def tiny_inline(inline: bool, content_type: str, size: int) -> bool:
+    """Tell whether a file is a signature logo or a tracking pixel: kept, never shown."""
+    return inline and content_type.startswith("image/") and size <= TINY_INLINE_BYTES
+
 
 @dataclass(frozen=True)
 class Dropped:

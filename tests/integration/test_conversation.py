@@ -105,6 +105,8 @@ def test_a_note_joins_the_request_and_reaches_the_holder(scenario: Scenario) -> 
     assert "Nota de " + site.addr("analista") in str(forwarded["Subject"])
     assert "Olvidé adjuntar el afiche." in plain(forwarded)
     assert AFICHE[0] in plain(forwarded)
+    # She must act on the stage: the note's file travels with it, as with any action mail.
+    assert [p.get_filename() for p in forwarded.iter_attachments()] == [AFICHE[0]]
     assert subjects(sent(site)[before:]).count(HELP) == 0
 
     # The holder writes words, not a keyword: a note too, whose answer lists her keywords.
@@ -119,10 +121,48 @@ def test_a_note_joins_the_request_and_reaches_the_holder(scenario: Scenario) -> 
     assert "No registramos ninguna acción" in plain(answer)
     assert "APRUEBO" in plain(answer)
 
-    # The next action mail lists the poster among the request's files.
+    # The next action mail carries the poster among the request's files.
     site.reply("directora", action_mail, "APRUEBO", style="gmail")
     scenario.run()
     assert scenario.show(code)["stage"]["number"] == 3
+    derive = newest(site, "jefe.ugs", ACTION, code)
+    assert AFICHE[0] in [p.get_filename() for p in derive.iter_attachments()]
+    assert AFICHE[0] in plain(derive)
+
+
+def test_a_note_that_starts_with_archivos_is_a_note_and_keeps_its_file(
+    scenario: Scenario,
+) -> None:
+    """Only the bare word asks for the files; a sentence that starts with it is a note."""
+    code, _ = open_request(scenario)
+    site = scenario.site
+    ack = newest(site, "analista", ACK, code)
+    text = "Archivos corregidos: les mando el afiche con el logo vigente."
+    site.reply("analista", ack, text, style="outlook", attachments=(AFICHE,))
+    scenario.run()
+    state = scenario.show(code)
+    assert actions(scenario, code) == ["ENTREGO", "NOTA"]
+    assert state["history"][-1]["note"] == text
+    assert (AFICHE[0], hashlib.sha256(AFICHE[1]).hexdigest()) in files_of(state)
+    assert not told(site, "analista", "Archivos de la solicitud")
+
+
+def test_a_late_action_with_a_file_keeps_the_file(scenario: Scenario) -> None:
+    """A holder who acts after another decided the stage loses the action, not the file."""
+    code, action_mail = open_request(scenario)
+    site = scenario.site
+    site.reply("directora", action_mail, "APRUEBO", style="gmail")
+    scenario.run()
+    before = len(sent(site))
+    site.reply("directora", action_mail, "APRUEBO otra vez, con el afiche.", style="outlook",
+               attachments=(AFICHE,))  # fmt: skip
+    scenario.run()
+    state = scenario.show(code)
+    assert state["stage"]["number"] == 3
+    assert (AFICHE[0], hashlib.sha256(AFICHE[1]).hexdigest()) in files_of(state)
+    [answer] = [m for m in sent(site)[before:] if str(m["To"]) == site.addr("directora")]
+    assert AFICHE[0] in plain(answer)
+    assert "quedaron entre los archivos" in " ".join(plain(answer).split())
 
 
 def test_a_note_on_an_ended_request_gets_the_outcome_and_thanks_get_nothing(
@@ -168,6 +208,50 @@ Analista UTI
 PHOTO = ("foto stand.jpg", b"\xff\xd8\xff" + os.urandom(1024), "image/jpeg")
 
 
+# Outlook's table of a request: the text alternative has one cell per line and no colons,
+# only the HTML part says which value is which. The Resumen is missing.
+TABLE_TEXT = """Tipo
+Publicación de información específica
+Título
+Feria de servicios digitales 2026
+Objetivo
+Difundir la feria de servicios digitales de la Agencia.
+Publicar desde
+10/12/2026
+Publicar hasta
+20/12/2026
+"""
+TABLE_HTML = """<html><body><table>
+<tr><td><p><b>Tipo:</b></p></td><td><p>Publicación de información específica</p></td></tr>
+<tr><td><p><b>Título:</b></p></td><td><p>Feria de servicios digitales 2026</p></td></tr>
+<tr><td><p><b>Objetivo:</b></p></td><td><p>Difundir la feria de servicios digitales de la
+Agencia.</p></td></tr>
+<tr><td><p><b>Publicar desde:</b></p></td><td><p>10/12/2026</p></td></tr>
+<tr><td><p><b>Publicar hasta:</b></p></td><td><p>20/12/2026</p></td></tr>
+</table></body></html>"""
+
+
+def test_completing_an_outlook_table_request_keeps_the_fields_of_its_html(
+    scenario: Scenario,
+) -> None:
+    """The first mail is read as any request (its HTML table); the reply adds the Resumen."""
+    site = scenario.site
+    table = build_message(site.addr("analista"), [site.shared], "Solicitud: feria", TABLE_TEXT)
+    table.add_alternative(TABLE_HTML, subtype="html")
+    send_raw_as(site, "analista", table)
+    scenario.run()
+    help_mail = newest(site, "analista", HELP)
+    assert "Falta «Resumen»" in plain(help_mail)
+    assert "Falta «Tipo»" not in plain(help_mail)
+    site.reply("analista", help_mail, "Resumen: Stands de cada unidad.", style="outlook")
+    scenario.run()
+    [code] = codes(scenario)
+    state = scenario.show(code)
+    assert state["title"] == "Feria de servicios digitales 2026"
+    assert state["fields"]["resumen"] == "Stands de cada unidad."
+    assert state["publication"]["from"] == "2026-12-10"
+
+
 def test_completing_a_request_by_reply_merges_it_with_the_first_mail(scenario: Scenario) -> None:
     site = scenario.site
     site.send("analista", "Solicitud: feria", INCOMPLETE, attachments=(AFICHE,))
@@ -207,7 +291,11 @@ def test_completing_a_request_by_reply_merges_it_with_the_first_mail(scenario: S
     assert state["stage"]["number"] == 2
     assert sorted(a["filename"] for a in state["attachments"]) == [AFICHE[0], PHOTO[0]]
     ack = newest(site, "analista", ACK, code)
-    assert newest(site, "directora", ACTION, code)
+    # The first mail's poster joined before the first action mail was written: it travels.
+    first_action = newest(site, "directora", ACTION, code)
+    assert sorted(p.get_filename() for p in first_action.iter_attachments()) == sorted(
+        [AFICHE[0], PHOTO[0]]
+    )
     assert [e.request_id is not None for e in ledger(scenario)] == [True, True, True]
     assert ack["In-Reply-To"]
 
