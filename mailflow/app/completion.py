@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from mailflow.app.effects import Applier, Handled
+from mailflow.app.held import read_request_mail
 from mailflow.app.products import directa_form
 from mailflow.core.routing import confirmation_code
 from mailflow.mail.intake import check_fields, read_fields
@@ -31,9 +32,9 @@ if TYPE_CHECKING:
     from mailflow.app.service import Service
 
 
-def fields_of(mail: InboundMail, *, reply: bool) -> dict[str, str]:
-    """Return the labelled fields a mail gives (a reply: only what its author wrote now)."""
-    text = extract_new_text(mail.text) if reply else mail.text
+def fields_of(mail: InboundMail) -> dict[str, str]:
+    """Return the labelled fields a reply gives: only what its author wrote now."""
+    text = extract_new_text(mail.text)
     body = directa_form(text, mail.subject) or text
     return {key: value for key, value in read_fields(body).items() if value}
 
@@ -65,10 +66,12 @@ def complete(service: Service, applier: Applier, root: InboundRow, now: datetime
         first = pieces[0][1]
         if first.from_address != applier.mail.from_address:  # the token already binds it
             return Handled(InboundOutcome.UNAUTHORIZED, detail=f"completion of #{root.id} unproven")
-        fields = fields_of(first, reply=False)
-        for _, mail in (*pieces[1:], (applier.ledger, applier.mail)):
-            fields.update(fields_of(mail, reply=True))
         today = service.core.calendar.local(now).date()
+        # The first mail is read as a request is (its HTML table when the text part lost
+        # the labels); each reply by the new text its author wrote.
+        fields = {k: v for k, v in read_request_mail(first, today).raw.items() if v}
+        for _, mail in (*pieces[1:], (applier.ledger, applier.mail)):
+            fields.update(fields_of(mail))
         parsed = check_fields(fields, today)
         if parsed.problems or parsed.procedure is None:
             prefix = service.settings.organization.code_prefix

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from mailflow.app.effects import Applier
 from mailflow.app.files import keep_files
+from mailflow.core.routing import confirmation_code
 from mailflow.mail.parse import InboundMail
 from mailflow.store.catalog import link_confirmation, link_inbound
 from mailflow.store.schema import InboundRow, RequestRow
@@ -44,6 +45,9 @@ def adopt(
         return
     service = applier.service
     link_inbound(applier.session, [row.id for row, _ in earlier], request.id)
+    # The "falta …" lists we sent about the first mail belong to the request too.
+    prefix = service.settings.organization.code_prefix
+    link_confirmation(applier.session, confirmation_code(prefix, earlier[0][0].id), request.id)
     first = service.core.workflow.procedure(request.procedure).first.number
     for row, mail in earlier:
         kept = keep_files(

@@ -133,16 +133,22 @@ def link_inbound(session: Session, inbound_ids: Iterable[int], request_id: int) 
     )
 
 
-def link_confirmation(session: Session, confirmation_code: str, request_id: int) -> None:
-    """Make the CONFIRMO mail we sent for a held opening part of the request it opened.
+# What we send about a mail before its request exists: the CONFIRMO question of a held
+# opening (and its reminder), and the "falta …" list of an incomplete one.
+BEFORE_OPENING = ("confirm_opening", "help")
 
-    Its Message-ID carries the token of the held mail's pseudo-code (see
+
+def link_confirmation(session: Session, confirmation_code: str, request_id: int) -> None:
+    """Make the mails we sent about a mail before it opened a request part of that request.
+
+    The CONFIRMO question of a held opening, or the "falta …" list of an incomplete one:
+    their Message-IDs carry the token of the first mail's pseudo-code (see
     :func:`mailflow.core.routing.confirmation_code`).
     """
     prefix = f"<rrss-{confirmation_code.lower()}-s0-"
     rows = session.scalars(
         select(OutboxRow)
-        .where(OutboxRow.kind == "confirm_opening", OutboxRow.request_id.is_(None))
+        .where(OutboxRow.kind.in_(BEFORE_OPENING), OutboxRow.request_id.is_(None))
         .where(OutboxRow.message_id.startswith(prefix, autoescape=True))
     ).all()
     for row in rows:
