@@ -50,6 +50,20 @@ RETRY_CAP = timedelta(hours=1)
 # so after two days the Jefatura UGS must hear that a mail did not leave.
 GIVE_UP_AFTER = timedelta(hours=48)
 
+# Mails whose failure is not reported: the report itself, and the answers that go to
+# whoever wrote, proven or not (help, unverified mail, held openings' confirmations and
+# their reminders and expiries, files not kept).
+UNREPORTED_KINDS = frozenset(
+    (
+        "delivery_failed",
+        "help",
+        "unverified",
+        "confirm_opening",
+        "confirm_expired",
+        "files_not_kept",
+    )
+)
+
 Send = Callable[[Sequence[Outgoing], OnResult], list[SendResult]]
 
 
@@ -314,9 +328,9 @@ class Outbox:
             row.last_error,
             extra={"outbox_id": row.id, "message_id": row.message_id, "outcome": "failed"},
         )
-        if row.kind in ("delivery_failed", "help"):
-            # Never report the failure of a report (a loop), nor of help to strangers:
-            # spoofed senders at made-up addresses would flood the Jefatura UGS.
+        if row.kind in UNREPORTED_KINDS:
+            # Never report the failure of a report (a loop), nor of answers to whoever
+            # wrote: spoofed senders at made-up addresses would flood the Jefatura UGS.
             return
         recipients = ", ".join({**result.permanent, **result.temporary}) or "?"
         context = {

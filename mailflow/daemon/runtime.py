@@ -302,14 +302,29 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(settings, core, store, service, outbox, requests, scheduler, tokens)
 
 
-def pass_once(settings: Settings, now: datetime) -> tuple[PassReport, bool]:
-    """Make one full pass at ``now``; return its report and whether it was the first ever."""
+@contextmanager
+def one_shot(settings: Settings) -> Iterator[Runtime]:
+    """Build the runtime of one command that sends mail, and end it cleanly.
+
+    Its outbox registered a claim holder when it flushed: the holder leaves (its row is
+    deleted, its claims released) before the store closes, so no other daemon ever sees
+    a finished command as a daemon that is gone.
+    """
     rt = build_runtime(settings)
     try:
+        yield rt
+    finally:
+        try:
+            rt.outbox.holder.leave()
+        finally:
+            rt.close()
+
+
+def pass_once(settings: Settings, now: datetime) -> tuple[PassReport, bool]:
+    """Make one full pass at ``now``; return its report and whether it was the first ever."""
+    with one_shot(settings) as rt:
         first = rt.first_run()
         return rt.runner(lambda: now).run_once(), first
-    finally:
-        rt.close()
 
 
 def replay_files(
@@ -319,8 +334,7 @@ def replay_files(
     each: Callable[[str, Handled], None],
 ) -> FlushReport:
     """Process each .eml file as if it had arrived (``each`` is told), then flush the outbox."""
-    rt = build_runtime(settings)
-    try:
+    with one_shot(settings) as rt:
         for path in files:
             raw = read_file(Path(path), rt.service.archive.scratch)
             try:
@@ -329,20 +343,15 @@ def replay_files(
                 if isinstance(raw, Spooled):
                     raw.discard()
         return rt.outbox.flush(now)
-    finally:
-        rt.close()
 
 
 def cancel_request(
     settings: Settings, code: str, reason: str, now: datetime
 ) -> tuple[str, FlushReport]:
     """Withdraw request ``code`` as the operator, tell everyone, and flush the outbox."""
-    rt = build_runtime(settings)
-    try:
+    with one_shot(settings) as rt:
         cancelled = cancel_by_operator(rt.service, code.upper(), reason, now)
         return cancelled, rt.outbox.flush(now)
-    finally:
-        rt.close()
 
 
 class Daemon:
