@@ -37,8 +37,8 @@ log = logging.getLogger("mailflow")
 EPILOG = """\
 Configuración: --config RUTA, si no $MAILFLOW_CONFIG, si no config/mailflow.toml.
 Empiece con `mailflow check-config`: lista todos los problemas del archivo a la vez.
-Los comandos de consulta (procedures, requests, evidence, report, archive verify, status)
-no necesitan los secretos del correo.
+Los comandos de consulta (procedures, requests list/show, explain, evidence, report,
+archive verify, status) no necesitan los secretos del correo.
 Documentación: README.md y docs/ (docs/design.md: procedimientos, protocolo, comandos)."""
 
 
@@ -244,7 +244,7 @@ def _status(inv: Invocation) -> int:
 
 
 def _requests_list(inv: Invocation) -> int:
-    from mailflow.app.views import STATUS_NAMES
+    from mailflow.core.names import status_word
     from mailflow.daemon.runtime import reader
 
     settings = inv.settings()
@@ -257,7 +257,7 @@ def _requests_list(inv: Invocation) -> int:
     if not rows:
         print("no hay solicitudes")
     for r in rows:
-        status = STATUS_NAMES.get(r["status"], r["status"])
+        status = status_word(r["status"])
         where = f"{status:<10} etapa {r['stage']:<2} {names.get(r['procedure'], r['procedure'])}"
         print(f"{r['code']}  {where}: {r['title']}")
     return 0
@@ -301,9 +301,9 @@ def _replay(inv: Invocation) -> int:
     settings = inv.settings()
 
     def told(path: str, handled: Any) -> None:
+        # The outcome in words; its technical detail is in the log line of the message.
         outcome = OUTCOMES.get(handled.outcome, handled.outcome)
-        detail = f" [{handled.detail}]" if handled.detail else ""
-        print(f"{path}: {outcome} {handled.code or ''}{detail}".replace("  ", " "))
+        print(f"{path}: {outcome} {handled.code or ''}".rstrip())
 
     report = replay_files(settings, inv.args.files, inv.now(settings.zone), told)
     print(_outbox_words(report))
@@ -396,7 +396,7 @@ def _db_backup(inv: Invocation) -> int:
 
 
 def _json_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="imprime JSON (docs/design.md §4)")
+    p.add_argument("--json", action="store_true", help="imprime JSON (docs/design.md §7)")
 
 
 def _no_arguments(_p: argparse.ArgumentParser) -> None:
@@ -483,11 +483,6 @@ class Command:
     help: str
     arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
     description: str | None = None
-
-    @property
-    def reads_only(self) -> bool:
-        """Tell whether the command only reads (and so never needs a mail secret)."""
-        return self.needs is Needs.READ
 
 
 # The words of the commands with subcommands, and their help.

@@ -439,9 +439,9 @@ class MailSettings(_Section):
     def _attach_bound(cls, value: float) -> float:
         if not 0 < value <= MAX_ATTACH_MB:
             raise ValueError(
-                f"{value:g} is out of range: give more than 0 and at most {MAX_ATTACH_MB} "
-                "(MB of files per mail; 15 keeps mails under the 25 MB that Gmail and "
-                "Exchange Online accept)"
+                f"{value:g} está fuera de rango: indique más de 0 y a lo sumo {MAX_ATTACH_MB} "
+                "(MB de archivos por correo; 15 mantiene los correos bajo los 25 MB que "
+                "aceptan Gmail y Exchange Online)"
             )
         return value
 
@@ -1009,6 +1009,24 @@ def load_settings(
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [f"no es TOML válido: {_toml_error(exc)}"]) from None
     return parse_settings(raw, path.resolve(), env, secrets=secrets)
+
+
+def load_reply_key(path: Path, env: Mapping[str, str] | None = None) -> bytes | None:
+    """Read ``[security] secret`` alone (the reply tokens' key); None when it cannot be read.
+
+    For commands that verify tokens but send nothing (``explain``): the mail passwords
+    are never read.
+    """
+    env = os.environ if env is None else env
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        section = SecuritySettings.model_validate(
+            raw.get("security", {}),
+            context={"env": env, "base": path.resolve().parent, "secrets": True},
+        )
+        return section.secret.get_secret_value().encode()
+    except (OSError, tomllib.TOMLDecodeError, ValidationError, RuntimeError):
+        return None
 
 
 def _toml_error(exc: tomllib.TOMLDecodeError) -> str:

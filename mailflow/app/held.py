@@ -25,17 +25,29 @@ def read_request_mail(mail: InboundMail, today: date) -> Intake:
     return parse_intake(form, today) if form else read_request(mail.text, mail.html, today)
 
 
+# A summary value longer than this is cut, and says so: the whole mail is in the archive.
+SUMMARY_CHARS = 300
+
+
+def _shortened(value: str) -> str:
+    """Return ``value`` whole, or its start with a note that it was cut."""
+    if len(value) <= SUMMARY_CHARS:
+        return value
+    return value[:SUMMARY_CHARS].rstrip() + " … (texto recortado; está completo en su correo)"
+
+
 def confirm_context(
     core: Core, parsed: Intake, mail: InboundMail, expires: datetime, *, event: str = ""
 ) -> dict[str, Any]:
     """Return the context of ``confirm_opening`` (``event``: "" or "recordatorio")."""
     procedure = core.procedures.get(parsed.procedure or "")
     summary = [
-        {"label": label, "value": value[:300]}
+        {"label": label, "value": _shortened(value)}
         for label, value in (
             ("Título", parsed.titulo),
             ("Enlace", parsed.enlace),
-            ("Resumen", parsed.resumen or parsed.objetivo),
+            ("Objetivo", parsed.objetivo),
+            ("Resumen", parsed.resumen),
             ("Unidad", parsed.unidad),
         )
         if value

@@ -39,8 +39,8 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from mailflow.core.model import Action, Procedure, RequestState, Status
+from mailflow.core.names import ROLE_NAMES, STATUS_WORDS, join_words, role_words
 from mailflow.core.people import (
-    JEFATURA_SOLICITANTE,
     SOLICITANTE,
     Directory,
     holders_of,
@@ -320,7 +320,7 @@ def promised_mails(
         # A decision whose every outcome mails the requester anyway needs no line of its own.
         covered = all(t.end is not None or t.to in acting for t in stage.transitions.values())
         if stage.notify_requester and not covered:
-            who = stage.responsible or ", ".join(stage.roles)
+            who = stage.responsible or role_words(directory, stage.roles)
             promised.append(
                 f"cuando se resuelva la etapa {stage.number} ({name}; a cargo de {who})"
             )
@@ -332,7 +332,7 @@ def promised_mails(
     }
     told = [_ENDINGS[e] for e in sorted(endings, key=list(Status).index) if e in _ENDINGS]
     told.append(_ENDINGS[Status.CANCELADO])
-    promised.append("al terminar: " + _join(told))
+    promised.append("al terminar: " + join_words(told))
     return promised
 
 
@@ -342,43 +342,6 @@ _ENDINGS = {
     Status.ELIMINADO: "cuando se confirme la eliminación",
     Status.CANCELADO: "si se anula",
 }
-STATUS_WORDS = {
-    Status.EN_CURSO: "en curso",
-    Status.PUBLICADO: "publicada",
-    Status.RECHAZADO: "rechazada",
-    Status.CANCELADO: "anulada",
-    Status.ELIMINADO: "eliminada",
-}
-
-
-_ROLE_WORDS = {
-    SOLICITANTE: "quien envió la solicitud",
-    JEFATURA_SOLICITANTE: "la jefatura de su unidad",
-    "direccion_ejecutiva": "la Dirección Ejecutiva",
-    "jefatura_ugs": "la Jefatura de la UGS",
-    "profesional_promocion": "el Profesional en Promoción de Servicios",
-    "equipo_diseno": "el equipo de diseño",
-    "administrador_rrss": "el Administrador de Redes Sociales",
-    "comite_rrss": "el Comité de aprobación de RRSS",
-}
-
-
-def role_words(directory: Directory, roles: Iterable[str]) -> str:
-    """Name roles for people: "quien envió la solicitud, la jefatura de su unidad o …"."""
-    names = []
-    for role_id in roles:
-        role = directory.roles.get(role_id)
-        names.append(
-            role.name if role is not None and role.name else _ROLE_WORDS.get(role_id, role_id)
-        )
-    return _join(names)
-
-
-def _join(items: Sequence[str]) -> str:
-    """Join Spanish phrases with commas and a final "o"."""
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " o " + items[-1]
 
 
 def what_happens(procedure: Procedure) -> str:
@@ -393,7 +356,7 @@ def what_happens(procedure: Procedure) -> str:
             f"({procedure.name}); no hay más etapas."
         )
     target = procedure.stages[transition.to or first.number]
-    who = target.responsible or ", ".join(target.roles)
+    who = target.responsible or join_words([ROLE_NAMES.get(r, r) for r in target.roles])
     total = len(procedure.stages)
     return (
         f"se abrirá la solicitud ({procedure.name}, {total} etapas) y pasará a la etapa "

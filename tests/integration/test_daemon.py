@@ -119,7 +119,7 @@ def test_replay_processes_a_saved_message_once(scenario: Scenario, tmp_path: Pat
     eml.write_bytes(message.as_bytes(policy=email.policy.SMTP))
     first = scenario.cli("--now", "2026-12-01T09:30", "replay", str(eml))
     assert first.returncode == 0, first.stderr
-    assert "procesado RRSS-2026-0001 [opened informacion_especifica]" in first.stdout
+    assert f"{eml}: procesado RRSS-2026-0001\n" in first.stdout
     again = scenario.cli("--now", "2026-12-01T09:31", "replay", str(eml))
     assert again.returncode == 0 and "ya visto" in again.stdout
     listed = json.loads(scenario.cli("requests", "list", "--json").stdout)

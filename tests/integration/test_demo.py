@@ -36,7 +36,7 @@ def test_demo_plays_a_request_through_nine_stages_to_publicado() -> None:
     assert process.returncode == 0, f"{out}\n{err}"
     for stage in range(1, 10):
         assert f"── Etapa {stage} ·" in out, out
-    assert "Estado: publicado" in out
+    assert "Estado: publicada" in out
     assert "daemon detenido con SIGTERM (estado 0)" in out
 
 

@@ -114,8 +114,8 @@ def test_every_problem_is_reported_at_once_with_its_key_path() -> None:
         ),
         ("imap", {"idle_seconds": 3600}, "imap.idle_seconds:"),
         ("security", {"secret_env": None}, "security.secret"),
-        ("mail", {"attach_max_mb": 0}, "mail.attach_max_mb: 0 is out of range"),
-        ("mail", {"attach_max_mb": 50}, "mail.attach_max_mb: 50 is out of range"),
+        ("mail", {"attach_max_mb": 0}, "mail.attach_max_mb: 0 está fuera de rango"),
+        ("mail", {"attach_max_mb": 50}, "mail.attach_max_mb: 50 está fuera de rango"),
         ("mail", {"attach_max_mb": "quince"}, "mail.attach_max_mb:"),
     ],
 )

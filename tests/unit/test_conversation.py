@@ -19,10 +19,10 @@ from mailflow.core.conversation import (
     Why,
     decide,
     promised_mails,
-    role_words,
     what_happens,
 )
 from mailflow.core.model import Action, RequestState, Status, Vote
+from mailflow.core.names import role_words
 from mailflow.mail.thanks import is_thanks
 
 A = Action
@@ -248,7 +248,7 @@ def test_what_a_confirmed_opening_does() -> None:
 
 def test_role_words() -> None:
     assert role_words(WF.directory, WITHDRAW) == (
-        "quien envió la solicitud, la jefatura de su unidad o la Dirección Ejecutiva"
+        "quien envió la solicitud, la jefatura de la unidad solicitante o la Dirección Ejecutiva"
     )
 
 
