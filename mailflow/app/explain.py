@@ -19,17 +19,18 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from mailflow.app.archivos import asks_for_files
 from mailflow.app.products import directa_form
 from mailflow.app.service import SEALED_ANSWERS, UNCLEAR_REASONS
-from mailflow.config import load_settings
+from mailflow.config import load_reply_key, load_settings
 from mailflow.core.routing import held_inbound_id, route
-from mailflow.core.tokens import ReplyToken, find_tokens, verify
-from mailflow.errors import ConfigError
+from mailflow.core.tokens import ReplyToken, find_tokens, is_our_address, verify
 from mailflow.mail.autoreply import AutoKind
 from mailflow.mail.intake import FIELD_NAMES, Intake, parse_intake, read_fields, read_request
 from mailflow.mail.parse import MAX_MESSAGE_BYTES, InboundMail, MailParseError, parse_message
 from mailflow.mail.replytext import Cut, Unclear, read_action, reduce_reply
 from mailflow.mail.sealed import Sealed
+from mailflow.mail.thanks import is_thanks
 
 KINDS = ("request", "reply", "note", "automatic", "bulk", "encrypted", "unreadable")
 # What ended the new text, as the operator reads it.
@@ -102,7 +103,7 @@ def explain(name: str, raw: bytes, context: Context, today: date) -> Explanation
         kind = "bulk" if mail.auto is AutoKind.BULK else "automatic"
         why = f"{mail.auto_reason}: se archiva y nunca se responde"
         return Explanation(name, kind, reason=why, notes=notes)
-    if context.our_address and _ours(mail.from_address, context.our_address):
+    if context.our_address and is_our_address(mail.from_address, context.our_address):
         reason = "es un correo de mailflow mismo: se archiva y nunca se responde"
         return Explanation(name, "automatic", reason=reason, notes=notes)
     if not mail.from_address:
@@ -134,6 +135,11 @@ def _request(
         reason = ""
     else:
         reason = "no abre una solicitud; se responde con la lista de problemas y un formulario"
+        if mail.thread_ids:
+            reason += (
+                " (salvo que responda al primer correo de una solicitud ya abierta: entonces "
+                "se lee como respuesta a esa solicitud)"
+            )
     source = "publicación directa («PUBLICADO …»)" if form else _intake_source(mail, parsed)
     return Explanation(
         name,
@@ -172,10 +178,32 @@ def _reply(
         extra.append(("firma omitida (sus enlaces no cuentan)", reduction.signature[:300]))
     if reading.source == "subject":
         extra.append(("acción leída de", "el asunto (el cuerpo no trae texto nuevo)"))
-    if held_inbound_id(code, code.split("-", 1)[0]) is not None:
-        extra.append(("es", "la confirmación de una apertura retenida (CONFIRMO)"))
+    first = held_inbound_id(code, code.split("-", 1)[0])
+    if first is not None:
+        extra.append(
+            (
+                "es",
+                f"una respuesta sobre el correo #{first}, que aún no abrió una solicitud: "
+                "confirma una apertura retenida (CONFIRMO) o completa una solicitud a la que "
+                "le faltaban campos",
+            )
+        )
+    if asks_for_files(mail):
+        return Explanation(
+            name,
+            "reply",
+            code=code,
+            matched=matched,
+            new_text=reduction.text,
+            action="ARCHIVOS",
+            reason=(
+                "pide los archivos de la solicitud: si lo prueba un token suyo (o el servidor "
+                "de confianza) y figura en la solicitud, se le envían los que aún no tiene; "
+                "si no, se archiva y se responde solo a su remitente"
+            ),
+            notes=tuple(extra),
+        )
     if reading.action is None:
-        why = UNCLEAR_REASONS[reading.unclear or Unclear.EMPTY]
         return Explanation(
             name,
             "note",
@@ -184,7 +212,7 @@ def _reply(
             new_text=reduction.text,
             argument=reading.text,
             urls=reading.urls,
-            reason=f"{why}; se responde con una ayuda y la solicitud no cambia",
+            reason=_no_action(reading.unclear, reduction.text),
             notes=tuple(extra),
         )
     return Explanation(
@@ -197,6 +225,22 @@ def _reply(
         argument=reading.text,
         urls=reading.urls,
         notes=tuple(extra),
+    )
+
+
+def _no_action(unclear: Unclear | None, text: str) -> str:
+    """Say what becomes of a reply without an action, as the daemon decides it."""
+    if unclear in (Unclear.NEGATED, Unclear.QUESTION, Unclear.CONDITIONAL):
+        return (
+            f"{UNCLEAR_REASONS[unclear]}; si su autor tiene la etapa, recibe una ayuda y la "
+            "solicitud no cambia"
+        )
+    if is_thanks(text):
+        return "es un agradecimiento o un acuse: se archiva sin respuesta"
+    return (
+        "no trae una acción: es una nota. Si su autor figura en la solicitud y lo prueba un "
+        "token suyo (o el servidor de confianza), se añade a la solicitud con sus archivos y "
+        "se envía a quien tiene la etapa; si no, se archiva y se responde solo a su remitente"
     )
 
 
@@ -226,12 +270,6 @@ def _mail_notes(mail: InboundMail) -> tuple[tuple[str, str], ...]:
         files = ", ".join(f"{a.filename} ({a.size} bytes)" for a in mail.attachments[:20])
         notes.append(("archivos", files))
     return tuple(notes)
-
-
-def _ours(sender: str, ours: str) -> bool:
-    """Tell whether a sender is our own address or one of its +token variants."""
-    local, _, domain = ours.lower().partition("@")
-    return sender == ours.lower() or (sender.startswith(local + "+") and sender.endswith(domain))
 
 
 def as_text(explanation: Explanation) -> str:
@@ -272,22 +310,15 @@ _KIND_NAMES = {
 
 
 def load_context(path: Path, env: Mapping[str, str]) -> Context:
-    """Read what explaining needs from the config; the reply-token key only when it is set.
+    """Read what explaining needs from the config, as read-only commands load it.
 
-    With the mail secrets at hand the whole configuration is loaded and tokens are
-    verified; without them it is loaded as read-only commands load it (no secret read)
-    and tokens are reported as not verified.
+    No mail password is read; the reply tokens' key (``[security] secret``) alone is, when
+    it is at hand, so that tokens are verified; without it they are reported unverified.
     """
-    try:
-        settings = load_settings(path, env)
-    except ConfigError:
-        settings = load_settings(path, env, secrets=False)
-        secret = None
-    else:
-        secret = settings.security.secret.get_secret_value().encode()
+    settings = load_settings(path, env, secrets=False)
     return Context(
         code_prefix=settings.organization.code_prefix,
         our_address=settings.smtp.from_address,
-        secret=secret,
+        secret=load_reply_key(path, env),
         timezone=settings.organization.timezone,
     )

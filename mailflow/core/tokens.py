@@ -74,3 +74,14 @@ def find_tokens(texts: Iterable[str]) -> list[ReplyToken]:
             token = ReplyToken(match[1].upper(), int(match[2]), match[3])
             found.setdefault(token.text, token)
     return list(found.values())
+
+
+def is_our_address(sender: str, ours: str) -> bool:
+    """Tell whether ``sender`` is our own address or one of its ``+token`` variants.
+
+    Mail from ourselves that comes back (a forward, a list) must never be answered.
+    """
+    ours = ours.lower()
+    local, _, domain = ours.partition("@")
+    sender = sender.lower()
+    return sender == ours or (sender.startswith(local + "+") and sender.endswith("@" + domain))
