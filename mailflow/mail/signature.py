@@ -407,13 +407,6 @@ def _signature_line(line: str) -> bool:
     return True
 
 
-def _looks_like_signature(tail: list[str]) -> bool:
-    """Tell whether the lines below a rule are a signature block: a name or contacts."""
-    if not _short_block(tail):
-        return False
-    return _name_line(tail[0]) or any(_contact_line(t) for t in tail)
-
-
 def _short_block(tail: list[str]) -> bool:
     """Tell whether lines are few and short enough to be a signature."""
     return 0 < len(tail) <= _MAX_SIGNATURE_LINES and all(map(_signature_line, tail))

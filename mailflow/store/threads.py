@@ -105,17 +105,6 @@ def completions_of(session: Session, root_id: int) -> list[InboundRow]:
     )
 
 
-def attachment_names(session: Session, inbound_id: int) -> list[str]:
-    """Return the names of the files one inbound message added to its request."""
-    return list(
-        session.scalars(
-            select(AttachmentRow.filename)
-            .where(AttachmentRow.inbound_id == inbound_id)
-            .order_by(AttachmentRow.id)
-        )
-    )
-
-
 @dataclass(frozen=True)
 class HeldOpening:
     """An opening waiting for its sender's CONFIRMO: its ledger row and who sent it."""
