@@ -39,7 +39,7 @@ from mailflow.core.conversation import (
 )
 from mailflow.core.model import Action, Status
 from mailflow.core.names import STATUS_WORDS, role_words
-from mailflow.core.people import holders_of, may_act
+from mailflow.core.people import address_key, holders_of, may_act
 from mailflow.core.workflow import WorkflowError
 from mailflow.errors import MailflowError
 from mailflow.mail.parse import InboundMail
@@ -68,10 +68,6 @@ def said_in(mail: InboundMail, reading: ActionReading) -> Said:
         attempted=reading.unclear in _ATTEMPTS,
         thanks=is_thanks(text),
     )
-
-
-def _key(address: str) -> str:
-    return address.strip().casefold()
 
 
 class Conversation:
@@ -132,7 +128,7 @@ class Conversation:
         files = [row.filename for row in self.applier.store_attachments(request)]
         holders = self._holders()
         told = self._forward(said.text, files, holders, keyword)
-        mine = _key(self.sender) in {_key(h) for h in holders}
+        mine = address_key(self.sender) in {address_key(h) for h in holders}
         context = self._context(
             event,
             note=said.text,
@@ -166,8 +162,8 @@ class Conversation:
     ) -> list[str]:
         """Send the note to the current holders who did not get the mail itself."""
         mail = self.applier.mail
-        reached = {_key(a) for a in (*mail.to, *mail.cc, self.sender)}
-        to = [h for h in holders if _key(h) not in reached]
+        reached = {address_key(a) for a in (*mail.to, *mail.cc, self.sender)}
+        to = [h for h in holders if address_key(h) not in reached]
         if to:
             context = self._context(
                 "nota", note=text, note_files=files, actor=self.sender, action=keyword

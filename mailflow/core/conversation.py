@@ -43,6 +43,7 @@ from mailflow.core.names import ROLE_NAMES, STATUS_WORDS, join_words, role_words
 from mailflow.core.people import (
     SOLICITANTE,
     Directory,
+    address_key,
     holders_of,
     may_act,
 )
@@ -149,10 +150,6 @@ class Standing:
         return may_act(self.directory, sender, tuple(roles), self.state, self.today).allowed
 
 
-def _key(address: str) -> str:
-    return address.strip().casefold()
-
-
 def decide(said: Said, proof: Proof, standing: Standing) -> Decision:
     """Return what ``said`` is for the request (see the module's rules)."""
     if said.action is Action.ANULO:
@@ -188,7 +185,10 @@ def _keyed(
     """Sort a proven keyword: act, a repeat, late, stale, a colleague's, or a stranger's."""
     state, history = standing.state, standing.history
     if holds and proof.covers(state.stage):
-        if any(_key(v.address) == _key(said.sender) and v.action is action for v in state.votes):
+        if any(
+            address_key(v.address) == address_key(said.sender) and v.action is action
+            for v in state.votes
+        ):
             return Decision(Verdict.REPEAT, _latest(history, said.sender, {state.stage}))
         return Decision(Verdict.ACT)
     mine = _latest(history, said.sender, proof.stages or {e.stage for e in history})
@@ -215,7 +215,11 @@ def _late(sender: str, proof: Proof, standing: Standing) -> Entry | None:
         if number == standing.state.stage and standing.open:
             continue  # not decided yet
         decided = _decision(standing.history, number)
-        if decided is None or _key(decided.actor) == _key(sender) or number not in stages:
+        if (
+            decided is None
+            or address_key(decided.actor) == address_key(sender)
+            or number not in stages
+        ):
             continue
         if standing.may(sender, stages[number].roles):
             return decided
@@ -241,7 +245,9 @@ def _latest(history: Sequence[Entry], sender: str, stages: Iterable[int]) -> Ent
     mine = [
         e
         for e in history
-        if e.action in _ACTIONS and e.stage in wanted and _key(e.actor) == _key(sender)
+        if e.action in _ACTIONS
+        and e.stage in wanted
+        and address_key(e.actor) == address_key(sender)
     ]
     return max(mine, key=lambda e: e.at, default=None)
 
@@ -264,15 +270,15 @@ def is_known(
     Members of roles and units, substitutes on ``on_date`` (a substitution that ended no
     longer makes anybody a colleague), the requester and whoever acted on the request.
     """
-    key = _key(address)
-    people = {_key(state.requester), *(_key(e.actor) for e in history)}
+    key = address_key(address)
+    people = {address_key(state.requester), *(address_key(e.actor) for e in history)}
     for role in directory.roles.values():
-        people.update(_key(a) for a in role.members)
+        people.update(address_key(a) for a in role.members)
         people.update(
-            _key(s.address) for s in role.substitutes if on_date is None or s.active(on_date)
+            address_key(s.address) for s in role.substitutes if on_date is None or s.active(on_date)
         )
     for unit in directory.units.values():
-        people.update(_key(a) for a in (unit.head or "", *unit.members) if a)
+        people.update(address_key(a) for a in (unit.head or "", *unit.members) if a)
     return key in people
 
 
@@ -288,7 +294,7 @@ def promised_mails(
     action mail), the stages marked ``notify_requester``, and the end. Answers to their
     own mails (notes, ANULO) come on top, and the acknowledgement says so.
     """
-    me = _key(state.requester)
+    me = address_key(state.requester)
     first = procedure.first.number
     acting = {
         stage.number
@@ -297,7 +303,7 @@ def promised_mails(
         and (
             SOLICITANTE in stage.roles
             or any(
-                me in {_key(a) for a in holders_of(directory, (role,), state, today)}
+                me in {address_key(a) for a in holders_of(directory, (role,), state, today)}
                 for role in stage.roles
             )
         )

@@ -115,15 +115,16 @@ class Decision:
 _DYNAMIC_SUPERIORS = {JEFATURA_SOLICITANTE: "direccion_ejecutiva"}
 
 
-def _key(address: str) -> str:
+def address_key(address: str) -> str:
+    """Return the form in which two spellings of one address compare equal."""
     return address.strip().casefold()
 
 
 def _dedupe(addresses: Iterable[str]) -> tuple[str, ...]:
     seen: dict[str, str] = {}
     for address in addresses:
-        if address and _key(address) not in seen:
-            seen[_key(address)] = address.strip()
+        if address and address_key(address) not in seen:
+            seen[address_key(address)] = address.strip()
     return tuple(seen.values())
 
 
@@ -147,8 +148,8 @@ def _apply_substitutes(holders: tuple[str, ...], role: Role | None, on_date: dat
     if role is None:
         return list(holders)
     active = [s for s in role.substitutes if s.active(on_date)]
-    away = {_key(s.replaces) for s in active if s.replaces}
-    kept = [h for h in holders if _key(h) not in away]
+    away = {address_key(s.replaces) for s in active if s.replaces}
+    kept = [h for h in holders if address_key(h) not in away]
     return kept + [s.address for s in active]
 
 
@@ -186,7 +187,7 @@ def may_act(
     role_ids = tuple(roles)
     for role_id in role_ids:
         holders = assignees(directory, role_id, request, on_date)
-        if _key(address) in {_key(h) for h in holders}:
+        if address_key(address) in {address_key(h) for h in holders}:
             return Decision(True, role=role_id)
     wanted = ", ".join(role_ids) or "ninguno"
     return Decision(
@@ -197,7 +198,9 @@ def may_act(
 def unit_of(directory: Directory, address: str) -> str | None:
     """Return the id of the first unit ``address`` heads or belongs to, if any."""
     for unit in directory.units.values():
-        if _key(address) in {_key(a) for a in ((unit.head or ""), *unit.members) if a}:
+        if address_key(address) in {
+            address_key(a) for a in ((unit.head or ""), *unit.members) if a
+        }:
             return unit.id
     return None
 
