@@ -610,7 +610,7 @@ def test_an_archived_mail_is_streamed_into_data_byte_for_byte(
     path = _archived(tmp_path, 21, to, last_crlf=last_crlf)
     item = Outgoing(21, SENDER, to, b"", path)
 
-    [result] = _sender(relay.port).send_many_sync([item])
+    [result] = _judged(_sender(relay.port).send_many_sync([item]))
 
     assert result.done and result.accepted == to
     wanted = path.read_bytes() + (b"" if last_crlf else b"\r\n")
@@ -623,8 +623,10 @@ def test_a_streamed_mail_refused_at_data_is_refused_for_everyone(
 ) -> None:
     to = (f"a@{maildomain}", f"b@{maildomain}")
     relay.fail_next(554)
-    [result] = _sender(relay.port).send_many_sync(
-        [Outgoing(22, SENDER, to, b"", _archived(tmp_path, 22, to, last_crlf=True))]
+    [result] = _judged(
+        _sender(relay.port).send_many_sync(
+            [Outgoing(22, SENDER, to, b"", _archived(tmp_path, 22, to, last_crlf=True))]
+        )
     )
     assert set(result.permanent) == set(to) and result.error
     assert relay.accepted == []
@@ -634,8 +636,8 @@ def test_a_missing_archived_mail_is_not_sent_and_says_why(
     relay: SmtpRelay, maildomain: str, tmp_path: Path
 ) -> None:
     to = (f"a@{maildomain}",)
-    [result] = _sender(relay.port).send_many_sync(
-        [Outgoing(23, SENDER, to, b"", tmp_path / "gone.eml")]
+    [result] = _judged(
+        _sender(relay.port).send_many_sync([Outgoing(23, SENDER, to, b"", tmp_path / "gone.eml")])
     )
     assert list(result.permanent) == list(to)
     assert "gone.eml cannot be read" in result.permanent[to[0]]
