@@ -17,3 +17,7 @@ class ConfigError(MailflowError):
         count = len(self.problems)
         what = "1 problema" if count == 1 else f"{count} problemas"
         super().__init__(f"{source}: {what} en la configuración:\n{lines}")
+
+
+class ArchiveError(MailflowError):
+    """The archive cannot take a file (disk full, permissions): stop taking new mail."""

@@ -26,11 +26,11 @@ from sqlalchemy.orm.exc import StaleDataError
 from mailflow.app.outbox import FlushReport, Outbox
 from mailflow.app.service import Done, Incoming, Service
 from mailflow.daemon.presence import CHECK_EVERY, Presence
+from mailflow.errors import ArchiveError
 from mailflow.jobs.scheduler import Scheduler
 from mailflow.mail.spool import Spooled, size_of
 from mailflow.ops.health import Heartbeat
 from mailflow.ops.sd_notify import Notifier
-from mailflow.store.archive import ArchiveError
 from mailflow.store.repository import (
     Store,
     get_mailbox_state,

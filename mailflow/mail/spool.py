@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from mailflow.store.archive import ArchiveError
+from mailflow.errors import ArchiveError
 
 CHUNK = 256 * 1024
 # A message at least this big is spooled to a file; a smaller one is held as bytes.

@@ -26,15 +26,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailflow.errors import MailflowError
+from mailflow.errors import ArchiveError
 
 CHUNK = 256 * 1024
 _READ_ONLY = 0o444
 _TMP = ".tmp"
-
-
-class ArchiveError(MailflowError):
-    """The archive cannot take a file (disk full, permissions): stop taking new mail."""
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import BinaryIO
 
 import pytest
 
+from mailflow.errors import ArchiveError
 from mailflow.mail.spool import SpoolWriter
-from mailflow.store.archive import ArchiveError
 
 
 class _FullDisk:
