@@ -19,10 +19,6 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any, NamedTuple
 
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
-
 from mailflow.app.outbox import FlushReport, Outbox
 from mailflow.app.service import Done, Incoming, Service
 from mailflow.daemon.presence import CHECK_EVERY, Presence
@@ -31,14 +27,16 @@ from mailflow.mail.spool import Spooled, size_of
 from mailflow.ops.health import Heartbeat
 from mailflow.ops.sd_notify import Notifier
 from mailflow.store.archive import ArchiveError
-from mailflow.store.repository import (
-    Store,
-    get_mailbox_state,
-    ledger_seen,
-    record_gaps,
-    set_mailbox_state,
-)
+from mailflow.store.mailbox import quarantine, save_position
+from mailflow.store.repository import Store, get_mailbox_state, record_gaps
 from mailflow.store.schema import InboundOutcome
+from mailflow.store.unitofwork import (
+    PASSING,
+    UNAVAILABLE,
+    Session,
+    deadlocked,
+    savepoint,
+)
 from mailflow.transport.imap import (
     Fetched,
     ImapError,
@@ -58,10 +56,14 @@ GROUP_BYTES = 16 * 1024 * 1024
 GROUP_SECONDS = 0.5
 # How many times a deadlocked group is handled again at once before the pass gives up.
 DEADLOCK_RETRIES = 2
-# PostgreSQL's SQLSTATE for "deadlock detected".
-_DEADLOCK = "40P01"
 
 Clock = Callable[[], datetime]
+
+# Passing trouble: a message that meets it is not quarantined, its group rolls back
+# (GROUP), a pass is tried again after a pause (PASS), a flush is left to the next (FLUSH).
+_GROUP_TROUBLE: tuple[type[Exception], ...] = (ArchiveError, ImapError, *PASSING)
+_PASS_TROUBLE: tuple[type[Exception], ...] = (*PASSING, SmtpError)
+_FLUSH_TROUBLE: tuple[type[Exception], ...] = (*UNAVAILABLE, SmtpError)
 
 
 @dataclass(frozen=True)
@@ -286,8 +288,8 @@ class Runner:
         for attempt in range(1, DEADLOCK_RETRIES + 2):
             try:
                 return self._handle_group(mailbox, items, fetched if attempt == 1 else None)
-            except OperationalError as exc:
-                if not _deadlocked(exc) or attempt > DEADLOCK_RETRIES or not items:
+            except UNAVAILABLE as exc:
+                if not deadlocked(exc) or attempt > DEADLOCK_RETRIES or not items:
                     raise
                 log.warning("group of %d message(s) deadlocked, handling it again", len(items))
         raise AssertionError("unreachable")
@@ -327,7 +329,7 @@ class Runner:
                 self.notifier.watchdog()
             # The position only saves fetching again (the ledger makes a message handled
             # once); it is saved with the group, so it never runs ahead of it.
-            self._record_position(session, mailbox, items[-1].uidvalidity, items[-1].uid)
+            save_position(session, mailbox, items[-1].uidvalidity, items[-1].uid)
         return results
 
     def _room(self, items: list[Incoming], started: float) -> bool:
@@ -340,29 +342,14 @@ class Runner:
             or time.monotonic() - started >= GROUP_SECONDS
         )
 
-    @staticmethod
-    def _record_position(session: Session, mailbox: str, uidvalidity: int, uid: int) -> None:
-        """Record the last UID handled. Two daemons starting on a new store may both insert
-        the folder's first row: the loser's IntegrityError (which used to kill it) means the
-        row now exists, so the update is simply made again."""
-        for attempt in (1, 2):
-            try:
-                with session.begin_nested():
-                    set_mailbox_state(session, mailbox, uidvalidity, uid)
-                return
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-
     def _handle(self, session: Session, item: Incoming) -> _Result:
         """Handle one message of a group inside its own savepoint."""
-        # A fresh identity map per message, as when each had a session of its own: the
-        # rows of the group's earlier messages stay readable, detached.
-        session.expunge_all()
         try:
-            with session.begin_nested():
+            # A fresh identity map per message, as when each had a session of its own: the
+            # rows of the group's earlier messages stay readable, detached.
+            with savepoint(session, fresh=True):
                 done = self.service.handle_in(session, item, self.clock())
-        except (ArchiveError, ImapError, OperationalError, StaleDataError):
+        except _GROUP_TROUBLE:
             # Passing trouble (database busy or restarting, a concurrent update): the whole
             # group rolls back and the position stays, so it is handled on a later pass.
             raise
@@ -376,13 +363,13 @@ class Runner:
     def _quarantine(self, session: Session, item: Incoming, reason: str) -> None:
         """Record a message that broke the service so it is kept, visible and not retried."""
         now = self.clock()
-        try:
-            with session.begin_nested():
-                if ledger_seen(session, item.mailbox, item.uidvalidity, item.uid):
-                    return
-                session.add(item.ledger_row(now, InboundOutcome.QUARANTINED, reason[:2000]))
-        except IntegrityError:
-            pass  # another daemon claimed it meanwhile: it is in the ledger, not lost
+        quarantine(
+            session,
+            item.mailbox,
+            item.uidvalidity,
+            item.uid,
+            lambda: item.ledger_row(now, InboundOutcome.QUARANTINED, reason[:2000]),
+        )
 
     def run_once(self) -> PassReport:
         """Connect, catch up, flush, disconnect."""
@@ -429,7 +416,7 @@ class Runner:
                     break
                 log.warning("IMAP connection lost: %s", exc)
                 self.source.close()
-            except (OperationalError, StaleDataError, SmtpError) as exc:
+            except _PASS_TROUBLE as exc:
                 # Ride out what comes back by itself; messages stay on the server and
                 # the outbox keeps its rows, so nothing is lost while we wait.
                 log.error("pass interrupted, retrying in %g s: %s", self.retry_seconds, exc)
@@ -587,7 +574,7 @@ class Runner:
         """Send what is committed (of ``only``) while intake cannot run; log what stops it."""
         try:
             self.outbox.flush(self.clock(), only=only)
-        except (OperationalError, SmtpError) as exc:
+        except _FLUSH_TROUBLE as exc:
             log.error("outbox not flushed: %s", exc)
 
     def _interruptible(self, block: Callable[[], object]) -> None:
@@ -645,11 +632,6 @@ class _StopWaiting(BaseException):
     A BaseException, like KeyboardInterrupt, so that no ``except Exception`` (or
     ``suppress(Exception)``) on the way up can swallow it and leave the loop waiting.
     """
-
-
-def _deadlocked(exc: OperationalError) -> bool:
-    """Tell whether PostgreSQL broke a deadlock by aborting this transaction."""
-    return getattr(exc.orig, "sqlstate", None) == _DEADLOCK
 
 
 def _status_line(report: PassReport) -> str:
