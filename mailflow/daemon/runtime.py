@@ -28,9 +28,10 @@ from mailflow.app.views import request_json, request_summary
 from mailflow.config import Settings, load_settings
 from mailflow.core.model import Procedure
 from mailflow.core.people import NO_REQUEST, holders_of
+from mailflow.daemon.catchup import Clock, PassReport, Wiring
 from mailflow.daemon.needs import Needs
 from mailflow.daemon.presence import Presence
-from mailflow.daemon.runner import Clock, PassReport, Runner, Wiring, offset_clock
+from mailflow.daemon.runner import Runner, offset_clock
 from mailflow.errors import MailflowError
 from mailflow.jobs.held import HeldOpenings
 from mailflow.jobs.scheduler import Scheduler
@@ -256,7 +257,7 @@ class Runtime:
 
         ``options`` go to :class:`Runner` as they are (``notifier``, ``heartbeat``, ...).
         """
-        return Runner.wired(self.wiring(), clock, presence=Presence(self.outbox.holder), **options)
+        return Runner(self.wiring(), clock, presence=Presence(self.outbox.holder), **options)
 
     def first_run(self) -> bool:
         """Tell whether no pass has ever read this config's mailbox."""
