@@ -7,12 +7,12 @@ in the same transaction as its outbox rows and its history entry: the claim and 
 commit together or not at all, so a crash repeats nothing and loses nothing, and two
 daemons on one PostgreSQL database never both send it.
 
-Why not the ``schedule`` library for the slots: it computes wall-clock
-slots in the process's local time from ``time.time()``; our clock is injectable (``--now``)
-and lives in the institution's zone (America/La_Paz) whatever the server's zone is, and
-the slot must be recomputable after a restart for catch-up. So the slots are computed from
-``[schedule]`` directly (:func:`mailflow.core.deadlines.reminder_slot`, ``digest_slot``) and
-checked on every pass.
+The slots are computed from ``[schedule]`` in the institution's zone by
+:mod:`mailflow.core.deadlines` (``reminder_slot``, ``digest_slot``) from the pass's clock,
+which ``--now`` and the tests set, and checked on every pass. The ``schedule`` library is
+not used (README, "Dependencies"): it reads the machine's clock and zone, never runs a
+missed slot (a restart on Tuesday would skip Monday's digest), knows no business days, and
+lives in one process, where the claims in the store serve every daemon.
 """
 
 from __future__ import annotations
