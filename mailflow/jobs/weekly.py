@@ -10,8 +10,7 @@ from mailflow.core.deadlines import Watch, effective_due, week_of
 from mailflow.core.model import Action
 from mailflow.jobs.digest import OpenRequest, Publication, PublicationWindow, build_digest
 from mailflow.store.requeststate import state_of
-from mailflow.store.schedule import open_requests as open_rows
-from mailflow.store.schedule import published_between, windows_between
+from mailflow.store.schedule import open_request_rows, published_between, windows_between
 from mailflow.store.schema import RequestRow
 from mailflow.store.unitofwork import Session
 
@@ -46,7 +45,7 @@ def watch_of(row: RequestRow, core: Core) -> Watch:
 def open_requests(session: Session, core: Core, now: datetime) -> list[OpenRequest]:
     """Return every open request with its assignees and effective due date."""
     out = []
-    for row in open_rows(session):
+    for row in open_request_rows(session):
         procedure = core.workflow.procedure(row.procedure)
         stage = procedure.stages.get(row.stage)
         out.append(

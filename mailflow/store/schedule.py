@@ -82,7 +82,7 @@ def history_of(session: Session, request_id: int) -> list[HistoryRow]:
 # -- what the weekly digest reports -------------------------------------------------------
 
 
-def open_requests(session: Session) -> list[RequestRow]:
+def open_request_rows(session: Session) -> list[RequestRow]:
     """Return every open request."""
     return list(session.scalars(select(RequestRow).where(RequestRow.status == Status.EN_CURSO)))
 
