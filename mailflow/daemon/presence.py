@@ -14,9 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from mailflow.store.claims import Holder
+from mailflow.store.unitofwork import StoreError
 
 log = logging.getLogger("mailflow.daemon.presence")
 
@@ -56,7 +55,7 @@ class Presence:
             self._thread = None
         try:
             self.holder.leave()
-        except SQLAlchemyError as exc:
+        except StoreError as exc:
             # Its row stays; the next daemon finds the process gone and cleans up.
             log.warning("could not unregister this daemon: %s", exc)
 
@@ -103,7 +102,7 @@ class Presence:
     def _beat_quietly(self) -> None:
         try:
             self.beat()
-        except SQLAlchemyError as exc:
+        except StoreError as exc:
             # The store being down is reported by the loop itself; this daemon stops
             # sending on its own once its claims cannot be renewed (Holder.holding).
             log.warning("claims not renewed: %s", exc)

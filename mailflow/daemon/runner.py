@@ -1,9 +1,11 @@
-"""The daemon's loop: catch up on the mailbox, handle each message, flush the outbox, wait.
+"""The daemon's lifecycle: start, wait for mail with IDLE, signals, reloads, stop.
 
-IDLE is only a wake-up signal; every wake-up (and every reconnect) is followed by a UID
-search from the last UID recorded, so a missed notification costs a little latency,
-never a message. A message that makes the service fail is quarantined in the ledger and
-the loop goes on (Mailman's runner); only a broken archive stops intake.
+Each wake-up (and each reconnect, and at least every ``wait_seconds``) makes one pass
+(:mod:`mailflow.daemon.catchup`). Around the passes the runner keeps the loop alive: it
+rides out passing trouble (the database, SMTP, a lost IMAP connection) with a pause, stops
+intake while the archive cannot take files, applies SIGHUP between messages, pings
+systemd's watchdog and the heartbeat row, and sends the mail it takes over from daemons
+that are gone (:mod:`mailflow.daemon.presence`).
 """
 
 from __future__ import annotations
@@ -12,93 +14,29 @@ import logging
 import signal
 import threading
 import time
-import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from types import FrameType
-from typing import Any, NamedTuple
 
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
-
-from mailflow.app.outbox import FlushReport, Outbox
-from mailflow.app.service import Done, Incoming, Service
+from mailflow.app.outbox import Outbox
+from mailflow.app.service import Service
+from mailflow.daemon.catchup import CatchUp, Clock, Handled, PassReport, Wiring
 from mailflow.daemon.presence import CHECK_EVERY, Presence
 from mailflow.errors import ArchiveError
 from mailflow.jobs.scheduler import Scheduler
-from mailflow.mail.spool import Spooled, size_of
 from mailflow.ops.health import Heartbeat
 from mailflow.ops.sd_notify import Notifier
-from mailflow.store.repository import (
-    Store,
-    get_mailbox_state,
-    ledger_seen,
-    record_gaps,
-    set_mailbox_state,
-)
-from mailflow.store.schema import InboundOutcome
-from mailflow.transport.imap import (
-    Fetched,
-    ImapError,
-    ImapSource,
-    ImapUnavailableError,
-    Reconnector,
-)
+from mailflow.store.repository import Store
+from mailflow.store.unitofwork import PASSING, UNAVAILABLE
+from mailflow.transport.imap import ImapSource, ImapUnavailableError, Reconnector
 from mailflow.transport.smtp import SmtpError
 
 log = logging.getLogger("mailflow.daemon.runner")
 
-# A backlog is handled in groups of messages, each in one transaction (see Runner._group):
-# at most this many messages, bytes (a spooled message ends a group) or seconds, and only
-# those one round trip to the server fetched.
-GROUP_MESSAGES = 50
-GROUP_BYTES = 16 * 1024 * 1024
-GROUP_SECONDS = 0.5
-# How many times a deadlocked group is handled again at once before the pass gives up.
-DEADLOCK_RETRIES = 2
-# PostgreSQL's SQLSTATE for "deadlock detected".
-_DEADLOCK = "40P01"
-
-Clock = Callable[[], datetime]
-
-
-@dataclass(frozen=True)
-class PassReport:
-    """What one pass did."""
-
-    handled: int
-    outcomes: dict[str, int]
-    outbox: FlushReport
-
-
-@dataclass(frozen=True)
-class Wiring:
-    """What a runner drives, built by :mod:`mailflow.daemon.runtime` (the composition root).
-
-    A SIGHUP reload hands the running loop a new one (:meth:`Runner.rewire`).
-    """
-
-    service: Service
-    store: Store
-    source: ImapSource
-    outbox: Outbox
-    scheduler: Scheduler | None = None
-    processed_folder: str | None = None
-    report_gaps: bool = True
-
-
-class _Result(NamedTuple):
-    """One message of a group: its outcome, and its service log line (None: quarantined).
-
-    ``trouble`` is the traceback of a quarantined message, logged once the group commits.
-    """
-
-    item: Incoming
-    outcome: str
-    logged: Done | None
-    trouble: str = ""
+# Passing trouble: a pass is tried again after a pause (PASS), a flush left to the next (FLUSH).
+_PASS_TROUBLE: tuple[type[Exception], ...] = (*PASSING, SmtpError)
+_FLUSH_TROUBLE: tuple[type[Exception], ...] = (*UNAVAILABLE, SmtpError)
 
 
 class Runner:
@@ -106,35 +44,22 @@ class Runner:
 
     def __init__(
         self,
-        service: Service,
-        store: Store,
-        source: ImapSource,
-        outbox: Outbox,
+        wiring: Wiring,
         clock: Clock,
         *,
-        processed_folder: str | None = None,
         wait_seconds: float = 60.0,
-        scheduler: Scheduler | None = None,
         notifier: Notifier | None = None,
         heartbeat: Heartbeat | None = None,
         presence: Presence | None = None,
         retry_seconds: float = 30.0,
-        report_gaps: bool = True,
     ) -> None:
-        self.service = service
-        self.store = store
-        self.source = source
-        self.outbox = outbox
-        outbox.alive = self._alive  # a long flush pings the watchdog between groups
+        """Drive ``wiring`` (what :mod:`mailflow.daemon.runtime` built) at ``clock``."""
+        self.wiring = wiring
+        wiring.outbox.alive = self._alive  # a long flush pings the watchdog between groups
         self.clock = clock
-        self.processed_folder = processed_folder
-        # Record the UIDs that vanished before they were fetched (see _record_gaps).
-        self.report_gaps = report_gaps
         # The longest wait without a pass: deferred outbox rows (retries are due 1 min or
         # more after a failure) are sent by the pass that follows a quiet wait.
         self.wait_seconds = wait_seconds
-        # Reminders, escalations, digests and window ends due at the pass's clock.
-        self.scheduler = scheduler
         # The pause before a pass interrupted by passing trouble (database, SMTP, archive)
         # is tried again.
         self.retry_seconds = retry_seconds
@@ -151,26 +76,47 @@ class Runner:
         # SIGHUP: run_forever calls on_reload(self) between messages, never inside one.
         self.reload_requested = False
         self.on_reload: Callable[[Runner], None] | None = None
-        self._last_handled: tuple[str, int, int, str] | None = None
+        self._last_handled: Handled | None = None
         self._beat_at = float("-inf")
         self._waiting = False
         self._loop_thread: int | None = None
         self._stop_reason = ""
 
-    @classmethod
-    def wired(cls, wiring: Wiring, clock: Clock, **options: Any) -> Runner:
-        """Return a runner over ``wiring``; ``options`` as for the constructor."""
-        return cls(
-            wiring.service,
-            wiring.store,
-            wiring.source,
-            wiring.outbox,
-            clock,
-            processed_folder=wiring.processed_folder,
-            scheduler=wiring.scheduler,
-            report_gaps=wiring.report_gaps,
-            **options,
-        )
+    # What the wiring holds, as the runner drives it now (a reload replaces it).
+
+    @property
+    def service(self) -> Service:
+        """Return the service the passes hand messages to."""
+        return self.wiring.service
+
+    @property
+    def store(self) -> Store:
+        """Return the store of the current wiring."""
+        return self.wiring.store
+
+    @property
+    def source(self) -> ImapSource:
+        """Return the IMAP source of the current wiring."""
+        return self.wiring.source
+
+    @property
+    def outbox(self) -> Outbox:
+        """Return the outbox of the current wiring."""
+        return self.wiring.outbox
+
+    @property
+    def scheduler(self) -> Scheduler | None:
+        """Return the timed work of the current wiring, if any."""
+        return self.wiring.scheduler
+
+    @property
+    def processed_folder(self) -> str | None:
+        """Return the folder handled messages are moved to, if any."""
+        return self.wiring.processed_folder
+
+    @processed_folder.setter
+    def processed_folder(self, folder: str | None) -> None:
+        self.wiring = replace(self.wiring, processed_folder=folder)
 
     def rewire(self, wiring: Wiring) -> None:
         """Drive new adapters from the next pass on (a SIGHUP reload, between messages).
@@ -184,205 +130,23 @@ class Runner:
         # presence keeps beating for them, now through the new store.
         wiring.outbox.holder = self.outbox.holder
         wiring.outbox.holder.store = wiring.store
-        self.service, self.store, self.source = wiring.service, wiring.store, wiring.source
-        self.outbox, self.scheduler = wiring.outbox, wiring.scheduler
-        self.processed_folder, self.report_gaps = wiring.processed_folder, wiring.report_gaps
+        self.wiring = wiring
 
     def catch_up(self) -> PassReport:
-        """Handle every message after the last recorded UID, then flush the outbox."""
-        mailbox = self.source.mailbox
-        with self.store.transaction() as session:
-            position = get_mailbox_state(session, mailbox)
-        uidvalidity = self.source.uidvalidity
-        last_uid = 0
-        if position is not None and position.uidvalidity == uidvalidity:
-            last_uid = position.last_uid
-        elif position is not None:
-            # The server renumbered the folder: rescan it; the ledger and Message-IDs dedupe.
-            log.warning("IMAP %s: UIDVALIDITY changed, rescanning the folder", mailbox)
-        outcomes: dict[str, int] = {}
-        done: list[int] = []
-        # A large message is spooled next to the archive it will be copied into.
-        spool = self.service.archive.scratch
-        # Gaps are meaningful only above a position read from this very UIDVALIDITY.
-        gaps = self.report_gaps and last_uid > 0
-        fetched = iter(self.source.fetch_after(last_uid, spool_dir=spool, gaps=gaps))
-        complete = False
-        try:
-            while not self.stopping.is_set():
-                group = self._group(mailbox, fetched)
-                if not group:
-                    complete = True
-                    break
-                for result in group:
-                    _log_committed(result)
-                    outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
-                    done.append(result.item.uid)
-                last = group[-1]
-                self._last_handled = (
-                    last.item.mailbox,
-                    last.item.uidvalidity,
-                    last.item.uid,
-                    last.outcome,
-                )
-                self._alive()
-                self._take_over()  # a long backlog must not hold up a dead daemon's mail
-        finally:
-            # Only committed groups are in ``done``. They are moved even when a later group
-            # failed: the position is already past them, so they would never be moved.
-            self._move(done)
-        if gaps:
-            self._record_gaps(mailbox, uidvalidity, done if not complete else None)
-        if self.scheduler is not None:
-            self.scheduler.run_due(self.clock())
-        report = self.outbox.flush(self.clock())
-        return PassReport(len(done), outcomes, report)
+        """Make one pass (:class:`~mailflow.daemon.catchup.CatchUp`) over the current wiring."""
+        return CatchUp(
+            self.wiring,
+            self.clock,
+            stopping=self.stopping,
+            watchdog=self.notifier.watchdog,
+            after_group=self._after_group,
+        ).run()
 
-    def _record_gaps(self, mailbox: str, uidvalidity: int, done: list[int] | None) -> None:
-        """Record the UIDs this pass found gone: moved or deleted before they were fetched.
-
-        ``done``: the UIDs handled, when the pass stopped early; only the gaps below them
-        are sure (the next pass reads the rest again and finds the others).
-        """
-        missing = self.source.missing
-        if done is not None:
-            missing = [uid for uid in missing if uid < max(done, default=0)]
-        if not missing:
-            return
-        with self.store.transaction() as session:
-            recorded = record_gaps(session, mailbox, uidvalidity, missing, self.clock())
-        for uid in recorded:
-            log.warning(
-                "IMAP %s: UID %d disappeared before mailflow fetched it (moved or deleted by "
-                "someone else): it was not processed",
-                mailbox,
-                uid,
-                extra={"uid": uid, "mailbox": mailbox, "outcome": "gap"},
-            )
-
-    def _move(self, uids: list[int]) -> None:
-        """Move handled messages to ``processed_folder`` (when set); never raise."""
-        if not (self.processed_folder and uids):
-            return
-        try:
-            self.source.move(uids, self.processed_folder)
-        except Exception as exc:  # they are handled and recorded; only their folder is off
-            log.warning(
-                "IMAP: %d handled message(s) not moved to %s: %s",
-                len(uids),
-                self.processed_folder,
-                exc,
-            )
-
-    def _group(self, mailbox: str, fetched: Iterator[Fetched]) -> list[_Result]:
-        """Handle the next group of fetched messages in one transaction; [] when none is left.
-
-        A message used to cost a durable commit and the archive's two flushes (and its
-        own fsyncs) of its own; a group shares them. Each message has its own savepoint, so one that
-        breaks is quarantined alone. A deadlock (several daemons on PostgreSQL) rolls the
-        whole group back: it is handled again at once from the messages already fetched.
-        """
-        items: list[Incoming] = []
-        for attempt in range(1, DEADLOCK_RETRIES + 2):
-            try:
-                return self._handle_group(mailbox, items, fetched if attempt == 1 else None)
-            except OperationalError as exc:
-                if not _deadlocked(exc) or attempt > DEADLOCK_RETRIES or not items:
-                    raise
-                log.warning("group of %d message(s) deadlocked, handling it again", len(items))
-        raise AssertionError("unreachable")
-
-    def _handle_group(
-        self, mailbox: str, items: list[Incoming], more: Iterator[Fetched] | None
-    ) -> list[_Result]:
-        """Handle ``items`` (a retry), or else the next fetched message and those fetched
-        with it, until the group is full; commit them with the mailbox position.
-
-        A group takes only messages already fetched once its transaction is open: the
-        next round trip to the server (a batch of small messages, or a large one fetched
-        in pieces) is made by the next group, before it opens its own, so no wait on the
-        network holds the database's write lock or row locks. Fetched messages join
-        ``items``.
-        """
-        got = next(more, None) if more is not None and not items else None
-        if got is not None:
-            items.append(Incoming(got.mailbox, got.uidvalidity, got.uid, got.raw))
-        if not items:
-            return []
-        results: list[_Result] = []
-        started = time.monotonic()
-        # The batch ends before the transaction: the group's files (its messages, the
-        # mails they send) are archived durably before the commit that refers to them.
-        with self.store.transaction() as session, self.service.archive.batch():
-            for item in list(items):
-                results.append(self._handle(session, item))
-                self.notifier.watchdog()  # only the watchdog: a heartbeat row would wait
-            while more is not None and self._room(items, started) and self.source.ahead:
-                got = next(more, None)
-                if got is None:
-                    break
-                item = Incoming(got.mailbox, got.uidvalidity, got.uid, got.raw)
-                items.append(item)
-                results.append(self._handle(session, item))
-                self.notifier.watchdog()
-            # The position only saves fetching again (the ledger makes a message handled
-            # once); it is saved with the group, so it never runs ahead of it.
-            self._record_position(session, mailbox, items[-1].uidvalidity, items[-1].uid)
-        return results
-
-    def _room(self, items: list[Incoming], started: float) -> bool:
-        """Tell whether a group may take one more message (SIGTERM ends it at once)."""
-        return not (
-            self.stopping.is_set()
-            or isinstance(items[-1].raw, Spooled)
-            or len(items) >= GROUP_MESSAGES
-            or sum(size_of(item.raw) for item in items) >= GROUP_BYTES
-            or time.monotonic() - started >= GROUP_SECONDS
-        )
-
-    @staticmethod
-    def _record_position(session: Session, mailbox: str, uidvalidity: int, uid: int) -> None:
-        """Record the last UID handled. Two daemons starting on a new store may both insert
-        the folder's first row: the loser's IntegrityError (which used to kill it) means the
-        row now exists, so the update is simply made again."""
-        for attempt in (1, 2):
-            try:
-                with session.begin_nested():
-                    set_mailbox_state(session, mailbox, uidvalidity, uid)
-                return
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-
-    def _handle(self, session: Session, item: Incoming) -> _Result:
-        """Handle one message of a group inside its own savepoint."""
-        # A fresh identity map per message, as when each had a session of its own: the
-        # rows of the group's earlier messages stay readable, detached.
-        session.expunge_all()
-        try:
-            with session.begin_nested():
-                done = self.service.handle_in(session, item, self.clock())
-        except (ArchiveError, ImapError, OperationalError, StaleDataError):
-            # Passing trouble (database busy or restarting, a concurrent update): the whole
-            # group rolls back and the position stays, so it is handled on a later pass.
-            raise
-        except Exception as exc:
-            # Logged once the group commits: a group rolled back quarantines nothing.
-            trouble = traceback.format_exc()
-            self._quarantine(session, item, f"{type(exc).__name__}: {exc}")
-            return _Result(item, InboundOutcome.QUARANTINED, None, trouble)
-        return _Result(item, done.result.outcome, done)
-
-    def _quarantine(self, session: Session, item: Incoming, reason: str) -> None:
-        """Record a message that broke the service so it is kept, visible and not retried."""
-        now = self.clock()
-        try:
-            with session.begin_nested():
-                if ledger_seen(session, item.mailbox, item.uidvalidity, item.uid):
-                    return
-                session.add(item.ledger_row(now, InboundOutcome.QUARANTINED, reason[:2000]))
-        except IntegrityError:
-            pass  # another daemon claimed it meanwhile: it is in the ledger, not lost
+    def _after_group(self, last: Handled) -> None:
+        """Between two groups: feed the heartbeat, send what a gone daemon left."""
+        self._last_handled = last
+        self._alive()
+        self._take_over()  # a long backlog must not hold up a dead daemon's mail
 
     def run_once(self) -> PassReport:
         """Connect, catch up, flush, disconnect."""
@@ -429,7 +193,7 @@ class Runner:
                     break
                 log.warning("IMAP connection lost: %s", exc)
                 self.source.close()
-            except (OperationalError, StaleDataError, SmtpError) as exc:
+            except _PASS_TROUBLE as exc:
                 # Ride out what comes back by itself; messages stay on the server and
                 # the outbox keeps its rows, so nothing is lost while we wait.
                 log.error("pass interrupted, retrying in %g s: %s", self.retry_seconds, exc)
@@ -587,7 +351,7 @@ class Runner:
         """Send what is committed (of ``only``) while intake cannot run; log what stops it."""
         try:
             self.outbox.flush(self.clock(), only=only)
-        except (OperationalError, SmtpError) as exc:
+        except _FLUSH_TROUBLE as exc:
             log.error("outbox not flushed: %s", exc)
 
     def _interruptible(self, block: Callable[[], object]) -> None:
@@ -647,11 +411,6 @@ class _StopWaiting(BaseException):
     """
 
 
-def _deadlocked(exc: OperationalError) -> bool:
-    """Tell whether PostgreSQL broke a deadlock by aborting this transaction."""
-    return getattr(exc.orig, "sqlstate", None) == _DEADLOCK
-
-
 def _status_line(report: PassReport) -> str:
     """Return the one-line STATUS= of `systemctl status` after a pass."""
     box = report.outbox
@@ -668,17 +427,3 @@ def offset_clock(start: datetime | None) -> Clock:
         return lambda: datetime.now(zone).astimezone()
     origin = time.monotonic()
     return lambda: start + timedelta(seconds=time.monotonic() - origin)
-
-
-def _log_committed(result: _Result) -> None:
-    """Log what became of one message of a committed group."""
-    if result.logged is not None:
-        result.logged.log()
-        return
-    item = result.item
-    log.error(
-        "uid=%s could not be processed; quarantined\n%s",
-        item.uid,
-        result.trouble.rstrip(),
-        extra={"uid": item.uid, "mailbox": item.mailbox, "outcome": "quarantined"},
-    )

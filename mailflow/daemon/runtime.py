@@ -17,8 +17,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from mailflow import __version__
 from mailflow.app.build import Core, build_core, procedures_of
 from mailflow.app.conversation import cancel_by_operator
@@ -30,9 +28,10 @@ from mailflow.app.views import request_json, request_summary
 from mailflow.config import Settings, load_settings
 from mailflow.core.model import Procedure
 from mailflow.core.people import NO_REQUEST, holders_of
+from mailflow.daemon.catchup import Clock, PassReport, Wiring
 from mailflow.daemon.needs import Needs
 from mailflow.daemon.presence import Presence
-from mailflow.daemon.runner import Clock, PassReport, Runner, Wiring, offset_clock
+from mailflow.daemon.runner import Runner, offset_clock
 from mailflow.errors import MailflowError
 from mailflow.jobs.held import HeldOpenings
 from mailflow.jobs.scheduler import Scheduler
@@ -48,6 +47,13 @@ from mailflow.reports.poai_files import load_products, write_report
 from mailflow.store.archive import Archive, Verification
 from mailflow.store.backup import backup
 from mailflow.store.catalog import evidence_gaps, indexed_digests
+from mailflow.store.listing import (
+    attachment_rows,
+    history_rows,
+    refusal_rows,
+    request_of_code,
+    requests_newest_first,
+)
 from mailflow.store.repository import (
     Store,
     current_revision,
@@ -55,7 +61,6 @@ from mailflow.store.repository import (
     store_problem,
     upgrade,
 )
-from mailflow.store.schema import AttachmentRow, HistoryRow, RefusalRow, RequestRow
 from mailflow.transport.imap import ImapSource
 from mailflow.transport.oauth2 import TokenSource
 from mailflow.transport.smtp import SmtpSender
@@ -82,31 +87,20 @@ class Requests:
 
     def summaries(self, status: str | None = None) -> list[dict[str, Any]]:
         """Return every request (optionally of one status), newest first."""
-        query = select(RequestRow).order_by(RequestRow.id.desc())
-        if status:
-            query = query.where(RequestRow.status == status)
         with self.store.transaction() as session:
-            return [request_summary(row) for row in session.scalars(query)]
+            return [request_summary(row) for row in requests_newest_first(session, status)]
 
     def show(self, code: str, now: datetime) -> dict[str, Any] | None:
         """Return the full JSON of one request, or None when the code is unknown."""
         with self.store.transaction() as session:
-            row = session.scalar(select(RequestRow).where(RequestRow.code == code.upper()))
+            row = request_of_code(session, code.upper())
             if row is None:
                 return None
-
-            def of(table: Any) -> list[Any]:
-                return list(
-                    session.scalars(
-                        select(table).where(table.request_id == row.id).order_by(table.id)
-                    )
-                )
-
             return request_json(
                 row,
-                history=of(HistoryRow),
-                refused=of(RefusalRow),
-                attachments=of(AttachmentRow),
+                history=history_rows(session, row.id),
+                refused=refusal_rows(session, row.id),
+                attachments=attachment_rows(session, row.id),
                 directory=self.core.directory,
                 now=now,
                 zone=self.settings.zone,
@@ -263,7 +257,7 @@ class Runtime:
 
         ``options`` go to :class:`Runner` as they are (``notifier``, ``heartbeat``, ...).
         """
-        return Runner.wired(self.wiring(), clock, presence=Presence(self.outbox.holder), **options)
+        return Runner(self.wiring(), clock, presence=Presence(self.outbox.holder), **options)
 
     def first_run(self) -> bool:
         """Tell whether no pass has ever read this config's mailbox."""

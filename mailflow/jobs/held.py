@@ -17,8 +17,6 @@ from collections import Counter
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy.orm import Session
-
 from mailflow.app.build import Core
 from mailflow.app.held import confirm_context, read_request_mail
 from mailflow.app.outbound import Composer
@@ -29,6 +27,7 @@ from mailflow.mail.spool import Spooled
 from mailflow.store.archive import Archive
 from mailflow.store.repository import Store, claim_reminder
 from mailflow.store.threads import HeldOpening, held_openings, mark_expired
+from mailflow.store.unitofwork import Session
 
 log = logging.getLogger("mailflow.jobs.held")
 

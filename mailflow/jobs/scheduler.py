@@ -7,12 +7,12 @@ in the same transaction as its outbox rows and its history entry: the claim and 
 commit together or not at all, so a crash repeats nothing and loses nothing, and two
 daemons on one PostgreSQL database never both send it.
 
-Why not the ``schedule`` library for the slots: it computes wall-clock
-slots in the process's local time from ``time.time()``; our clock is injectable (``--now``)
-and lives in the institution's zone (America/La_Paz) whatever the server's zone is, and
-the slot must be recomputable after a restart for catch-up. So the slots are computed from
-``[schedule]`` directly (:func:`mailflow.core.deadlines.reminder_slot`, ``digest_slot``) and
-checked on every pass.
+The slots are computed from ``[schedule]`` in the institution's zone by
+:mod:`mailflow.core.deadlines` (``reminder_slot``, ``digest_slot``) from the pass's clock,
+which ``--now`` and the tests set, and checked on every pass. The ``schedule`` library is
+not used (README, "Dependencies"): it reads the machine's clock and zone, never runs a
+missed slot (a restart on Tuesday would skip Monday's digest), knows no business days, and
+lives in one process, where the claims in the store serve every daemon.
 """
 
 from __future__ import annotations
@@ -23,9 +23,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
-
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
 
 from mailflow.app.build import Core
 from mailflow.app.files import Material, RequestFile, material_of
@@ -59,7 +56,17 @@ from mailflow.store.repository import (
     gaps_to_report,
 )
 from mailflow.store.requeststate import state_of
+from mailflow.store.schedule import (
+    claimed_epoch,
+    claims_to_plan,
+    history_of,
+    open_with_due,
+    request_by_id,
+    windows_ended,
+)
 from mailflow.store.schema import HistoryRow, ReminderRow, RequestRow
+from mailflow.store.threads import publication_urls
+from mailflow.store.unitofwork import Session
 
 log = logging.getLogger("mailflow.jobs.scheduler")
 
@@ -141,31 +148,12 @@ class Scheduler:
         calendar = self.core.calendar
         today = calendar.local(now).date()
         with self.store.transaction() as session:
-            epoch = self._epoch(session, now)
-            requests = list(
-                session.scalars(
-                    select(RequestRow).where(
-                        RequestRow.status == Status.EN_CURSO.value, RequestRow.due_at.is_not(None)
-                    )
-                )
+            epoch = claimed_epoch(session, EPOCH_KEY, now)
+            requests = open_with_due(session)
+            claimed = claims_to_plan(
+                session, week_of(today)[0], Kind.WINDOW_END.value, [r.id for r in requests]
             )
-            claimed = list(
-                session.scalars(
-                    select(ReminderRow).where(
-                        or_(
-                            ReminderRow.for_date >= week_of(today)[0],
-                            ReminderRow.kind == Kind.WINDOW_END.value,
-                            ReminderRow.request_id.in_([r.id for r in requests]),
-                        )
-                    )
-                )
-            )
-            ended = session.execute(
-                select(RequestRow.id, RequestRow.code, RequestRow.publish_until).where(
-                    RequestRow.status == Status.PUBLICADO.value,
-                    RequestRow.publish_until < today,
-                )
-            ).all()
+            ended = windows_ended(session, today)
             gaps = count_gaps_to_report(session)
         done = {c.key for c in claimed}
         watches = [self._watch(r, claimed) for r in requests]
@@ -179,12 +167,6 @@ class Scheduler:
             *([digest] if digest is not None else []),
             *([gap_report] if gap_report is not None else []),
         ]
-
-    def _epoch(self, session: Session, now: datetime) -> datetime:
-        """Return when the scheduler first ran (recording ``now`` if it never did)."""
-        claim_reminder(session, EPOCH_KEY, kind="epoch", now=now)
-        first = session.scalar(select(ReminderRow.created_at).where(ReminderRow.key == EPOCH_KEY))
-        return first or now
 
     def _watch(self, row: RequestRow, claimed: Sequence[ReminderRow]) -> Watch:
         """Describe an open stage and what this visit of it already got."""
@@ -207,7 +189,7 @@ class Scheduler:
 
     def _do(self, session: Session, work: Work, now: datetime) -> bool:
         """Claim ``work`` and queue its mails; False when it is no longer due or was taken."""
-        request = session.get(RequestRow, work.request_id) if work.request_id else None
+        request = request_by_id(session, work.request_id) if work.request_id else None
         if work.kind in (Kind.REMINDER, Kind.ESCALATION) and (
             request is None or request.status != Status.EN_CURSO or request.stage != work.stage
         ):
@@ -319,14 +301,7 @@ class Scheduler:
         """Ask the administrator to withdraw or archive an expired post; return the note."""
         today = self.core.calendar.local(now).date()
         admins = holders_of(self.core.directory, (PUBLISHER_ROLE,), state_of(request), today)
-        urls = [
-            u
-            for details in session.scalars(
-                select(HistoryRow.details).where(HistoryRow.request_id == request.id)
-            )
-            if details
-            for u in details.get("urls", [])
-        ]
+        urls = publication_urls(session, request.id)
         procedure = self.core.workflow.procedure(request.procedure)
         # The administrator's last notice carries the published material, to find the post.
         shown, files = self._material(session, request).view(attach=True)
@@ -397,9 +372,7 @@ class Scheduler:
         return tuple(dict.fromkeys([*found, *(n for n in names if "@" in n)]))
 
     def _history(self, session: Session, request: RequestRow) -> list[dict[str, Any]]:
-        rows = session.scalars(
-            select(HistoryRow).where(HistoryRow.request_id == request.id).order_by(HistoryRow.id)
-        )
+        rows = history_of(session, request.id)
         return [
             {
                 "at": h.at.astimezone(self.settings.zone),

@@ -5,15 +5,14 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
-
 from mailflow.app.build import Core
 from mailflow.core.deadlines import Watch, effective_due, week_of
-from mailflow.core.model import Action, Status
+from mailflow.core.model import Action
 from mailflow.jobs.digest import OpenRequest, Publication, PublicationWindow, build_digest
 from mailflow.store.requeststate import state_of
-from mailflow.store.schema import ProductRow, RequestRow
+from mailflow.store.schedule import open_request_rows, published_between, windows_between
+from mailflow.store.schema import RequestRow
+from mailflow.store.unitofwork import Session
 
 
 def digest_of(session: Session, core: Core, now: datetime) -> dict[str, Any]:
@@ -45,9 +44,8 @@ def watch_of(row: RequestRow, core: Core) -> Watch:
 
 def open_requests(session: Session, core: Core, now: datetime) -> list[OpenRequest]:
     """Return every open request with its assignees and effective due date."""
-    rows = session.scalars(select(RequestRow).where(RequestRow.status == Status.EN_CURSO))
     out = []
-    for row in rows:
+    for row in open_request_rows(session):
         procedure = core.workflow.procedure(row.procedure)
         stage = procedure.stages.get(row.stage)
         out.append(
@@ -67,11 +65,7 @@ def open_requests(session: Session, core: Core, now: datetime) -> list[OpenReque
 
 def published(session: Session, start: datetime, end: datetime) -> list[Publication]:
     """Return the products published in [start, end)."""
-    found = session.execute(
-        select(ProductRow, RequestRow.code)
-        .join(RequestRow, RequestRow.id == ProductRow.request_id)
-        .where(ProductRow.published_at >= start, ProductRow.published_at < end)
-    ).all()
+    found = published_between(session, start, end)
     return [
         Publication(code, p.title, tuple(p.urls), p.publisher, p.published_at) for p, code in found
     ]
@@ -79,16 +73,7 @@ def published(session: Session, start: datetime, end: datetime) -> list[Publicat
 
 def windows(session: Session, monday: date, sunday: date) -> list[PublicationWindow]:
     """Return the live requests whose publication period starts or ends in the week."""
-    live = (Status.EN_CURSO.value, Status.PUBLICADO.value)
-    rows = session.scalars(
-        select(RequestRow).where(
-            RequestRow.status.in_(live),
-            or_(
-                RequestRow.publish_from.between(monday, sunday),
-                RequestRow.publish_until.between(monday, sunday),
-            ),
-        )
-    )
+    rows = windows_between(session, monday, sunday)
     return [
         PublicationWindow(r.code, r.title, r.status, r.publish_from, r.publish_until) for r in rows
     ]

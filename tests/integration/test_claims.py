@@ -19,7 +19,7 @@ from testbed.proc import finished_pid, proc_id
 from testbed.site import INFO_REQUEST, Scenario
 from testbed.smtp import SmtpRelay
 
-from mailflow.daemon import runner as runner_module
+from mailflow.daemon import catchup
 from mailflow.store.claims import (
     GONE_AFTER,
     STOP_SENDING_AFTER,
@@ -229,7 +229,7 @@ def test_a_backlog_does_not_hold_up_mail_a_gone_daemon_had_claimed(
 ) -> None:
     """A daemon busy with a backlog sends what another one left between two groups."""
     site, rt = scenario.site, scenario.runtime
-    monkeypatch.setattr(runner_module, "GROUP_MESSAGES", 3)
+    monkeypatch.setattr(catchup, "GROUP_MESSAGES", 3)
     for n in range(12):
         site.send("analista", f"Solicitud {n}", INFO_REQUEST.replace("2026", f"2026 ({n})", 1))
     other = subprocess.Popen(["sleep", "60"])  # the other daemon's process, alive for now

@@ -15,7 +15,7 @@ from testbed.mail import fetch_raw, parse
 from testbed.site import INFO_REQUEST, Scenario
 
 from mailflow.app import service as service_module
-from mailflow.daemon import runner as runner_module
+from mailflow.daemon import catchup
 from mailflow.store.schema import InboundRow, MailboxStateRow, OutboxRow, OutboxStatus, RequestRow
 from mailflow.transport import imap as imap_module
 from mailflow.transport.imap import ImapSource
@@ -26,7 +26,7 @@ TOTAL = 5
 @pytest.fixture(autouse=True)
 def _one_group(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the backlog in one group on a slow machine (five messages, one round trip)."""
-    monkeypatch.setattr(runner_module, "GROUP_SECONDS", 60.0)
+    monkeypatch.setattr(catchup, "GROUP_SECONDS", 60.0)
 
 
 def _backlog(scenario: Scenario) -> None:
@@ -166,7 +166,7 @@ def test_groups_committed_before_a_failure_are_moved_to_the_processed_folder(
 ) -> None:
     # Groups of two; the second fails. The first is committed and the position is past it,
     # so it is never fetched again: unless it is moved now it stays in INBOX for good.
-    monkeypatch.setattr(runner_module, "GROUP_MESSAGES", 2)
+    monkeypatch.setattr(catchup, "GROUP_MESSAGES", 2)
     _backlog(scenario)
     FailOnCall(monkeypatch, scenario.runtime.service, "handle_in", 3, connection_lost())
     runner = scenario.runtime.runner(lambda: scenario.now)

@@ -8,7 +8,7 @@ from sqlalchemy.exc import OperationalError
 from testbed.faults import FailOnCall, connection_lost
 from testbed.site import INFO_REQUEST, Scenario
 
-from mailflow.daemon import runner as runner_module
+from mailflow.daemon import catchup
 from mailflow.store.schema import InboundRow, MailboxStateRow
 
 
@@ -27,7 +27,7 @@ def test_position_follows_every_committed_group_even_when_a_pass_fails(
 ) -> None:
     # Groups of two: [1, 2] [3, 4] [5]. Messages used to be committed one by one (and the
     # position every few); now a group and its position are one commit.
-    monkeypatch.setattr(runner_module, "GROUP_MESSAGES", 2)
+    monkeypatch.setattr(catchup, "GROUP_MESSAGES", 2)
     for n in range(5):
         scenario.site.send("analista", f"Solicitud {n}", INFO_REQUEST)
     service = scenario.runtime.service

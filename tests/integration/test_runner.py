@@ -29,6 +29,7 @@ from testbed.mail import imap, parse
 from testbed.site import INFO_REQUEST, INFO_STEPS, START, Scenario, Site, about, code_of
 from testbed.smtp import SmtpRelay
 
+from mailflow.daemon.catchup import Wiring
 from mailflow.daemon.runner import Runner
 from mailflow.store.schema import InboundRow, OutboxRow, OutboxStatus, RequestRow
 from mailflow.transport.imap import ImapSource, ImapUnavailableError
@@ -98,7 +99,7 @@ def test_sigterm_while_busy_commits_the_group_at_hand_and_a_restart_does_the_res
     scenario: Scenario, daemons: Callable[..., Daemon]
 ) -> None:
     site = scenario.site
-    # More than one group (at most 50 messages, see runner.GROUP_MESSAGES): the first
+    # More than one group (at most 50 messages, see catchup.GROUP_MESSAGES): the first
     # logged outcome means a group is committed and the daemon is busy with the next one.
     # 30 used to be enough when each message was committed (and logged) on its own.
     total = 80
@@ -300,7 +301,7 @@ def _runner(scenario: Scenario, clock: Clock, port: int | None = None) -> Runner
     if port is not None:
         imap_settings = imap_settings.model_copy(update={"port": port})
     return Runner(
-        rt.service, rt.store, ImapSource(imap_settings), rt.outbox, clock, wait_seconds=0.5
+        Wiring(rt.service, rt.store, ImapSource(imap_settings), rt.outbox), clock, wait_seconds=0.5
     )
 
 

@@ -29,6 +29,7 @@ from testbed.site import INFO_REQUEST, START, Scenario, Site
 from testbed.smtp import SmtpRelay
 
 from mailflow.config import load_settings
+from mailflow.daemon.catchup import Wiring
 from mailflow.daemon.runner import Runner
 from mailflow.daemon.runtime import Runtime, build_runtime
 from mailflow.store import repository
@@ -47,10 +48,7 @@ def runner_of(rt: Runtime, port: int | None = None) -> Runner:
     if port is not None:
         imap = imap.model_copy(update={"port": port})
     return Runner(
-        rt.service,
-        rt.store,
-        ImapSource(imap),
-        rt.outbox,
+        Wiring(rt.service, rt.store, ImapSource(imap), rt.outbox),
         Clock(START),
         wait_seconds=0.5,
         retry_seconds=0.3,

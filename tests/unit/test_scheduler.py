@@ -7,6 +7,7 @@ the returned keys go into ``done``.
 
 from __future__ import annotations
 
+import time as process_clock
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
@@ -260,6 +261,31 @@ def test_digest_weekday_and_time_come_from_the_config() -> None:
     assert work is not None and work.key == digest_key(date(2026, 12, 4))
     # Christmas Friday: no business day is left in the week, so Friday it stays.
     assert digest_slot(CAL, date(2026, 12, 25), rules) == at(date(2026, 12, 25), 15)
+
+
+def test_the_digest_slot_is_la_paz_time_whatever_the_server_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The server runs in Tokyo and its clock reads UTC: Monday 08:00 is still La Paz's
+    # (12:00 UTC). A restart on Tuesday finds Monday's claim and sends nothing again; a
+    # daemon that was down all Monday sends it once on Tuesday.
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    process_clock.tzset()
+    try:
+        utc = ZoneInfo("UTC")
+        monday = date(2026, 11, 30)
+        before = datetime.combine(monday, time(11, 59), tzinfo=utc)
+        slot = datetime.combine(monday, time(12, 0), tzinfo=utc)
+        assert plan_digest(CAL, RULES, before, epoch=EPOCH) is None
+        work = plan_digest(CAL, RULES, slot, epoch=EPOCH)
+        assert work is not None and work.key == "digest:2026-W49"
+        tuesday = datetime.combine(date(2026, 12, 1), time(14, 0), tzinfo=utc)
+        assert plan_digest(CAL, RULES, tuesday, epoch=EPOCH, done={work.key}) is None
+        late = plan_digest(CAL, RULES, tuesday, epoch=EPOCH)
+        assert late is not None and (late.key, late.day) == (work.key, monday)
+    finally:
+        monkeypatch.undo()
+        process_clock.tzset()
 
 
 # -- publication windows ---------------------------------------------------------------------
