@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session
-
 from mailflow.app.files import (
     Kept,
     Material,
@@ -41,6 +39,7 @@ from mailflow.store.schema import (
     RefusalRow,
     RequestRow,
 )
+from mailflow.store.session import Session
 
 if TYPE_CHECKING:
     from mailflow.app.service import Service

@@ -18,10 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
 from mailflow.app.archivos import asks_for_files, send_files
 from mailflow.app.build import Core
 from mailflow.app.completion import complete
@@ -59,9 +55,12 @@ from mailflow.mail.sealed import Sealed
 from mailflow.mail.spool import RawMail, Spooled, digest_of, head_of, header_block, size_of
 from mailflow.store.archive import Archive
 from mailflow.store.catalog import inbound_entry
+from mailflow.store.ledger import claim_message, inbound_locked, same_bytes, same_message_id
+from mailflow.store.record import request_locked
 from mailflow.store.repository import Store, ledger_seen, next_request_code
 from mailflow.store.requeststate import state_of, store_state
 from mailflow.store.schema import InboundOutcome, InboundRow, RequestRow
+from mailflow.store.session import Session
 from mailflow.store.threads import HELD, history_entries, request_in_thread
 
 log = logging.getLogger("mailflow.app.service")
@@ -190,14 +189,8 @@ class Service:
         else:
             self.archive.put(item.raw)
         ledger = item.ledger_row(now, InboundOutcome.PROCESSED)
-        # Claim the message: another daemon now waits or fails here. Only this
-        # IntegrityError means "taken"; any other one must reach the runner, which
-        # quarantines the message instead of losing it.
-        try:
-            with session.begin_nested():
-                session.add(ledger)
-                session.flush()
-        except IntegrityError:
+        # Claim the message: another daemon now waits or fails here.
+        if not claim_message(session, ledger):
             return Done(item, Handled("seen", skipped=True, detail="claimed by another process"))
         result = self._process(session, ledger, item.raw, now)
         ledger.outcome = result.outcome
@@ -247,11 +240,7 @@ class Service:
         self, session: Session, ledger: InboundRow, mail: InboundMail, now: datetime
     ) -> Handled:
         if mail.message_id:
-            twin = session.scalar(
-                select(InboundRow.id).where(
-                    InboundRow.message_id == mail.message_id[:998], InboundRow.id != ledger.id
-                )
-            )
+            twin = same_message_id(session, mail.message_id[:998], ledger.id)
             if twin is not None:
                 return Handled(InboundOutcome.DUPLICATE, detail=f"same Message-ID as #{twin}")
             ledger.message_id = mail.message_id[:998]
@@ -259,11 +248,7 @@ class Service:
             # Without a Message-ID, the same bytes at another UID (a copy, a re-delivery, a
             # rescan after UIDVALIDITY changed) are the same message: it used to be
             # processed again, opening a second request.
-            twin = session.scalar(
-                select(InboundRow.id)
-                .where(InboundRow.sha256 == ledger.sha256, InboundRow.id != ledger.id)
-                .limit(1)
-            )
+            twin = same_bytes(session, ledger.sha256, ledger.id)
             if twin is not None:
                 return Handled(InboundOutcome.DUPLICATE, detail=f"same bytes as #{twin}")
         if mail.is_automatic or self._is_ours(mail):
@@ -289,11 +274,8 @@ class Service:
         pending = held_inbound_id(found.code, self.settings.organization.code_prefix)
         if pending is not None:
             return self._pending(applier, pending, found, mail, now)
-        # Locked: two daemons handling two votes of one request at once must take turns
-        # (PostgreSQL; SQLite serializes writers anyway).
-        request = session.scalar(
-            select(RequestRow).where(RequestRow.code == found.code).with_for_update()
-        )
+        # Locked: two daemons handling two votes of one request at once take turns.
+        request = request_locked(session, found.code)
         if request is None:
             return applier.help("unknown_code", [f"No existe la solicitud {found.code}."])
         ledger.request_id = request.id
@@ -537,9 +519,7 @@ class Service:
                 InboundOutcome.UNAUTHORIZED, detail=f"CONFIRMO of #{inbound_id} unproven"
             )
         session = applier.session
-        row = session.scalar(
-            select(InboundRow).where(InboundRow.id == inbound_id).with_for_update()
-        )
+        row = inbound_locked(session, inbound_id)
         if row is not None and (row.detail or "").startswith(HELD):
             return self._confirm(applier, row, mail, now)
         if row is not None and row.outcome == InboundOutcome.FORMAT_ERROR:

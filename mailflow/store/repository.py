@@ -284,14 +284,6 @@ def ledger_seen(session: Session, mailbox: str, uidvalidity: int, uid: int) -> b
     return found is not None
 
 
-def message_id_seen(session: Session, message_id: str) -> bool:
-    """Tell whether a message with this Message-ID is in the ledger (in any mailbox)."""
-    found = session.scalar(
-        select(InboundRow.id).where(InboundRow.message_id == message_id).limit(1)
-    )
-    return found is not None
-
-
 def get_mailbox_state(session: Session, mailbox: str) -> MailboxPosition | None:
     """Return how far ``mailbox`` has been read, or None if it never was."""
     row = session.get(MailboxStateRow, mailbox)

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from mailflow.core.model import Status
+from mailflow.store.ledger import same_message_id
 from mailflow.store.repository import (
     MailboxPosition,
     Store,
@@ -36,7 +37,6 @@ from mailflow.store.repository import (
     head_revision,
     ledger_seen,
     make_engine,
-    message_id_seen,
     next_request_code,
     set_mailbox_state,
     upgrade,
@@ -415,8 +415,9 @@ def test_message_ids_are_found_in_any_mailbox(store: Store) -> None:
         session.add(inbound_row(uid=1, mailbox="Archivo", message_id="<a@example.org>"))
 
     with store.transaction() as session:
-        assert message_id_seen(session, "<a@example.org>")
-        assert not message_id_seen(session, "<b@example.org>")
+        # The service's own check: another ledger row than the one being handled (id 0).
+        assert same_message_id(session, "<a@example.org>", other_than=0) is not None
+        assert same_message_id(session, "<b@example.org>", other_than=0) is None
 
 
 def test_mailbox_state_round_trips_unsigned_32_bit_values(store: Store) -> None:
