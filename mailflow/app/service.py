@@ -18,11 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from mailflow.app.answers import Answers
 from mailflow.app.archivos import asks_for_files, send_files
 from mailflow.app.build import Core
 from mailflow.app.completion import complete
 from mailflow.app.conversation import Conversation, said_in
-from mailflow.app.effects import Applier, Handled, Reply
+from mailflow.app.effects import Applier, Handled, Reply, Tools
 from mailflow.app.held import confirm_context, read_request_mail
 from mailflow.app.opening import adopt, link_confirmed
 from mailflow.app.outbound import Composer
@@ -165,6 +166,7 @@ class Service:
         self.store = store
         self.composer = composer
         self.archive = archive
+        self.tools = Tools(settings, core, archive, composer)
 
     def handle(self, item: Incoming, now: datetime) -> Handled:
         """Process one message exactly once, in a transaction of its own; return its outcome."""
@@ -233,7 +235,7 @@ class Service:
             "así que no fue leído. Envíe los archivos grandes como enlace (por ejemplo, a una "
             "carpeta compartida) o en varios mensajes más pequeños."
         )
-        Applier(self, session, ledger, mail, now).help("too-large", [problem])
+        Answers(Applier(self.tools, session, ledger, mail, now)).help("too-large", [problem])
         return Handled(InboundOutcome.QUARANTINED, detail=detail)
 
     def _dispatch(
@@ -255,9 +257,9 @@ class Service:
             return Handled(InboundOutcome.AUTO_REPLY, detail=mail.auto_reason or "our own mail")
         if not mail.from_address:
             return Handled(InboundOutcome.QUARANTINED, detail="no usable From address")
-        applier = Applier(self, session, ledger, mail, now)
+        applier = Applier(self.tools, session, ledger, mail, now)
         if mail.sealed is not Sealed.NONE:
-            return applier.help("sealed", [SEALED_ANSWERS[mail.sealed]])
+            return Answers(applier).help("sealed", [SEALED_ANSWERS[mail.sealed]])
         found = route(
             (*mail.to, *mail.cc, *mail.delivered_to),
             mail.thread_ids,
@@ -277,7 +279,7 @@ class Service:
         # Locked: two daemons handling two votes of one request at once take turns.
         request = request_locked(session, found.code)
         if request is None:
-            return applier.help("unknown_code", [f"No existe la solicitud {found.code}."])
+            return Answers(applier).help("unknown_code", [f"No existe la solicitud {found.code}."])
         ledger.request_id = request.id
         return self._reply(applier, request, found.tokens, mail, now)
 
@@ -315,7 +317,7 @@ class Service:
         if verdict is Verdict.ACT and reading.action is not None:
             return self._act(applier, request, reading.action, reading, now)
         if verdict is Verdict.HELP:
-            return applier.help_for_request(
+            return Answers(applier).help_for_request(
                 request, UNCLEAR_REASONS[reading.unclear or Unclear.EMPTY]
             )
         if verdict in (Verdict.UNAUTHORIZED, Verdict.STALE) and reading.action is not None:
@@ -324,10 +326,10 @@ class Service:
                 # Proven, only answering an earlier stage's mail: the author is told why
                 # nothing happened; the current holders are not alarmed about them.
                 kept = Conversation(applier, request).keep_files(said)
-                return applier.refused(request, reading.action.value, refusal or "", kept)
+                return Answers(applier).refused(request, reading.action.value, refusal or "", kept)
             if proof.proven:  # proven, but nobody of the institution: from outside
                 refusal = self._not_a_holder(request, sender, now)
-            return applier.unauthorized(request, reading.action.value, refusal or "")
+            return Answers(applier).unauthorized(request, reading.action.value, refusal or "")
         return Conversation(applier, request).carry(decision, said, reading.action)
 
     def _standing(self, session: Session, request: RequestRow, now: datetime) -> Standing:
@@ -368,10 +370,10 @@ class Service:
         try:
             state, effects = self.core.workflow.act(state_of(request), event, now)
         except UnauthorizedError as exc:
-            return applier.unauthorized(request, action.value, exc.reason, exc.notify)
+            return Answers(applier).unauthorized(request, action.value, exc.reason, exc.notify)
         except WorkflowError as exc:
             kept = Conversation(applier, request).keep_files(said_in(applier.mail, reading))
-            return applier.refused(request, action.value, _explain(exc, action), kept)
+            return Answers(applier).refused(request, action.value, _explain(exc, action), kept)
         store_state(request, state, now)
         applier.apply(request, effects, Reply(action.value, reading.text, reading.urls))
         return Handled(InboundOutcome.PROCESSED, request.code, f"{action.value} accepted")
@@ -384,7 +386,9 @@ class Service:
         if parsed.problems or parsed.procedure is None:
             # The help mail's token names this mail: a reply completes it (app.completion).
             prefix = self.settings.organization.code_prefix
-            return applier.intake_problems(parsed, confirmation_code(prefix, applier.ledger.id))
+            return Answers(applier).intake_problems(
+                parsed, confirmation_code(prefix, applier.ledger.id)
+            )
         return self.open_request(applier, parsed, mail, now, confirmed=confirmed)
 
     def read_request(self, mail: InboundMail, now: datetime) -> Intake:
@@ -420,16 +424,16 @@ class Service:
         try:
             state, effects = self.core.workflow.start(event, now)
         except UnauthorizedError as exc:
-            return applier.not_allowed_to_start(parsed, exc.reason)
+            return Answers(applier).not_allowed_to_start(parsed, exc.reason)
         except WorkflowError as exc:
-            return applier.help("intake", [str(exc)])
+            return Answers(applier).help("intake", [str(exc)])
         # After the role check: an opening its sender may not make anyway is refused as
         # such, without asking anybody to confirm it.
         refusal = None if confirmed else self._unproven_opening(parsed.procedure, mail)
         if refusal is not None:
             if self.settings.security.confirm_openings:
                 return self._hold(applier, parsed, mail, now)
-            return applier.help("unproven-start", [refusal])
+            return Answers(applier).help("unproven-start", [refusal])
         year = self.core.calendar.local(now).year
         code = next_request_code(applier.session, self.settings.organization.code_prefix, year)
         request = RequestRow(
@@ -490,7 +494,7 @@ class Service:
         code = confirmation_code(self.settings.organization.code_prefix, applier.ledger.id)
         expires = self.core.calendar.due_after(now, self.settings.security.confirm_days)
         context = confirm_context(self.core, parsed, mail, expires)
-        asked = applier.ask_confirmation(code, context)
+        asked = Answers(applier).ask_confirmation(code, context)
         return Handled(
             InboundOutcome.PROCESSED,
             detail=f"{HELD} until {expires.isoformat()} ({parsed.procedure}"
@@ -523,7 +527,7 @@ class Service:
         if row is not None and (row.detail or "").startswith(HELD):
             return self._confirm(applier, row, mail, now)
         if row is not None and row.outcome == InboundOutcome.FORMAT_ERROR:
-            return complete(self, applier, row, now)
+            return complete(applier, row, now, self.open_request)
         return Handled(InboundOutcome.UNAUTHORIZED, detail=f"#{inbound_id} is not held")
 
     def _confirm(
@@ -536,14 +540,14 @@ class Service:
             applier.ledger.request_id = held.request_id
             return Handled(InboundOutcome.DUPLICATE, detail=f"#{held_id} already confirmed")
         if not _confirms(mail):
-            return applier.help(
+            return Answers(applier).help(
                 "confirm",
                 ["Para abrir la solicitud, responda con CONFIRMO como primera palabra."],
             )
         days = self.settings.security.confirm_days
         expires = self.core.calendar.due_after(held.received_at, days)
         if now > expires:
-            return applier.help(
+            return Answers(applier).help(
                 "confirm-expired",
                 [
                     f"La confirmación venció el {expires.astimezone(self.settings.zone):%d/%m/%Y}"
@@ -561,7 +565,7 @@ class Service:
                     InboundOutcome.UNAUTHORIZED, detail=f"CONFIRMO of #{held_id} unproven"
                 )
             result = self._intake(
-                Applier(self, session, held, original, now), original, now, confirmed=True
+                Applier(self.tools, session, held, original, now), original, now, confirmed=True
             )
         applier.ledger.request_id = held.request_id
         link_confirmed(
