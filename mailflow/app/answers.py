@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mailflow.app.effects import _BLANK, Applier, Handled
-from mailflow.app.views import request_context
+from mailflow.app.context import mail_context, request_context
+from mailflow.app.effects import Applier, Handled
 from mailflow.core.people import holders_of
 from mailflow.mail.intake import Intake, request_form
 from mailflow.store.repository import claim_reminder
@@ -66,12 +66,9 @@ class Answers:
         """Answer the sender once a day per kind with what could not be understood."""
         sender = self.applier.mail.from_address
         if self._once(f"help-{kind}", sender, "|".join(sorted(problems))[:120]):
-            context = {
-                **_BLANK,
-                "problems": problems,
-                "form": form,
-                "original_subject": self.applier.mail.subject,
-            }
+            context = mail_context(
+                problems=problems, form=form, original_subject=self.applier.mail.subject
+            )
             self.applier.outbox("help", [sender], [], context, None, stage=0)
         return Handled(InboundOutcome.FORMAT_ERROR, detail="; ".join(problems))
 
@@ -89,7 +86,7 @@ class Answers:
             "confirm_opening",
             [sender],
             [],
-            context={**_BLANK, **context},
+            context=mail_context(**context),
             code=code,
             stage=0,
             references=[self.applier.mail.message_id],
@@ -125,12 +122,9 @@ class Answers:
             return self.help("intake", problems, form=form)
         sender = self.applier.mail.from_address
         if self._once("help-intake", sender, "|".join(sorted(problems))[:120]):
-            context = {
-                **_BLANK,
-                "problems": problems,
-                "form": form,
-                "original_subject": self.applier.mail.subject,
-            }
+            context = mail_context(
+                problems=problems, form=form, original_subject=self.applier.mail.subject
+            )
             rows = self.applier.tools.composer.rows(
                 "help",
                 [sender],
@@ -185,13 +179,12 @@ class Answers:
             self.applier.core.calendar.local(self.applier.now).date(),
         )
         procedure = self.applier.core.workflow.procedure(request.procedure)
-        context = {
-            **_BLANK,
-            "request": request_context(request, procedure, self.applier.settings.zone),
-            "sender": self.applier.mail.from_address,
-            "action": action,
-            "reason": reason,
-        }
+        context = mail_context(
+            request_context(request, procedure, self.applier.settings.zone),
+            sender=self.applier.mail.from_address,
+            action=action,
+            reason=reason,
+        )
         fresh = [h for h in holders if self._once("unauthorized", h, request.code)]
         if fresh:
             self.applier.outbox("unauthorized", fresh, [], context, request, stage=request.stage)

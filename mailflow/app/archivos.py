@@ -23,9 +23,9 @@ import re
 from typing import Any
 
 from mailflow.app.answers import Answers
+from mailflow.app.context import request_context
 from mailflow.app.effects import Applier, Handled
 from mailflow.app.files import RequestFile, batches, files_of, files_view, plan
-from mailflow.app.views import request_context
 from mailflow.core.model import Procedure
 from mailflow.mail.parse import InboundMail
 from mailflow.mail.replytext import extract_new_text, fold

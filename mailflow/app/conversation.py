@@ -27,8 +27,8 @@ from datetime import datetime
 from typing import Any
 
 from mailflow.app.answers import Answers
+from mailflow.app.context import actions_of
 from mailflow.app.effects import Applier, Handled, Reply, Tools
-from mailflow.app.views import actions_of
 from mailflow.core.conversation import (
     NOTE,
     OPERATOR,

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from mailflow.app.build import Core
+from mailflow.app.context import actions_of, mail_context, request_context
 from mailflow.app.files import (
     Kept,
     Material,
@@ -24,7 +25,6 @@ from mailflow.app.files import (
 )
 from mailflow.app.outbound import Composer
 from mailflow.app.products import record_product
-from mailflow.app.views import actions_of, request_context
 from mailflow.config import Settings
 from mailflow.core.model import Effect, RecordHistory, RecordPublication, SendMail, Status
 from mailflow.core.names import status_word
@@ -35,26 +35,6 @@ from mailflow.store.archive import Archive
 from mailflow.store.requeststate import state_of
 from mailflow.store.schema import AttachmentRow, HistoryRow, InboundRow, RequestRow
 from mailflow.store.session import Session
-
-# The defaults of every template variable, so each context is complete (StrictUndefined).
-_BLANK: dict[str, Any] = {
-    "request": None,
-    "actions": [],
-    "note": "",
-    "next_step": "",
-    "actor": "",
-    "action": "",
-    "event": "",
-    "fyi": False,
-    "urls": [],
-    "problems": [],
-    "form": "",
-    "original_subject": "",
-    "sender": "",
-    "reason": "",
-    "effect": {},
-    "observations": [],
-}
 
 # At most this many files named in one notice of files not kept (a mail of 2,000 parts).
 MAX_NAMED = 300
@@ -187,15 +167,14 @@ class Applier:
             return
         procedure = self.core.workflow.procedure(request.procedure)
         shown = kept.refused[:MAX_NAMED]
-        context = {
-            **_BLANK,
-            "request": request_context(request, procedure, self.settings.zone),
-            "fyi": True,
-            "refused": [{"name": r.filename, "reason": r.reason} for r in shown],
-            "refused_more": len(kept.refused) - len(shown),
-            "too_large": [{"name": r.filename, "size": size_label(r.size)} for r in kept.too_large],
-            "files_limit": limit_label(self.settings.mail.attach_max_bytes),
-        }
+        context = mail_context(
+            request_context(request, procedure, self.settings.zone),
+            fyi=True,
+            refused=[{"name": r.filename, "reason": r.reason} for r in shown],
+            refused_more=len(kept.refused) - len(shown),
+            too_large=[{"name": r.filename, "size": size_label(r.size)} for r in kept.too_large],
+            files_limit=limit_label(self.settings.mail.attach_max_bytes),
+        )
         self.outbox(
             "files_not_kept", [self.mail.from_address], [], context, request, stage=request.stage
         )
@@ -215,20 +194,21 @@ class Applier:
         material = self._material
         # A mail asking to act carries the files; copies and notices list them only.
         shown, files = material.view(attach=bool(actions))
-        context = {
-            **_BLANK,
-            **shown,
-            "request": request_context(request, procedure, self.settings.zone),
-            "actions": actions,
-            # The opening's text is the request's own Resumen, shown as such.
-            "note": "" if opening else effect.context.get("text", ""),
-            "actor": effect.context.get("actor", ""),
-            "action": effect.context.get("action", ""),
-            "event": effect.context.get("event", ""),
-            "urls": effect.context.get("urls", "").split(),
-            "next_step": self.next_step(request),
-            "effect": dict(effect.context),
-        }
+        context = mail_context(
+            request_context(request, procedure, self.settings.zone),
+            **{
+                **shown,
+                "actions": actions,
+                # The opening's text is the request's own Resumen, shown as such.
+                "note": "" if opening else effect.context.get("text", ""),
+                "actor": effect.context.get("actor", ""),
+                "action": effect.context.get("action", ""),
+                "event": effect.context.get("event", ""),
+                "urls": effect.context.get("urls", "").split(),
+                "next_step": self.next_step(request),
+                "effect": dict(effect.context),
+            },
+        )
         if not actions or not effect.cc:
             self.outbox(
                 effect.template,
@@ -289,13 +269,14 @@ class Applier:
         procedure = self.core.workflow.procedure(request.procedure)
         if self._material is None:
             self._material = self.material(request)
-        return {
-            **_BLANK,
-            **self._material.view(attach=False)[0],
-            "request": request_context(request, procedure, self.settings.zone),
-            "next_step": self.next_step(request),
-            **extra,
-        }
+        return mail_context(
+            request_context(request, procedure, self.settings.zone),
+            **{
+                **self._material.view(attach=False)[0],
+                "next_step": self.next_step(request),
+                **extra,
+            },
+        )
 
     def store_attachments(self, request: RequestRow) -> list[AttachmentRow]:
         """Add this mail's files to the request's files at its stage; tell what was not kept."""
@@ -354,9 +335,10 @@ class Applier:
     ) -> None:
         """Queue one mail about ``request`` in its thread, each copy signed for its reader.
 
-        ``context`` goes over the defaults; ``files`` are attached.
+        ``context`` goes over the defaults (:func:`~mailflow.app.context.mail_context`);
+        ``files`` are attached.
         """
         if to:
             self.outbox(
-                template, to, [], {**_BLANK, **context}, request, stage=request.stage, files=files
+                template, to, [], mail_context(**context), request, stage=request.stage, files=files
             )

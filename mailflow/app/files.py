@@ -21,7 +21,7 @@ from pathlib import PurePath
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from mailflow.app.views import observations_of
+from mailflow.app.context import observations_of
 from mailflow.core.model import Procedure
 from mailflow.mail.parse import Attachment, InboundMail, tiny_inline
 from mailflow.store.archive import Archive

@@ -28,9 +28,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from mailflow.app.build import Core
+from mailflow.app.context import actions_of, request_context
 from mailflow.app.files import Material, RequestFile, material_of
 from mailflow.app.outbound import Composer
-from mailflow.app.views import actions_of, request_context
 from mailflow.config import Settings
 from mailflow.core.deadlines import (
     Kind,
