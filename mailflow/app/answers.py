@@ -16,7 +16,7 @@ from mailflow.app.context import mail_context, request_context
 from mailflow.app.effects import Applier, Handled
 from mailflow.core.people import holders_of
 from mailflow.mail.intake import Intake, request_form
-from mailflow.store.repository import claim_reminder
+from mailflow.store.repository import claim_once
 from mailflow.store.requeststate import state_of
 from mailflow.store.schema import InboundOutcome, RefusalRow, RequestRow
 
@@ -42,13 +42,13 @@ class Answers:
         address = address.lower()
         key = f"{kind}:{address}:{extra}:{today.isoformat()}"[:255]
         # kind is a String(32) column: a long request code used to overflow it (PostgreSQL).
-        if not claim_reminder(
+        if not claim_once(
             self.applier.session, key, kind=kind[:32], now=self.applier.now, for_date=today
         ):
             return False
         family = kind.partition("-")[0]
         return any(
-            claim_reminder(
+            claim_once(
                 self.applier.session,
                 f"cap-{family}:{today.isoformat()}:{slot}:{address}"[:255],
                 kind=f"cap-{family}"[:32],

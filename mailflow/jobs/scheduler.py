@@ -2,7 +2,7 @@
 
 Every pass of the daemon (each wake-up, at least once a minute, and ``run --once``) calls
 :meth:`Scheduler.run_due` with the pass's clock. Each piece of work is claimed with
-:func:`mailflow.store.repository.claim_reminder` (``INSERT … ON CONFLICT DO NOTHING`` on its key)
+:func:`mailflow.store.repository.claim_once` (``INSERT … ON CONFLICT DO NOTHING`` on its key)
 in the same transaction as its outbox rows and its history entry: the claim and the mails
 commit together or not at all, so a crash repeats nothing and loses nothing, and two
 daemons on one PostgreSQL database never both send it.
@@ -54,7 +54,7 @@ from mailflow.jobs.held import HeldOpenings
 from mailflow.jobs.weekly import digest_of, watch_of
 from mailflow.store.repository import (
     Store,
-    claim_reminder,
+    claim_once,
     count_gaps_to_report,
     gaps_to_report,
 )
@@ -182,7 +182,7 @@ class Scheduler:
 
     def _epoch(self, session: Session, now: datetime) -> datetime:
         """Return when the scheduler first ran (recording ``now`` if it never did)."""
-        claim_reminder(session, EPOCH_KEY, kind="epoch", now=now)
+        claim_once(session, EPOCH_KEY, kind="epoch", now=now)
         first = session.scalar(select(ReminderRow.created_at).where(ReminderRow.key == EPOCH_KEY))
         return first or now
 
@@ -213,7 +213,7 @@ class Scheduler:
         ):
             return False  # acted upon since the plan was made
         for index, (key, kind) in enumerate(work.claims):
-            took = claim_reminder(
+            took = claim_once(
                 session,
                 key,
                 kind=kind.value,
