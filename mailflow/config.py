@@ -451,7 +451,9 @@ class MailSettings(_Section):
         return int(self.attach_max_mb * 1024 * 1024)
 
 
-class Store(_Section):
+class StoreSettings(_Section):
+    """Where the database and the archive live: the ``[store]`` table."""
+
     url: str = "sqlite:///store/mailflow.db"
     archive_dir: Path = Path("store/archive")
 
@@ -623,7 +625,7 @@ class Settings(_Section):
     smtp: Smtp
     oauth2: OAuth2 | None = None
     mail: MailSettings = MailSettings()
-    store: Store = Store()
+    store: StoreSettings = StoreSettings()
     roles: dict[str, RoleEntry]
     units: dict[str, UnitEntry] = {}
     security: SecuritySettings

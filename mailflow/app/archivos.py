@@ -22,9 +22,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from mailflow.app.answers import Answers
+from mailflow.app.context import request_context
 from mailflow.app.effects import Applier, Handled
 from mailflow.app.files import RequestFile, batches, files_of, files_view, plan
-from mailflow.app.views import request_context
 from mailflow.core.model import Procedure
 from mailflow.mail.parse import InboundMail
 from mailflow.mail.replytext import extract_new_text, fold
@@ -56,25 +57,25 @@ def asks_for_files(mail: InboundMail) -> bool:
 
 def send_files(applier: Applier, request: RequestRow) -> Handled:
     """Queue the files the sender lacks, in mails within the bound; or say why not."""
-    session, service = applier.session, applier.service
+    session = applier.session
     sender = applier.mail.from_address
     if sender not in people_on_request(session, request):
-        return applier.help(
+        return Answers(applier).help(
             f"archivos-{request.code}",
             [
                 f"Solo las personas que participan en la solicitud {request.code} pueden "
                 "pedir sus archivos, y usted no figura en ella."
             ],
         )
-    if not applier.once("archivos", sender, request.code):
+    if not Answers(applier).once("archivos", sender, request.code):
         return Handled(InboundOutcome.PROCESSED, request.code, "ARCHIVOS already answered today")
-    limit = service.settings.mail.attach_max_bytes
-    files = files_of(session, request, service.archive)
+    limit = applier.settings.mail.attach_max_bytes
+    files = files_of(session, request, applier.archive)
     had = files_sent_to(session, request.id, sender)
     sendable = [f for f in files if f.available and f.size <= limit]
     groups = batches([f for f in sendable if f.sha256 not in had] or sendable, limit)
-    procedure = service.core.workflow.procedure(request.procedure)
-    base = request_context(request, procedure, service.settings.zone)
+    procedure = applier.core.workflow.procedure(request.procedure)
+    base = request_context(request, procedure, applier.settings.zone)
     for number, group in enumerate(groups or [[]], 1):
         context = {
             "request": base,

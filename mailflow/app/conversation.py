@@ -16,7 +16,7 @@ means, inside the message's transaction, through the message's
   knows a code cannot obtain a token by writing.
 
 Answers that could be provoked without proof, or repeated at will, take the daily caps of
-:meth:`~mailflow.app.effects.Applier.once`; notes and their confirmations, like workflow
+:meth:`~mailflow.app.answers.Answers.once`; notes and their confirmations, like workflow
 mails, are never capped.
 """
 
@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mailflow.app.effects import Applier, Handled, Reply
-from mailflow.app.views import actions_of
+from mailflow.app.answers import Answers
+from mailflow.app.context import actions_of
+from mailflow.app.effects import Applier, Handled, Reply, Tools
 from mailflow.core.conversation import (
     NOTE,
     OPERATOR,
@@ -45,12 +46,10 @@ from mailflow.errors import MailflowError
 from mailflow.mail.parse import InboundMail
 from mailflow.mail.replytext import ActionReading, Unclear, extract_new_text
 from mailflow.mail.thanks import is_thanks
+from mailflow.store.repository import Store
 from mailflow.store.requeststate import state_of, store_state
 from mailflow.store.schema import HistoryRow, InboundOutcome, InboundRow, RefusalRow, RequestRow
 from mailflow.store.threads import latest_note, publication_urls, request_by_code
-
-if TYPE_CHECKING:
-    from mailflow.app.service import Service
 
 # A note is kept whole up to this many characters (the archived mail keeps everything).
 NOTE_CHARS = 20_000
@@ -76,7 +75,7 @@ class Conversation:
     def __init__(self, applier: Applier, request: RequestRow) -> None:
         self.applier = applier
         self.request = request
-        self.service = applier.service
+        self.answers = Answers(applier)
         self.now = applier.now
 
     @property
@@ -183,7 +182,7 @@ class Conversation:
         if kept:
             self._record_note(said.text)
             files = [row.filename for row in self.applier.store_attachments(self.request)]
-        if self.applier.once(f"closed-{self.request.code}", self.sender):
+        if self.answers.once(f"closed-{self.request.code}", self.sender):
             context = self._context("cerrada", note=said.text, note_files=files, action=keyword)
             context["kept"] = kept
             self.applier.queue_mail("noted", [self.sender], context, self.request)
@@ -194,7 +193,7 @@ class Conversation:
     def _repeat(self, entry: Entry | None, keyword: str, files: Sequence[str] = ()) -> Handled:
         """Say "ya registrado el …" once a day for the same stage and action."""
         stage = entry.stage if entry is not None else self.request.stage
-        if entry is not None and self.applier.once(
+        if entry is not None and self.answers.once(
             f"repeat-{self.request.code}", self.sender, f"{stage}:{keyword}"
         ):
             context = self._context(
@@ -207,13 +206,13 @@ class Conversation:
         """Tell a holder who acts after another holder decided the stage who did, and when."""
         assert entry is not None
         past = self._past(entry)
-        when = entry.at.astimezone(self.service.settings.zone)
+        when = entry.at.astimezone(self.applier.settings.zone)
         reason = (
             f"la etapa {entry.stage} ya la resolvió {entry.actor} ({entry.action}) "
             f"el {when:%d/%m/%Y %H:%M}"
         )
         self._refuse(keyword, reason, entry.stage)
-        if self.applier.once(f"late-{self.request.code}", self.sender, str(entry.stage)):
+        if self.answers.once(f"late-{self.request.code}", self.sender, str(entry.stage)):
             context = self._context("tardia", action=keyword, past=past, note_files=list(files))
             self.applier.queue_mail("noted", [self.sender], context, self.request)
         return self._handled(InboundOutcome.PROCESSED, f"late {keyword}: {reason}")
@@ -225,7 +224,7 @@ class Conversation:
         request = self.request
         reason = _reason(said)
         try:
-            state, effects = self.service.core.workflow.cancel(
+            state, effects = self.applier.core.workflow.cancel(
                 state_of(request), self.sender, reason, self.now
             )
         except WorkflowError:
@@ -238,12 +237,12 @@ class Conversation:
         request = self.request
         if why is Why.NOT_ALLOWED:
             self._refuse(Action.ANULO.value, "no puede anular esta solicitud", request.stage)
-        if self.applier.once(f"anulo-{request.code}", self.sender):
+        if self.answers.once(f"anulo-{request.code}", self.sender):
             context = self._context("anulo_denegado", action=Action.ANULO.value)
             context["why"] = why.value
             context["urls"] = publication_urls(self.applier.session, request.id)
-            context["shared"] = self.service.settings.smtp.from_address
-            core = self.service.core
+            context["shared"] = self.applier.settings.smtp.from_address
+            core = self.applier.core
             context["withdrawers"] = role_words(core.directory, core.workflow.cancel_roles)
             self.applier.queue_mail("noted", [self.sender], context, request)
         outcome = (
@@ -262,7 +261,7 @@ class Conversation:
         request, applier = self.request, self.applier
         if keyword:
             self._refuse(keyword, "el remitente no está verificado", request.stage)
-        if applier.once(f"unverified-{request.code}", self.sender):
+        if self.answers.once(f"unverified-{request.code}", self.sender):
             context = {
                 **self._context("no_verificada", action=keyword),
                 "request": None,
@@ -270,7 +269,7 @@ class Conversation:
                 "sender": self.sender,
                 "stranger": why is Why.STRANGER,
             }
-            rows = self.service.composer.rows(
+            rows = self.applier.tools.composer.rows(
                 "unverified",
                 [self.sender],
                 [],
@@ -303,31 +302,31 @@ class Conversation:
         request = self.request
         if request.status != Status.EN_CURSO:
             return ()
-        core = self.service.core
+        core = self.applier.core
         today = core.calendar.local(self.now).date()
         return holders_of(core.directory, request.stage_roles, state_of(request), today)
 
     def _actions(self) -> list[dict[str, str]]:
-        procedure = self.service.core.workflow.procedure(self.request.procedure)
+        procedure = self.applier.core.workflow.procedure(self.request.procedure)
         stage = procedure.stages.get(self.request.stage)
         return actions_of(procedure, stage) if stage is not None else []
 
     def _past(self, entry: Entry | None) -> dict[str, Any] | None:
         if entry is None:
             return None
-        procedure = self.service.core.workflow.procedure(self.request.procedure)
+        procedure = self.applier.core.workflow.procedure(self.request.procedure)
         stage = procedure.stages.get(entry.stage)
         return {
             "actor": entry.actor,
             "action": entry.action,
             "stage": entry.stage,
             "stage_name": stage.name.rstrip(". ") if stage is not None else "",
-            "at": entry.at.astimezone(self.service.settings.zone),
+            "at": entry.at.astimezone(self.applier.settings.zone),
         }
 
     def _context(self, event: str, **extra: Any) -> dict[str, Any]:
         request = self.request
-        core = self.service.core
+        core = self.applier.core
         today = core.calendar.local(self.now).date()
         withdraw = may_act(
             core.directory, self.sender, core.workflow.cancel_roles, state_of(request), today
@@ -360,14 +359,14 @@ def _reason(said: Said) -> str:
     return "\n".join(p for p in (head.lstrip(" :,.-").rstrip(), rest.strip()) if p)[:2000]
 
 
-def cancel_by_operator(service: Service, code: str, reason: str, now: datetime) -> str:
+def cancel_by_operator(store: Store, tools: Tools, code: str, reason: str, now: datetime) -> str:
     """Withdraw request ``code`` for the operator (``mailflow requests cancel``).
 
     Recorded as the operator's (:data:`~mailflow.core.conversation.OPERATOR`); the
     requester and the stage's holders are told as for an ANULO. Raise MailflowError,
     in Spanish, when there is nothing to withdraw.
     """
-    with service.store.transaction() as session, service.archive.batch():
+    with store.transaction() as session, tools.archive.batch():
         request = request_by_code(session, code)
         if request is None:
             raise MailflowError(f"no existe la solicitud {code}; vea `mailflow requests list`")
@@ -384,8 +383,8 @@ def cancel_by_operator(service: Service, code: str, reason: str, now: datetime) 
                 "nada que anular"
             )
         # No inbound message behind it: the history entry names no ledger row.
-        applier = Applier(service, session, InboundRow(), InboundMail(), now)
-        state, effects = service.core.workflow.cancel(
+        applier = Applier(tools, session, InboundRow(), InboundMail(), now)
+        state, effects = tools.core.workflow.cancel(
             state_of(request), OPERATOR, reason, now, operator=True
         )
         store_state(request, state, now)

@@ -21,15 +21,14 @@ from pathlib import PurePath
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.orm import Session
-
-from mailflow.app.views import observations_of
+from mailflow.app.context import observations_of
 from mailflow.core.model import Procedure
 from mailflow.mail.parse import Attachment, InboundMail, tiny_inline
 from mailflow.store.archive import Archive
 from mailflow.store.catalog import attachment_entry
 from mailflow.store.material import request_attachments, request_observations
 from mailflow.store.schema import AttachmentRow, InboundRow, RequestRow
+from mailflow.store.session import Session
 
 MB = 1024 * 1024
 

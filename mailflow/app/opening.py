@@ -43,21 +43,20 @@ def adopt(
     """
     if not earlier:
         return
-    service = applier.service
     link_inbound(applier.session, [row.id for row, _ in earlier], request.id)
     # The "falta …" lists we sent about the first mail belong to the request too.
-    prefix = service.settings.organization.code_prefix
+    prefix = applier.settings.organization.code_prefix
     link_confirmation(applier.session, confirmation_code(prefix, earlier[0][0].id), request.id)
-    first = service.core.workflow.procedure(request.procedure).first.number
+    first = applier.core.workflow.procedure(request.procedure).first.number
     for row, mail in earlier:
         kept = keep_files(
             applier.session,
-            service.archive,
+            applier.archive,
             request,
             row,
             mail,
             stage=first,
             now=now,
-            limit=service.settings.mail.attach_max_bytes,
+            limit=applier.settings.mail.attach_max_bytes,
         )
         applier.tell_files_not_kept(request, kept)

@@ -17,6 +17,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from mailflow.app.context import organization_context
 from mailflow.app.files import RequestFile
 from mailflow.config import Settings
 from mailflow.core.tokens import make_token, message_id, reply_address
@@ -51,13 +52,6 @@ class Composer:
         """Return the domain our Message-IDs are minted in."""
         return self._settings.smtp.from_address.rpartition("@")[2]
 
-    def base_context(self) -> dict[str, Any]:
-        """Return the variables every template may use."""
-        return {
-            "org_name": self._settings.organization.name,
-            "unit_names": {key: unit.name for key, unit in self._settings.units.items()},
-        }
-
     def rows(
         self,
         template: str,
@@ -81,7 +75,9 @@ class Composer:
         ``show_code`` False keeps ``code`` out of the subject (it still signs the token).
         ``files`` are attached (their bytes come from the archive).
         """
-        rendered = self._renderer.render(template, {**self.base_context(), **context})
+        rendered = self._renderer.render(
+            template, {**organization_context(self._settings), **context}
+        )
         body = MimeBody(rendered)  # encoded once; each copy differs only in its headers
         enclosures = self._enclosures(files)
         rows = []

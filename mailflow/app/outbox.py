@@ -26,13 +26,12 @@ from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from mailflow.app.outbound import Composer
 from mailflow.store.claims import STOP_SENDING_AFTER, Holder
+from mailflow.store.outgoing import due_unclaimed, outbox_rows
 from mailflow.store.repository import Store
 from mailflow.store.schema import OutboxRow, OutboxStatus
+from mailflow.store.session import Session
 from mailflow.transport.smtp import OnResult, Outgoing, Reply, SendResult, SmtpError
 
 log = logging.getLogger("mailflow.app.outbox")
@@ -186,22 +185,7 @@ class Outbox:
         while self.holder.holding(holder):
             with self.store.transaction() as session:
                 holder = self.holder.enter(session)
-                query = (
-                    select(OutboxRow)
-                    .where(OutboxRow.status == OutboxStatus.PENDING)
-                    .where(OutboxRow.next_attempt_at <= now)
-                    .where(OutboxRow.claimed_by.is_(None))
-                    .order_by(OutboxRow.id)
-                    .limit(batch)
-                    # Several daemons may share a PostgreSQL store (docs/design.md §8): each
-                    # row is claimed by one flush (locked now, then named as its holder's),
-                    # never sent by two. SQLite ignores the clause; its BEGIN IMMEDIATE
-                    # serializes.
-                    .with_for_update(skip_locked=True)
-                )
-                if only is not None:
-                    query = query.where(OutboxRow.id.in_(only))
-                rows = session.scalars(query).all()
+                rows = due_unclaimed(session, now, batch, only)
                 for row in rows:
                     row.claimed_by = holder
                 items = [self.composer.outgoing(r, self.envelope_from) for r in rows]
@@ -271,7 +255,7 @@ class Outbox:
             self.holder.enter(session)
             # One query for the batch, not one per result.
             keys = [result.key for result in results]
-            found = session.scalars(select(OutboxRow).where(OutboxRow.id.in_(keys))).all()
+            found = outbox_rows(session, keys)
             by_key: dict[int | str, OutboxRow] = {row.id: row for row in found}
             for result in map(Verdict.of, results):
                 row = by_key.get(result.key)

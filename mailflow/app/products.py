@@ -25,12 +25,11 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from mailflow.core.model import Action, Procedure, ProductType
 from mailflow.mail.replytext import extract_new_text, fold
+from mailflow.store.record import history_of
 from mailflow.store.schema import AttachmentRow, HistoryRow, ProductRow, RequestRow
+from mailflow.store.session import Session
 
 DESIGN_ROLE = "equipo_diseno"
 
@@ -211,9 +210,7 @@ def record_product(
 ) -> ProductRow:
     """Add the product of one accepted PUBLICADO to the open transaction and return it."""
     session.flush()  # the PUBLICADO history row needs its id, the history its rows
-    history = session.scalars(
-        select(HistoryRow).where(HistoryRow.request_id == request.id).order_by(HistoryRow.id)
-    ).all()
+    history = history_of(session, request.id)
     product = product_of(
         request,
         published,

@@ -18,15 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
+from mailflow.app.answers import Answers
 from mailflow.app.archivos import asks_for_files, send_files
 from mailflow.app.build import Core
 from mailflow.app.completion import complete
 from mailflow.app.conversation import Conversation, said_in
-from mailflow.app.effects import Applier, Handled, Reply
+from mailflow.app.effects import Applier, Handled, Reply, Tools
 from mailflow.app.held import confirm_context, read_request_mail
 from mailflow.app.opening import adopt, link_confirmed
 from mailflow.app.outbound import Composer
@@ -59,9 +56,12 @@ from mailflow.mail.sealed import Sealed
 from mailflow.mail.spool import RawMail, Spooled, digest_of, head_of, header_block, size_of
 from mailflow.store.archive import Archive
 from mailflow.store.catalog import inbound_entry
+from mailflow.store.ledger import claim_message, inbound_locked, same_bytes, same_message_id
+from mailflow.store.record import request_locked
 from mailflow.store.repository import Store, ledger_seen, next_request_code
 from mailflow.store.requeststate import state_of, store_state
 from mailflow.store.schema import InboundOutcome, InboundRow, RequestRow
+from mailflow.store.session import Session
 from mailflow.store.threads import HELD, history_entries, request_in_thread
 
 log = logging.getLogger("mailflow.app.service")
@@ -166,6 +166,7 @@ class Service:
         self.store = store
         self.composer = composer
         self.archive = archive
+        self.tools = Tools(settings, core, archive, composer)
 
     def handle(self, item: Incoming, now: datetime) -> Handled:
         """Process one message exactly once, in a transaction of its own; return its outcome."""
@@ -190,14 +191,8 @@ class Service:
         else:
             self.archive.put(item.raw)
         ledger = item.ledger_row(now, InboundOutcome.PROCESSED)
-        # Claim the message: another daemon now waits or fails here. Only this
-        # IntegrityError means "taken"; any other one must reach the runner, which
-        # quarantines the message instead of losing it.
-        try:
-            with session.begin_nested():
-                session.add(ledger)
-                session.flush()
-        except IntegrityError:
+        # Claim the message: another daemon now waits or fails here.
+        if not claim_message(session, ledger):
             return Done(item, Handled("seen", skipped=True, detail="claimed by another process"))
         result = self._process(session, ledger, item.raw, now)
         ledger.outcome = result.outcome
@@ -240,18 +235,14 @@ class Service:
             "así que no fue leído. Envíe los archivos grandes como enlace (por ejemplo, a una "
             "carpeta compartida) o en varios mensajes más pequeños."
         )
-        Applier(self, session, ledger, mail, now).help("too-large", [problem])
+        Answers(Applier(self.tools, session, ledger, mail, now)).help("too-large", [problem])
         return Handled(InboundOutcome.QUARANTINED, detail=detail)
 
     def _dispatch(
         self, session: Session, ledger: InboundRow, mail: InboundMail, now: datetime
     ) -> Handled:
         if mail.message_id:
-            twin = session.scalar(
-                select(InboundRow.id).where(
-                    InboundRow.message_id == mail.message_id[:998], InboundRow.id != ledger.id
-                )
-            )
+            twin = same_message_id(session, mail.message_id[:998], ledger.id)
             if twin is not None:
                 return Handled(InboundOutcome.DUPLICATE, detail=f"same Message-ID as #{twin}")
             ledger.message_id = mail.message_id[:998]
@@ -259,20 +250,16 @@ class Service:
             # Without a Message-ID, the same bytes at another UID (a copy, a re-delivery, a
             # rescan after UIDVALIDITY changed) are the same message: it used to be
             # processed again, opening a second request.
-            twin = session.scalar(
-                select(InboundRow.id)
-                .where(InboundRow.sha256 == ledger.sha256, InboundRow.id != ledger.id)
-                .limit(1)
-            )
+            twin = same_bytes(session, ledger.sha256, ledger.id)
             if twin is not None:
                 return Handled(InboundOutcome.DUPLICATE, detail=f"same bytes as #{twin}")
         if mail.is_automatic or self._is_ours(mail):
             return Handled(InboundOutcome.AUTO_REPLY, detail=mail.auto_reason or "our own mail")
         if not mail.from_address:
             return Handled(InboundOutcome.QUARANTINED, detail="no usable From address")
-        applier = Applier(self, session, ledger, mail, now)
+        applier = Applier(self.tools, session, ledger, mail, now)
         if mail.sealed is not Sealed.NONE:
-            return applier.help("sealed", [SEALED_ANSWERS[mail.sealed]])
+            return Answers(applier).help("sealed", [SEALED_ANSWERS[mail.sealed]])
         found = route(
             (*mail.to, *mail.cc, *mail.delivered_to),
             mail.thread_ids,
@@ -289,13 +276,10 @@ class Service:
         pending = held_inbound_id(found.code, self.settings.organization.code_prefix)
         if pending is not None:
             return self._pending(applier, pending, found, mail, now)
-        # Locked: two daemons handling two votes of one request at once must take turns
-        # (PostgreSQL; SQLite serializes writers anyway).
-        request = session.scalar(
-            select(RequestRow).where(RequestRow.code == found.code).with_for_update()
-        )
+        # Locked: two daemons handling two votes of one request at once take turns.
+        request = request_locked(session, found.code)
         if request is None:
-            return applier.help("unknown_code", [f"No existe la solicitud {found.code}."])
+            return Answers(applier).help("unknown_code", [f"No existe la solicitud {found.code}."])
         ledger.request_id = request.id
         return self._reply(applier, request, found.tokens, mail, now)
 
@@ -333,7 +317,7 @@ class Service:
         if verdict is Verdict.ACT and reading.action is not None:
             return self._act(applier, request, reading.action, reading, now)
         if verdict is Verdict.HELP:
-            return applier.help_for_request(
+            return Answers(applier).help_for_request(
                 request, UNCLEAR_REASONS[reading.unclear or Unclear.EMPTY]
             )
         if verdict in (Verdict.UNAUTHORIZED, Verdict.STALE) and reading.action is not None:
@@ -342,10 +326,10 @@ class Service:
                 # Proven, only answering an earlier stage's mail: the author is told why
                 # nothing happened; the current holders are not alarmed about them.
                 kept = Conversation(applier, request).keep_files(said)
-                return applier.refused(request, reading.action.value, refusal or "", kept)
+                return Answers(applier).refused(request, reading.action.value, refusal or "", kept)
             if proof.proven:  # proven, but nobody of the institution: from outside
                 refusal = self._not_a_holder(request, sender, now)
-            return applier.unauthorized(request, reading.action.value, refusal or "")
+            return Answers(applier).unauthorized(request, reading.action.value, refusal or "")
         return Conversation(applier, request).carry(decision, said, reading.action)
 
     def _standing(self, session: Session, request: RequestRow, now: datetime) -> Standing:
@@ -386,10 +370,10 @@ class Service:
         try:
             state, effects = self.core.workflow.act(state_of(request), event, now)
         except UnauthorizedError as exc:
-            return applier.unauthorized(request, action.value, exc.reason, exc.notify)
+            return Answers(applier).unauthorized(request, action.value, exc.reason, exc.notify)
         except WorkflowError as exc:
             kept = Conversation(applier, request).keep_files(said_in(applier.mail, reading))
-            return applier.refused(request, action.value, _explain(exc, action), kept)
+            return Answers(applier).refused(request, action.value, _explain(exc, action), kept)
         store_state(request, state, now)
         applier.apply(request, effects, Reply(action.value, reading.text, reading.urls))
         return Handled(InboundOutcome.PROCESSED, request.code, f"{action.value} accepted")
@@ -402,7 +386,9 @@ class Service:
         if parsed.problems or parsed.procedure is None:
             # The help mail's token names this mail: a reply completes it (app.completion).
             prefix = self.settings.organization.code_prefix
-            return applier.intake_problems(parsed, confirmation_code(prefix, applier.ledger.id))
+            return Answers(applier).intake_problems(
+                parsed, confirmation_code(prefix, applier.ledger.id)
+            )
         return self.open_request(applier, parsed, mail, now, confirmed=confirmed)
 
     def read_request(self, mail: InboundMail, now: datetime) -> Intake:
@@ -438,16 +424,16 @@ class Service:
         try:
             state, effects = self.core.workflow.start(event, now)
         except UnauthorizedError as exc:
-            return applier.not_allowed_to_start(parsed, exc.reason)
+            return Answers(applier).not_allowed_to_start(parsed, exc.reason)
         except WorkflowError as exc:
-            return applier.help("intake", [str(exc)])
+            return Answers(applier).help("intake", [str(exc)])
         # After the role check: an opening its sender may not make anyway is refused as
         # such, without asking anybody to confirm it.
         refusal = None if confirmed else self._unproven_opening(parsed.procedure, mail)
         if refusal is not None:
             if self.settings.security.confirm_openings:
                 return self._hold(applier, parsed, mail, now)
-            return applier.help("unproven-start", [refusal])
+            return Answers(applier).help("unproven-start", [refusal])
         year = self.core.calendar.local(now).year
         code = next_request_code(applier.session, self.settings.organization.code_prefix, year)
         request = RequestRow(
@@ -508,7 +494,7 @@ class Service:
         code = confirmation_code(self.settings.organization.code_prefix, applier.ledger.id)
         expires = self.core.calendar.due_after(now, self.settings.security.confirm_days)
         context = confirm_context(self.core, parsed, mail, expires)
-        asked = applier.ask_confirmation(code, context)
+        asked = Answers(applier).ask_confirmation(code, context)
         return Handled(
             InboundOutcome.PROCESSED,
             detail=f"{HELD} until {expires.isoformat()} ({parsed.procedure}"
@@ -537,13 +523,11 @@ class Service:
                 InboundOutcome.UNAUTHORIZED, detail=f"CONFIRMO of #{inbound_id} unproven"
             )
         session = applier.session
-        row = session.scalar(
-            select(InboundRow).where(InboundRow.id == inbound_id).with_for_update()
-        )
+        row = inbound_locked(session, inbound_id)
         if row is not None and (row.detail or "").startswith(HELD):
             return self._confirm(applier, row, mail, now)
         if row is not None and row.outcome == InboundOutcome.FORMAT_ERROR:
-            return complete(self, applier, row, now)
+            return complete(applier, row, now, self.open_request)
         return Handled(InboundOutcome.UNAUTHORIZED, detail=f"#{inbound_id} is not held")
 
     def _confirm(
@@ -556,14 +540,14 @@ class Service:
             applier.ledger.request_id = held.request_id
             return Handled(InboundOutcome.DUPLICATE, detail=f"#{held_id} already confirmed")
         if not _confirms(mail):
-            return applier.help(
+            return Answers(applier).help(
                 "confirm",
                 ["Para abrir la solicitud, responda con CONFIRMO como primera palabra."],
             )
         days = self.settings.security.confirm_days
         expires = self.core.calendar.due_after(held.received_at, days)
         if now > expires:
-            return applier.help(
+            return Answers(applier).help(
                 "confirm-expired",
                 [
                     f"La confirmación venció el {expires.astimezone(self.settings.zone):%d/%m/%Y}"
@@ -581,7 +565,7 @@ class Service:
                     InboundOutcome.UNAUTHORIZED, detail=f"CONFIRMO of #{held_id} unproven"
                 )
             result = self._intake(
-                Applier(self, session, held, original, now), original, now, confirmed=True
+                Applier(self.tools, session, held, original, now), original, now, confirmed=True
             )
         applier.ledger.request_id = held.request_id
         link_confirmed(

@@ -344,7 +344,9 @@ def cancel_request(
 ) -> tuple[str, FlushReport]:
     """Withdraw request ``code`` as the operator, tell everyone, and flush the outbox."""
     with one_shot(settings) as rt:
-        cancelled = cancel_by_operator(rt.service, code.upper(), reason, now)
+        cancelled = cancel_by_operator(
+            rt.service.store, rt.service.tools, code.upper(), reason, now
+        )
         return cancelled, rt.outbox.flush(now)
 
 

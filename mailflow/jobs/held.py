@@ -5,7 +5,7 @@ Once a business day has passed its sender gets one reminder, a copy of the confi
 (the same signed token answers it); after ``[security] confirm_days`` business days the
 opening expires: its sender is told that nothing was done, and its ledger row is marked so
 that ``mailflow status`` no longer lists it. Each step is claimed by key in the same
-transaction as its mail (:func:`mailflow.store.repository.claim_reminder`), so it happens
+transaction as its mail (:func:`mailflow.store.repository.claim_once`), so it happens
 once whatever the number of passes and daemons. Only openings whose confirmation was
 really mailed are reminded: the daily cap that spared a forger's victim spares them again.
 """
@@ -25,7 +25,7 @@ from mailflow.core.routing import confirmation_code
 from mailflow.mail.mimestream import read_mail
 from mailflow.mail.spool import Spooled
 from mailflow.store.archive import Archive
-from mailflow.store.repository import Store, claim_reminder
+from mailflow.store.repository import Store, claim_once
 from mailflow.store.threads import HeldOpening, held_openings, mark_expired
 from mailflow.store.unitofwork import Session
 
@@ -89,7 +89,7 @@ class HeldOpenings:
         key = f"{step.value}:{opening.inbound_id}"
         if step is HeldStep.EXPIRY and not mark_expired(session, opening.inbound_id):
             return False  # confirmed meanwhile
-        if not claim_reminder(session, key, kind=step.value, now=now):
+        if not claim_once(session, key, kind=step.value, now=now):
             return False
         if not opening.asked:
             return True  # never asked (daily cap): nothing to remind of, nobody to tell

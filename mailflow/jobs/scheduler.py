@@ -2,7 +2,7 @@
 
 Every pass of the daemon (each wake-up, at least once a minute, and ``run --once``) calls
 :meth:`Scheduler.run_due` with the pass's clock. Each piece of work is claimed with
-:func:`mailflow.store.repository.claim_reminder` (``INSERT … ON CONFLICT DO NOTHING`` on its key)
+:func:`mailflow.store.repository.claim_once` (``INSERT … ON CONFLICT DO NOTHING`` on its key)
 in the same transaction as its outbox rows and its history entry: the claim and the mails
 commit together or not at all, so a crash repeats nothing and loses nothing, and two
 daemons on one PostgreSQL database never both send it.
@@ -25,9 +25,9 @@ from datetime import date, datetime
 from typing import Any
 
 from mailflow.app.build import Core
+from mailflow.app.context import actions_of, request_context
 from mailflow.app.files import Material, RequestFile, material_of
 from mailflow.app.outbound import Composer
-from mailflow.app.views import actions_of, request_context
 from mailflow.config import Settings
 from mailflow.core.deadlines import (
     Kind,
@@ -51,7 +51,7 @@ from mailflow.jobs.held import HeldOpenings
 from mailflow.jobs.weekly import digest_of, watch_of
 from mailflow.store.repository import (
     Store,
-    claim_reminder,
+    claim_once,
     count_gaps_to_report,
     gaps_to_report,
 )
@@ -195,7 +195,7 @@ class Scheduler:
         ):
             return False  # acted upon since the plan was made
         for index, (key, kind) in enumerate(work.claims):
-            took = claim_reminder(
+            took = claim_once(
                 session,
                 key,
                 kind=kind.value,

@@ -32,22 +32,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
-
 from mailflow import __version__
-from mailflow.core.model import Status
 from mailflow.store.claims import Process, Seen, holders
-from mailflow.store.repository import Store, count_gaps_to_report, recent_gaps
-from mailflow.store.schema import (
-    DaemonStatusRow,
-    InboundRow,
-    OutboxRow,
-    OutboxStatus,
-    ReminderRow,
-    RequestRow,
+from mailflow.store.figures import (
+    daemon_status,
+    failed_mail,
+    last_digest,
+    overdue_requests,
+    pending_mail,
+    released_claims,
 )
+from mailflow.store.ledger import last_handled
+from mailflow.store.repository import Store, count_gaps_to_report, recent_gaps
+from mailflow.store.schema import DaemonStatusRow
+from mailflow.store.session import DatabaseError, Session
 from mailflow.store.threads import HeldOpening, held_openings
 
 log = logging.getLogger("mailflow.ops.health")
@@ -83,7 +81,7 @@ class Heartbeat:
         now = self.clock()
         try:
             with self.store.transaction() as session:
-                row = session.get(DaemonStatusRow, self.name)
+                row = daemon_status(session, self.name)
                 if row is None:
                     row = DaemonStatusRow(
                         name=self.name,
@@ -100,7 +98,7 @@ class Heartbeat:
                 row.heartbeat_at = now
                 for key, value in values.items():
                     setattr(row, key, now if value is _NOW else value)
-        except SQLAlchemyError as exc:
+        except DatabaseError as exc:
             # The store being down is reported by the pass itself; a heartbeat must not
             # turn a passing trouble into a crash.
             log.warning("heartbeat not recorded: %s", exc)
@@ -137,18 +135,10 @@ class Heartbeat:
         request: str | None = None
         try:
             with self.store.transaction() as session:
-                found = session.execute(
-                    select(InboundRow.message_id, RequestRow.code)
-                    .outerjoin(RequestRow, RequestRow.id == InboundRow.request_id)
-                    .where(
-                        InboundRow.mailbox == mailbox,
-                        InboundRow.uidvalidity == uidvalidity,
-                        InboundRow.uid == uid,
-                    )
-                ).first()
+                found = last_handled(session, mailbox, uidvalidity, uid)
                 if found is not None:
                     message_id, request = found
-        except SQLAlchemyError as exc:
+        except DatabaseError as exc:
             log.warning("heartbeat not recorded: %s", exc)
             return
         self._update(
@@ -226,27 +216,15 @@ def check(
     the procedures' clock (``--now``) for the outbox and deadlines."""
     problems: list[str] = []
     with store.transaction() as session:
-        row = session.get(DaemonStatusRow, name)
-        pending = session.execute(
-            select(func.count(OutboxRow.id), func.min(OutboxRow.created_at)).where(
-                OutboxRow.status == OutboxStatus.PENDING
-            )
-        ).one()
-        failed = session.scalar(
-            select(func.count(OutboxRow.id)).where(OutboxRow.status == OutboxStatus.FAILED)
-        )
-        overdue = session.scalar(
-            select(func.count(RequestRow.id)).where(
-                RequestRow.status == Status.EN_CURSO, RequestRow.due_at < now
-            )
-        )
-        digest = session.scalar(
-            select(func.max(ReminderRow.created_at)).where(ReminderRow.kind == "digest")
-        )
+        row = daemon_status(session, name)
+        pending = pending_mail(session)
+        failed = failed_mail(session)
+        overdue = overdue_requests(session, now)
+        digest = last_digest(session)
         gaps = _gaps(session, now)
         held = [_held(h) for h in held_openings(session)]
         seen = holders(session, Process.this())
-        released = session.scalar(select(func.coalesce(func.sum(OutboxRow.releases), 0)))
+        released = released_claims(session)
     daemon: dict[str, Any] | None = None
     if row is None:
         problems.append(f"ningún daemon ha trabajado nunca en {name}")

@@ -17,19 +17,19 @@ from typing import Any
 from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
-from sqlalchemy import func, select
 
-from mailflow.core.model import Status
 from mailflow.store.claims import Process, holders
-from mailflow.store.repository import Store
-from mailflow.store.schema import (
-    DaemonStatusRow,
-    InboundRow,
-    MailboxGapRow,
-    OutboxRow,
-    OutboxStatus,
-    RequestRow,
+from mailflow.store.figures import (
+    daemon_status,
+    mails_by_status,
+    messages_by_outcome,
+    oldest_pending,
+    overdue_requests,
+    released_claims,
+    vanished_mail,
 )
+from mailflow.store.repository import Store
+from mailflow.store.schema import OutboxStatus
 
 log = logging.getLogger("mailflow.ops.metrics")
 
@@ -45,25 +45,13 @@ class StoreCollector(Collector):
         """Yield the metric families (one query each, all cheap aggregates)."""
         now = self.clock()
         with self.store().transaction() as session:
-            by_outcome = session.execute(
-                select(InboundRow.outcome, func.count(InboundRow.id)).group_by(InboundRow.outcome)
-            ).all()
-            by_status = session.execute(
-                select(OutboxRow.status, func.count(OutboxRow.id)).group_by(OutboxRow.status)
-            ).all()
-            oldest = session.scalar(
-                select(func.min(OutboxRow.created_at)).where(
-                    OutboxRow.status == OutboxStatus.PENDING
-                )
-            )
-            overdue = session.scalar(
-                select(func.count(RequestRow.id)).where(
-                    RequestRow.status == Status.EN_CURSO, RequestRow.due_at < now
-                )
-            )
-            daemon = session.get(DaemonStatusRow, self.name)
-            gaps = session.scalar(select(func.count(MailboxGapRow.id)))
-            released = session.scalar(select(func.coalesce(func.sum(OutboxRow.releases), 0)))
+            by_outcome = messages_by_outcome(session)
+            statuses = mails_by_status(session)
+            oldest = oldest_pending(session)
+            overdue = overdue_requests(session, now)
+            daemon = daemon_status(session, self.name)
+            gaps = vanished_mail(session)
+            released = released_claims(session)
             gone_claims = sum(h.claims for h in holders(session, self.here) if h.gone)
         messages = CounterMetricFamily(
             "mailflow_messages", "Inbound messages handled, by outcome", labels=["outcome"]
@@ -71,7 +59,6 @@ class StoreCollector(Collector):
         for outcome, count in by_outcome:
             messages.add_metric([outcome], count)
         yield messages
-        statuses = dict(by_status)
         yield CounterMetricFamily(
             "mailflow_mails_sent",
             "Outgoing mails accepted by the SMTP server",

@@ -29,14 +29,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from mailflow.core.model import Procedure, ProductType
 from mailflow.errors import MailflowError
 from mailflow.reports.poai import environment, short_time
 from mailflow.store.archive import CHUNK, Archive
-from mailflow.store.schema import ArchiveEntryRow, ArchiveKind, HistoryRow, ProductRow, RequestRow
+from mailflow.store.record import archive_entries_of, history_of, products_of, request_named
+from mailflow.store.schema import ArchiveEntryRow, ArchiveKind, HistoryRow, ProductRow
+from mailflow.store.session import Session
 
 _HEADER_BYTES = 64 * 1024
 _SAFE = re.compile(r"[^\w.-]+")
@@ -141,21 +140,13 @@ def export_request(
     now: datetime,
 ) -> int:
     """Write the evidence ZIP of request ``code`` to ``out``; return how many files it holds."""
-    request = session.scalar(select(RequestRow).where(RequestRow.code == code.upper()))
+    request = request_named(session, code.upper())
     if request is None:
         raise EvidenceError(f"no existe la solicitud {code}; vea `mailflow requests list`")
     procedure: Procedure = procedure_of(request.procedure)
-    entries = session.scalars(
-        select(ArchiveEntryRow)
-        .where(ArchiveEntryRow.request_id == request.id)
-        .order_by(ArchiveEntryRow.at, ArchiveEntryRow.id)
-    ).all()
-    history = session.scalars(
-        select(HistoryRow).where(HistoryRow.request_id == request.id).order_by(HistoryRow.id)
-    ).all()
-    products = session.scalars(
-        select(ProductRow).where(ProductRow.request_id == request.id).order_by(ProductRow.id)
-    ).all()
+    entries = archive_entries_of(session, request.id)
+    history = history_of(session, request.id)
+    products = products_of(session, request.id)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.part")
     try:

@@ -15,9 +15,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, aliased
-
 from mailflow.config import Settings
 from mailflow.reports.poai import (
     MONTHS,
@@ -29,7 +26,8 @@ from mailflow.reports.poai import (
     type_label,
 )
 from mailflow.store.archive import Archive
-from mailflow.store.schema import InboundRow, ProductRow, RequestRow
+from mailflow.store.record import products_between
+from mailflow.store.session import Session
 
 CAPTURES = "capturas"
 
@@ -39,19 +37,7 @@ def load_products(session: Session, year: int, zone: ZoneInfo) -> list[ProductFa
     # A day of margin either side; the exact year is decided in local time by reports.py.
     start = datetime(year, 1, 1, tzinfo=zone) - timedelta(days=1)
     end = datetime(year + 1, 1, 1, tzinfo=zone) + timedelta(days=1)
-    published = aliased(InboundRow)
-    designed = aliased(InboundRow)
-    rows = session.execute(
-        select(ProductRow, RequestRow.code, RequestRow.procedure, published.sha256, designed.sha256)
-        .join(RequestRow, RequestRow.id == ProductRow.request_id)
-        .outerjoin(published, published.id == ProductRow.inbound_id)
-        .outerjoin(designed, designed.id == ProductRow.design_inbound_id)
-        .where(
-            ((ProductRow.published_at >= start) & (ProductRow.published_at < end))
-            | ((ProductRow.designed_at >= start) & (ProductRow.designed_at < end))
-        )
-        .order_by(ProductRow.published_at, ProductRow.id)
-    ).all()
+    rows = products_between(session, start, end)
     return [
         ProductFacts(
             id=row.id,

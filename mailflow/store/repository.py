@@ -244,7 +244,7 @@ def next_request_code(session: Session, prefix: str, year: int) -> str:
     return f"{prefix}-{year}-{number:04d}"
 
 
-def claim_reminder(
+def claim_once(
     session: Session,
     key: str,
     *,
@@ -254,10 +254,12 @@ def claim_reminder(
     stage: int | None = None,
     for_date: dt.date | None = None,
 ) -> bool:
-    """Record the time-driven work ``key`` as done; True only for the one caller that claims it.
+    """Claim the work ``key`` that must happen once; True only for the one caller that gets it.
 
-    Claim in the same transaction as the work's effects (the outbox rows): if it rolls
-    back, the claim goes with it and the work is done on the next pass.
+    A reminder, an escalation, a digest, a held opening's step, the scheduler's epoch, an
+    answer within its daily cap: each is claimed by its key (``kind`` says which). Claim
+    in the same transaction as the work's effects (the outbox rows): if it rolls back,
+    the claim goes with it and the work is done on the next pass.
     """
     values = {
         "key": key,
@@ -280,14 +282,6 @@ def ledger_seen(session: Session, mailbox: str, uidvalidity: int, uid: int) -> b
             InboundRow.uid == uid,
         )
         .limit(1)
-    )
-    return found is not None
-
-
-def message_id_seen(session: Session, message_id: str) -> bool:
-    """Tell whether a message with this Message-ID is in the ledger (in any mailbox)."""
-    found = session.scalar(
-        select(InboundRow.id).where(InboundRow.message_id == message_id).limit(1)
     )
     return found is not None
 

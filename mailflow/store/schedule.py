@@ -2,7 +2,7 @@
 
 What :mod:`mailflow.jobs.scheduler` and :mod:`mailflow.jobs.weekly` ask the database, kept
 here so that the jobs read as what they decide. Claims themselves are made with
-:func:`mailflow.store.repository.claim_reminder`.
+:func:`mailflow.store.repository.claim_once`.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from mailflow.core.model import Status
-from mailflow.store.repository import claim_reminder
+from mailflow.store.repository import claim_once
 from mailflow.store.schema import HistoryRow, ProductRow, ReminderRow, RequestRow
 
 
 def claimed_epoch(session: Session, key: str, now: datetime) -> datetime:
     """Return when the claim ``key`` was first made, making it at ``now`` if it never was."""
-    claim_reminder(session, key, kind="epoch", now=now)
+    claim_once(session, key, kind="epoch", now=now)
     first = session.scalar(select(ReminderRow.created_at).where(ReminderRow.key == key))
     return first or now
 

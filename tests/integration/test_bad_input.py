@@ -27,7 +27,7 @@ from testbed.mail import append, build_message, deliver, parse, send_as
 from testbed.outside import HELP, NOTICE, Entry, codes, ledger, plain, sent, subjects
 from testbed.site import INFO_REQUEST, Scenario, Site, about, code_of
 
-from mailflow.app.effects import MAX_ANSWERS_PER_DAY
+from mailflow.app.answers import MAX_ANSWERS_PER_DAY
 from mailflow.mail.parse import MAX_MESSAGE_BYTES
 from mailflow.store.schema import InboundRow, OutboxRow
 

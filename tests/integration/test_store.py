@@ -27,16 +27,16 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from mailflow.core.model import Status
+from mailflow.store.ledger import same_message_id
 from mailflow.store.repository import (
     MailboxPosition,
     Store,
-    claim_reminder,
+    claim_once,
     current_revision,
     get_mailbox_state,
     head_revision,
     ledger_seen,
     make_engine,
-    message_id_seen,
     next_request_code,
     set_mailbox_state,
     upgrade,
@@ -354,9 +354,9 @@ def test_concurrent_transactions_get_distinct_consecutive_codes(store: Store) ->
 def test_a_reminder_is_claimed_once(store: Store) -> None:
     key = "reminder:RRSS-2026-0001:3:2026-12-01"
     with store.transaction() as session:
-        first = claim_reminder(session, key, kind="reminder", now=NOW, stage=3)
+        first = claim_once(session, key, kind="reminder", now=NOW, stage=3)
     with store.transaction() as session:
-        second = claim_reminder(session, key, kind="reminder", now=NOW, stage=3)
+        second = claim_once(session, key, kind="reminder", now=NOW, stage=3)
 
     assert (first, second) == (True, False)
 
@@ -364,7 +364,7 @@ def test_a_reminder_is_claimed_once(store: Store) -> None:
 def test_concurrent_claims_of_one_reminder_succeed_once(store: Store) -> None:
     def claim() -> bool:
         with store.transaction() as session:
-            claimed = claim_reminder(session, "digest:2026-W49", kind="digest", now=NOW)
+            claimed = claim_once(session, "digest:2026-W49", kind="digest", now=NOW)
             time.sleep(0.1)  # keep the claim uncommitted while the other tries
             return claimed
 
@@ -373,19 +373,19 @@ def test_concurrent_claims_of_one_reminder_succeed_once(store: Store) -> None:
 
 def test_a_rolled_back_claim_can_be_claimed_again(store: Store) -> None:
     with pytest.raises(RuntimeError), store.transaction() as session:
-        assert claim_reminder(session, "digest:2026-W49", kind="digest", now=NOW)
+        assert claim_once(session, "digest:2026-W49", kind="digest", now=NOW)
         raise RuntimeError("sending the digest failed")
 
     with store.transaction() as session:
-        assert claim_reminder(session, "digest:2026-W49", kind="digest", now=NOW)
+        assert claim_once(session, "digest:2026-W49", kind="digest", now=NOW)
 
 
 def test_a_refused_claim_leaves_the_transaction_usable(store: Store) -> None:
     with store.transaction() as session:
-        claim_reminder(session, "digest:2026-W49", kind="digest", now=NOW)
+        claim_once(session, "digest:2026-W49", kind="digest", now=NOW)
 
     with store.transaction() as session:
-        assert not claim_reminder(session, "digest:2026-W49", kind="digest", now=NOW)
+        assert not claim_once(session, "digest:2026-W49", kind="digest", now=NOW)
         set_mailbox_state(session, "INBOX", 1, 5)
 
     with store.transaction() as session:
@@ -415,8 +415,9 @@ def test_message_ids_are_found_in_any_mailbox(store: Store) -> None:
         session.add(inbound_row(uid=1, mailbox="Archivo", message_id="<a@example.org>"))
 
     with store.transaction() as session:
-        assert message_id_seen(session, "<a@example.org>")
-        assert not message_id_seen(session, "<b@example.org>")
+        # The service's own check: another ledger row than the one being handled (id 0).
+        assert same_message_id(session, "<a@example.org>", other_than=0) is not None
+        assert same_message_id(session, "<b@example.org>", other_than=0) is None
 
 
 def test_mailbox_state_round_trips_unsigned_32_bit_values(store: Store) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from testbed.mail import parse
 from testbed.site import Scenario, Site
 
-from mailflow.app.effects import MAX_ANSWERS_PER_DAY
+from mailflow.app.answers import MAX_ANSWERS_PER_DAY
 from mailflow.app.service import Incoming
 from mailflow.store.schema import OutboxRow
 

@@ -21,7 +21,7 @@ import pytest
 from testbed.mail import build_message
 from testbed.site import SECRET, Scenario, Site, about
 
-from mailflow.app.effects import MAX_ANSWERS_PER_DAY
+from mailflow.app.answers import MAX_ANSWERS_PER_DAY
 from mailflow.core.routing import confirmation_code, held_inbound_id, route
 from mailflow.core.tokens import find_tokens, make_token, reply_address
 

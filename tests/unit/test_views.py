@@ -7,7 +7,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from mailflow.app.build import directory_of, procedures_of
-from mailflow.app.views import actions_of, plural, request_lines, short_date
+from mailflow.app.context import actions_of
+from mailflow.app.views import plural, request_lines, short_date
 from mailflow.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
