@@ -49,11 +49,10 @@ from mailflow.store.backup import backup
 from mailflow.store.catalog import evidence_gaps, indexed_digests
 from mailflow.store.listing import (
     attachment_rows,
-    history_rows,
     refusal_rows,
-    request_of_code,
     requests_newest_first,
 )
+from mailflow.store.record import history_of, request_named
 from mailflow.store.repository import (
     Store,
     current_revision,
@@ -93,12 +92,12 @@ class Requests:
     def show(self, code: str, now: datetime) -> dict[str, Any] | None:
         """Return the full JSON of one request, or None when the code is unknown."""
         with self.store.transaction() as session:
-            row = request_of_code(session, code.upper())
+            row = request_named(session, code.upper())
             if row is None:
                 return None
             return request_json(
                 row,
-                history=history_rows(session, row.id),
+                history=history_of(session, row.id),
                 refused=refusal_rows(session, row.id),
                 attachments=attachment_rows(session, row.id),
                 directory=self.core.directory,

@@ -49,6 +49,7 @@ from mailflow.core.model import Status
 from mailflow.core.people import NO_REQUEST, holders_of
 from mailflow.jobs.held import HeldOpenings
 from mailflow.jobs.weekly import digest_of, watch_of
+from mailflow.store.record import history_of
 from mailflow.store.repository import (
     Store,
     claim_once,
@@ -59,7 +60,6 @@ from mailflow.store.requeststate import state_of
 from mailflow.store.schedule import (
     claimed_epoch,
     claims_to_plan,
-    history_of,
     open_with_due,
     request_by_id,
     windows_ended,

@@ -175,7 +175,7 @@ class Report:
     last_digest: str | None
     problems: list[str] = field(default_factory=list)
     # Mail that vanished from the mailbox before it was fetched: people's doing, reported
-    # but never unhealthy (see mailflow.daemon.runner, "gaps").
+    # but never unhealthy (see mailflow.daemon.catchup, "gaps").
     gaps: dict[str, Any] = field(default_factory=dict)
     # Openings waiting for their sender's CONFIRMO (never a problem: people's work).
     held: list[dict[str, Any]] = field(default_factory=list)

@@ -16,18 +16,6 @@ def requests_newest_first(session: Session, status: str | None = None) -> list[R
     return list(session.scalars(query))
 
 
-def request_of_code(session: Session, code: str) -> RequestRow | None:
-    """Return the request whose code is ``code`` (exactly), without locking it."""
-    return session.scalar(select(RequestRow).where(RequestRow.code == code))
-
-
-def history_rows(session: Session, request_id: int) -> list[HistoryRow]:
-    """Return a request's history entries, in order."""
-    return list(
-        session.scalars(
-            select(HistoryRow).where(HistoryRow.request_id == request_id).order_by(HistoryRow.id)
-        )
-    )
 
 
 def refusal_rows(session: Session, request_id: int) -> list[RefusalRow]:

@@ -70,14 +70,6 @@ def request_by_id(session: Session, request_id: int) -> RequestRow | None:
     return session.get(RequestRow, request_id)
 
 
-def history_of(session: Session, request_id: int) -> list[HistoryRow]:
-    """Return a request's whole history, in order."""
-    return list(
-        session.scalars(
-            select(HistoryRow).where(HistoryRow.request_id == request_id).order_by(HistoryRow.id)
-        )
-    )
-
 
 # -- what the weekly digest reports -------------------------------------------------------
 
