@@ -34,7 +34,7 @@ from mailflow.mail.render import fecha
 from mailflow.store.archive import Archive
 from mailflow.store.requeststate import state_of
 from mailflow.store.schema import AttachmentRow, HistoryRow, InboundRow, RequestRow
-from mailflow.store.session import Session
+from mailflow.store.unitofwork import Session
 
 # At most this many files named in one notice of files not kept (a mail of 2,000 parts).
 MAX_NAMED = 300

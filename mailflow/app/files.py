@@ -28,7 +28,7 @@ from mailflow.store.archive import Archive
 from mailflow.store.catalog import attachment_entry
 from mailflow.store.material import request_attachments, request_observations
 from mailflow.store.schema import AttachmentRow, InboundRow, RequestRow
-from mailflow.store.session import Session
+from mailflow.store.unitofwork import Session
 
 MB = 1024 * 1024
 

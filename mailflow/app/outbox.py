@@ -31,7 +31,7 @@ from mailflow.store.claims import STOP_SENDING_AFTER, Holder
 from mailflow.store.outgoing import due_unclaimed, outbox_rows
 from mailflow.store.repository import Store
 from mailflow.store.schema import OutboxRow, OutboxStatus
-from mailflow.store.session import Session
+from mailflow.store.unitofwork import Session
 from mailflow.transport.smtp import OnResult, Outgoing, Reply, SendResult, SmtpError
 
 log = logging.getLogger("mailflow.app.outbox")

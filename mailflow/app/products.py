@@ -29,7 +29,7 @@ from mailflow.core.model import Action, Procedure, ProductType
 from mailflow.mail.replytext import extract_new_text, fold
 from mailflow.store.record import history_of
 from mailflow.store.schema import AttachmentRow, HistoryRow, ProductRow, RequestRow
-from mailflow.store.session import Session
+from mailflow.store.unitofwork import Session
 
 DESIGN_ROLE = "equipo_diseno"
 

@@ -61,8 +61,8 @@ from mailflow.store.record import request_locked
 from mailflow.store.repository import Store, ledger_seen, next_request_code
 from mailflow.store.requeststate import state_of, store_state
 from mailflow.store.schema import InboundOutcome, InboundRow, RequestRow
-from mailflow.store.session import Session
 from mailflow.store.threads import HELD, history_entries, request_in_thread
+from mailflow.store.unitofwork import Session
 
 log = logging.getLogger("mailflow.app.service")
 _HEADER_BYTES = 64 * 1024  # enough for any header block the catalog and the bound answer read

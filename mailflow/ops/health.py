@@ -45,8 +45,8 @@ from mailflow.store.figures import (
 from mailflow.store.ledger import last_handled
 from mailflow.store.repository import Store, count_gaps_to_report, recent_gaps
 from mailflow.store.schema import DaemonStatusRow
-from mailflow.store.session import DatabaseError, Session
 from mailflow.store.threads import HeldOpening, held_openings
+from mailflow.store.unitofwork import Session, StoreError
 
 log = logging.getLogger("mailflow.ops.health")
 
@@ -98,7 +98,7 @@ class Heartbeat:
                 row.heartbeat_at = now
                 for key, value in values.items():
                     setattr(row, key, now if value is _NOW else value)
-        except DatabaseError as exc:
+        except StoreError as exc:
             # The store being down is reported by the pass itself; a heartbeat must not
             # turn a passing trouble into a crash.
             log.warning("heartbeat not recorded: %s", exc)
@@ -138,7 +138,7 @@ class Heartbeat:
                 found = last_handled(session, mailbox, uidvalidity, uid)
                 if found is not None:
                     message_id, request = found
-        except DatabaseError as exc:
+        except StoreError as exc:
             log.warning("heartbeat not recorded: %s", exc)
             return
         self._update(

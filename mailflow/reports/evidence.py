@@ -35,7 +35,7 @@ from mailflow.reports.poai import environment, short_time
 from mailflow.store.archive import CHUNK, Archive
 from mailflow.store.record import archive_entries_of, history_of, products_of, request_named
 from mailflow.store.schema import ArchiveEntryRow, ArchiveKind, HistoryRow, ProductRow
-from mailflow.store.session import Session
+from mailflow.store.unitofwork import Session
 
 _HEADER_BYTES = 64 * 1024
 _SAFE = re.compile(r"[^\w.-]+")

@@ -27,7 +27,7 @@ from mailflow.reports.poai import (
 )
 from mailflow.store.archive import Archive
 from mailflow.store.record import products_between
-from mailflow.store.session import Session
+from mailflow.store.unitofwork import Session
 
 CAPTURES = "capturas"
 

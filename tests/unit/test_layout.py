@@ -101,3 +101,44 @@ def test_only_the_store_imports_sqlalchemy() -> None:
 def test_the_package_keeps_few_top_level_modules() -> None:
     top = sorted(path.name for path in ROOT.glob("*.py"))
     assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+
+
+# What each layer may import of mailflow (docs/architecture.md): arrows point inward.
+MAY_IMPORT: dict[str, frozenset[str]] = {
+    "errors": frozenset(),
+    "core": frozenset({"errors"}),
+    "config": frozenset({"core", "errors"}),
+    "mail": frozenset({"core", "errors"}),
+    "store": frozenset({"core", "errors", "mail"}),
+    "transport": frozenset({"config", "errors", "mail"}),
+    "app": frozenset({"config", "core", "errors", "mail", "store", "transport"}),
+    "jobs": frozenset({"app", "config", "core", "errors", "mail", "store"}),
+    "reports": frozenset({"app", "config", "core", "errors", "mail", "store"}),
+    "ops": frozenset({"app", "config", "core", "errors", "jobs", "mail", "store", "transport"}),
+    "daemon": frozenset(
+        {"app", "config", "core", "errors", "jobs", "mail", "ops", "reports", "store", "transport"}
+    ),
+    "cli": frozenset({"app", "config", "core", "daemon", "errors", "ops"}),
+}
+
+
+def layer_of(name: str) -> str:
+    """Return the layer of a module: its package under mailflow, or its own name at the top."""
+    return name.split(".")[1] if name.count(".") else "__init__"
+
+
+def test_each_layer_imports_only_the_layers_below_it() -> None:
+    wrong = sorted(
+        f"{name} → {dep}"
+        for name, deps in import_graph().items()
+        if layer_of(name) in MAY_IMPORT
+        for dep in deps
+        if layer_of(dep) not in {layer_of(name), "__init__"}
+        and layer_of(dep) not in MAY_IMPORT[layer_of(name)]
+    )
+    assert wrong == []
+
+
+def test_every_layer_has_its_rule() -> None:
+    layers = {layer_of(name) for name in modules()} - {"__init__"}
+    assert layers == set(MAY_IMPORT)
