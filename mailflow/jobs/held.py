@@ -18,6 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from mailflow.app.build import Core
+from mailflow.app.context import mail_context
 from mailflow.app.held import confirm_context, read_request_mail
 from mailflow.app.outbound import Composer
 from mailflow.config import Settings
@@ -111,7 +112,7 @@ class HeldOpenings:
                 "confirm_opening" if reminder else "confirm_expired",
                 [mail.from_address],
                 [],
-                context={"request": None, "fyi": False, "actions": [], **context},
+                context=mail_context(**context),
                 code=confirmation_code(prefix, opening.inbound_id) if reminder else None,
                 stage=0,
                 references=[mail.message_id],

@@ -25,7 +25,7 @@ from datetime import date, datetime
 from typing import Any
 
 from mailflow.app.build import Core
-from mailflow.app.context import actions_of, request_context
+from mailflow.app.context import actions_of, mail_context, request_context
 from mailflow.app.files import Material, RequestFile, material_of
 from mailflow.app.outbound import Composer
 from mailflow.config import Settings
@@ -253,18 +253,14 @@ class Scheduler:
         }
         material = self._material(session, request)
         shown, files = material.view(attach=True)  # the assignees still have to act
-        context = {
+        context = mail_context(
+            {**request_context(request, procedure, self.settings.zone), "due": calendar.local(due)},
             **shown,
-            "request": {
-                **request_context(request, procedure, self.settings.zone),
-                "due": calendar.local(due),
-            },
-            "cronograma": self._cronograma(request),
-            "actions": actions_of(procedure, stage),
-            "fyi": False,
-            "reminder": info,
-            "history": [],
-        }
+            cronograma=self._cronograma(request),
+            actions=actions_of(procedure, stage),
+            reminder=info,
+            history=[],
+        )
         if superiors:
             history = self._history(session, request)
             listed = material.view(attach=False)[0]
@@ -305,12 +301,9 @@ class Scheduler:
         procedure = self.core.workflow.procedure(request.procedure)
         # The administrator's last notice carries the published material, to find the post.
         shown, files = self._material(session, request).view(attach=True)
-        context = {
-            **shown,
-            "request": request_context(request, procedure, self.settings.zone),
-            "urls": urls,
-            "fyi": True,
-        }
+        context = mail_context(
+            request_context(request, procedure, self.settings.zone), **shown, urls=urls, fyi=True
+        )
         self._mail(session, request, "window_end", to=admins, context=context, now=now, files=files)
         return (
             f"Terminó el período de publicación (hasta el {request.publish_until}); se pidió "
@@ -324,7 +317,7 @@ class Scheduler:
         if not to:
             log.warning("the digest has no recipients: schedule.digest_to roles are empty")
             return
-        context = {"request": None, "fyi": True, "digest": digest_of(session, self.core, now)}
+        context = mail_context(fyi=True, digest=digest_of(session, self.core, now))
         rows = self.composer.rows(
             "digest", to, (), context=context, code=None, stage=0, references=(), now=now,
             request_id=None,
@@ -345,10 +338,9 @@ class Scheduler:
             return
         zone = self.settings.zone
         imap = self.settings.imap
-        context = {
-            "request": None,
-            "fyi": True,
-            "gaps": {
+        context = mail_context(
+            fyi=True,
+            gaps={
                 "count": len(gaps),
                 "mailbox": imap.username,
                 "folder": imap.folder,
@@ -356,7 +348,7 @@ class Scheduler:
                 "until": now.astimezone(zone),
                 "entries": [{"uid": g.uid, "noticed": g.noticed_at.astimezone(zone)} for g in gaps],
             },
-        }
+        )
         rows = self.composer.rows(
             "mailbox_gaps", to, (), context=context, code=None, stage=0, references=(), now=now,
             request_id=None,
