@@ -82,12 +82,21 @@ class Answers:
         sender = self.applier.mail.from_address
         if not self._once("confirm", sender, code):
             return False
+        self._to_sender_pending("confirm_opening", mail_context(**context), code)
+        return True
+
+    def _to_sender_pending(self, template: str, context: dict[str, Any], pending: str) -> None:
+        """Answer the sender about a request that does not exist yet.
+
+        ``pending`` (a confirmation pseudo-code) signs the reply token, so the sender's
+        answer finds this mail again; it stays out of the subject.
+        """
         rows = self.applier.tools.composer.rows(
-            "confirm_opening",
-            [sender],
+            template,
+            [self.applier.mail.from_address],
             [],
-            context=mail_context(**context),
-            code=code,
+            context=context,
+            code=pending,
             stage=0,
             references=[self.applier.mail.message_id],
             now=self.applier.now,
@@ -95,7 +104,6 @@ class Answers:
             show_code=False,
         )
         self.applier.session.add_all(rows)
-        return True
 
     def help_for_request(self, request: RequestRow, why: str) -> Handled:
         """Tell the sender no action was read, with the keywords the stage accepts."""
@@ -125,19 +133,7 @@ class Answers:
             context = mail_context(
                 problems=problems, form=form, original_subject=self.applier.mail.subject
             )
-            rows = self.applier.tools.composer.rows(
-                "help",
-                [sender],
-                [],
-                context=context,
-                code=pending,
-                stage=0,
-                references=[self.applier.mail.message_id],
-                now=self.applier.now,
-                request_id=None,
-                show_code=False,
-            )
-            self.applier.session.add_all(rows)
+            self._to_sender_pending("help", context, pending)
         return Handled(InboundOutcome.FORMAT_ERROR, detail="; ".join(problems))
 
     def not_allowed_to_start(self, parsed: Intake, reason: str) -> Handled:
