@@ -60,7 +60,7 @@ from mailflow.store.ledger import claim_message, inbound_locked, same_bytes, sam
 from mailflow.store.record import request_locked
 from mailflow.store.repository import Store, ledger_seen, next_request_code
 from mailflow.store.requeststate import state_of, store_state
-from mailflow.store.schema import InboundOutcome, InboundRow, RequestRow
+from mailflow.store.schema import HeldState, InboundOutcome, InboundRow, RequestRow
 from mailflow.store.threads import HELD, history_entries, request_in_thread
 from mailflow.store.unitofwork import Session
 
@@ -488,13 +488,17 @@ class Service:
     def _hold(self, applier: Applier, parsed: Intake, mail: InboundMail, now: datetime) -> Handled:
         """Keep an unproven privileged opening until its sender answers CONFIRMO.
 
-        The held state is the ledger row itself (its detail, no request yet): the archived
-        message is opened as it was when the tokened CONFIRMO arrives.
+        The held state is the ledger row itself (``held``, ``held_until``,
+        ``held_procedure``; no request yet): the archived message is opened as it was when
+        the tokened CONFIRMO arrives.
         """
         code = confirmation_code(self.settings.organization.code_prefix, applier.ledger.id)
         expires = self.core.calendar.due_after(now, self.settings.security.confirm_days)
         context = confirm_context(self.core, parsed, mail, expires)
         asked = Answers(applier).ask_confirmation(code, context)
+        applier.ledger.held = HeldState.WAITING if asked else HeldState.NOT_ASKED
+        applier.ledger.held_until = expires
+        applier.ledger.held_procedure = parsed.procedure
         return Handled(
             InboundOutcome.PROCESSED,
             detail=f"{HELD} until {expires.isoformat()} ({parsed.procedure}"
@@ -524,7 +528,7 @@ class Service:
             )
         session = applier.session
         row = inbound_locked(session, inbound_id)
-        if row is not None and (row.detail or "").startswith(HELD):
+        if row is not None and row.held is not None:
             return self._confirm(applier, row, mail, now)
         if row is not None and row.outcome == InboundOutcome.FORMAT_ERROR:
             return complete(applier, row, now, self.open_request)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -307,18 +306,14 @@ def _gaps(session: Session, now: datetime) -> dict[str, Any]:
     }
 
 
-_HELD_DETAIL = re.compile(r"until (\S+) \((\w+)")
-
-
 def _held(opening: HeldOpening) -> dict[str, Any]:
     """Describe one held opening: who sent what, when, and until when it can be confirmed."""
-    found = _HELD_DETAIL.search(opening.detail)
     return {
         "id": opening.inbound_id,
         "sender": opening.sender,
-        "procedure": found[2] if found else None,
+        "procedure": opening.procedure,
         "received_at": _iso(opening.received_at),
-        "expires": found[1] if found else None,
+        "expires": _iso(opening.until),
         "asked": opening.asked,
     }
 

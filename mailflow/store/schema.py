@@ -74,6 +74,14 @@ class InboundOutcome(enum.StrEnum):
     QUARANTINED = "quarantined"
 
 
+class HeldState(enum.StrEnum):
+    """Name where an opening held for its sender's CONFIRMO stands (the ledger row's ``held``)."""
+
+    WAITING = "waiting"  # the confirmation mail went out; CONFIRMO may come
+    NOT_ASKED = "not_asked"  # the daily cap kept the confirmation mail back
+    EXPIRED = "expired"  # confirm_days passed: a late CONFIRMO is told so
+
+
 class ArchiveKind(enum.StrEnum):
     """Name what an archived file is: a whole message, or one attachment of it."""
 
@@ -239,6 +247,11 @@ class InboundRow(Base):
     # A reply that completes an incomplete request: the first mail of that request (whose
     # help mail it answers). The request opens from all of them together.
     completes_id: Mapped[int | None] = mapped_column(ForeignKey("inbound.id"), index=True)
+    # An opening held for its sender's CONFIRMO (HeldState; None for every other mail), until
+    # when it can be confirmed and the procedure it asks for. Confirmed: request_id is set.
+    held: Mapped[str | None] = mapped_column(String(16), index=True)
+    held_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    held_procedure: Mapped[str | None] = mapped_column(String(64))
 
 
 class OutboxRow(Base):

@@ -20,6 +20,7 @@ from mailflow.store.schema import (
     ArchiveKind,
     AttachmentRow,
     Direction,
+    HeldState,
     HistoryRow,
     InboundOutcome,
     InboundRow,
@@ -27,7 +28,8 @@ from mailflow.store.schema import (
 )
 
 # The ledger detail of an opening held until its sender answers CONFIRMO (see
-# mailflow.app.service): its request_id is set when it is confirmed, so it opens once.
+# mailflow.app.service), for people reading the ledger; the state is InboundRow.held, and
+# request_id is set when it is confirmed, so it opens once.
 HELD = "held for CONFIRMO"
 # Put before the detail when the confirmation expired: still held (a late CONFIRMO is told
 # it expired), no longer waiting (neither reminded nor listed).
@@ -113,12 +115,14 @@ class HeldOpening:
     sha256: str
     sender: str
     received_at: datetime
-    detail: str
+    state: HeldState
+    until: datetime | None
+    procedure: str | None
 
     @property
     def asked(self) -> bool:
         """Tell whether the confirmation mail went out (the daily cap may have stopped it)."""
-        return "not asked" not in self.detail
+        return self.state is not HeldState.NOT_ASKED
 
 
 def held_openings(session: Session) -> list[HeldOpening]:
@@ -129,7 +133,9 @@ def held_openings(session: Session) -> list[HeldOpening]:
             InboundRow.sha256,
             ArchiveEntryRow.person,
             InboundRow.received_at,
-            InboundRow.detail,
+            InboundRow.held,
+            InboundRow.held_until,
+            InboundRow.held_procedure,
         )
         .join(
             ArchiveEntryRow,
@@ -140,22 +146,21 @@ def held_openings(session: Session) -> list[HeldOpening]:
         .where(
             InboundRow.outcome == InboundOutcome.PROCESSED,
             InboundRow.request_id.is_(None),
-            InboundRow.detail.like(f"{HELD}%"),
-            InboundRow.detail.not_like(f"{EXPIRED}%"),
+            InboundRow.held.in_((HeldState.WAITING, HeldState.NOT_ASKED)),
         )
         .order_by(InboundRow.id)
     ).all()
     return [
-        HeldOpening(i, sha, person or "", at, detail or "")
-        for i, sha, person, at, detail in rows
+        HeldOpening(i, sha, person or "", at, HeldState(state or HeldState.WAITING), until, procedure)
+        for i, sha, person, at, state, until, procedure in rows
     ]
 
 
 def mark_expired(session: Session, inbound_id: int) -> bool:
     """Mark a held opening expired; False when it was confirmed (or expired) meanwhile."""
     row = session.get(InboundRow, inbound_id, with_for_update=True)
-    detail = row.detail or "" if row is not None else ""
-    if row is None or row.request_id is not None or detail.startswith(EXPIRED):
+    if row is None or row.request_id is not None or row.held == HeldState.EXPIRED:
         return False
-    row.detail = f"{EXPIRED} {detail}"[:2000]
+    row.held = HeldState.EXPIRED
+    row.detail = f"{EXPIRED} {row.detail or ''}"[:2000]  # for whoever reads the ledger
     return True

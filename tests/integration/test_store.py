@@ -431,3 +431,50 @@ def test_mailbox_state_round_trips_unsigned_32_bit_values(store: Store) -> None:
     with store.transaction() as session:
         assert get_mailbox_state(session, "INBOX") == MailboxPosition(top, top)
         assert session.execute(text("SELECT count(*) FROM mailbox_state")).scalar_one() == 1
+
+
+def test_upgrading_gives_held_openings_their_columns(db_url: str) -> None:
+    from mailflow.store.repository import make_engine, upgrade
+    from mailflow.store.schema import HeldState
+    from mailflow.store.threads import held_openings
+
+    upgrade(db_url, "0007")
+    engine = make_engine(db_url)
+    at = "2026-11-02 13:00:00+00:00"
+    until = "2026-11-05T16:30:00-04:00"
+    details = {
+        1: f"held for CONFIRMO until {until} (directa)",
+        2: f"held for CONFIRMO until {until} (eliminacion, daily cap reached: not asked)",
+        3: f"held for CONFIRMO, expired: held for CONFIRMO until {until} (directa)",
+        4: "opened RRSS-2026-0001",
+    }
+    try:
+        with engine.begin() as db:
+            for id_, detail in details.items():
+                db.execute(
+                    text(
+                        "INSERT INTO inbound (id, mailbox, uidvalidity, uid, sha256, "
+                        "received_at, processed_at, outcome, detail) VALUES "
+                        "(:id, 'INBOX', 1, :id, :sha, :at, :at, 'processed', :detail)"
+                    ),
+                    {"id": id_, "sha": str(id_) * 64, "at": at, "detail": detail},
+                )
+                db.execute(
+                    text(
+                        "INSERT INTO archive_entries (sha256, kind, direction, person, at, "
+                        "size, inbound_id) VALUES (:sha, 'eml', 'in', 'a@x.bo', :at, 1, :id)"
+                    ),
+                    {"id": id_, "sha": str(id_) * 64, "at": at},
+                )
+        upgrade(db_url)
+        with Session(engine) as session:
+            held = held_openings(session)
+            states = {i: h for i, h in session.execute(select(InboundRow.id, InboundRow.held))}
+    finally:
+        engine.dispose()
+    assert states == {1: "waiting", 2: "not_asked", 3: "expired", 4: None}
+    assert [(h.inbound_id, h.state, h.procedure, h.asked) for h in held] == [
+        (1, HeldState.WAITING, "directa", True),
+        (2, HeldState.NOT_ASKED, "eliminacion", False),
+    ]
+    assert held[0].until == dt.datetime(2026, 11, 5, 20, 30, tzinfo=dt.UTC)

@@ -57,4 +57,4 @@ def test_timestamps_read_back_naive_are_taken_as_utc() -> None:
 
 
 def test_the_shipped_migrations_have_one_head() -> None:
-    assert head_revision() == "0007"
+    assert head_revision() == "0008"
