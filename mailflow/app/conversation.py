@@ -46,10 +46,11 @@ from mailflow.errors import MailflowError
 from mailflow.mail.parse import InboundMail
 from mailflow.mail.replytext import ActionReading, Unclear, extract_new_text
 from mailflow.mail.thanks import is_thanks
+from mailflow.store.record import request_locked
 from mailflow.store.repository import Store
 from mailflow.store.requeststate import state_of, store_state
 from mailflow.store.schema import HistoryRow, InboundOutcome, InboundRow, RefusalRow, RequestRow
-from mailflow.store.threads import latest_note, publication_urls, request_by_code
+from mailflow.store.threads import latest_note, publication_urls
 
 # A note is kept whole up to this many characters (the archived mail keeps everything).
 NOTE_CHARS = 20_000
@@ -367,7 +368,7 @@ def cancel_by_operator(store: Store, tools: Tools, code: str, reason: str, now: 
     in Spanish, when there is nothing to withdraw.
     """
     with store.transaction() as session, tools.archive.batch():
-        request = request_by_code(session, code)
+        request = request_locked(session, code.strip().upper())
         if request is None:
             raise MailflowError(f"no existe la solicitud {code}; vea `mailflow requests list`")
         status = Status(request.status)

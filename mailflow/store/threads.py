@@ -58,12 +58,6 @@ def latest_note(session: Session, request_id: int, actor: str) -> HistoryRow | N
     )
 
 
-def request_by_code(session: Session, code: str) -> RequestRow | None:
-    """Return (locked) the request of ``code``, in any case."""
-    return session.scalar(
-        select(RequestRow).where(RequestRow.code == code.strip().upper()).with_for_update()
-    )
-
 
 def publication_urls(session: Session, request_id: int) -> list[str]:
     """Return the links a request was published at (its PUBLICADO's)."""
